@@ -1,0 +1,1 @@
+//! agora-client (work in progress).

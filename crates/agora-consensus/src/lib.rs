@@ -1,0 +1,1 @@
+//! agora-consensus (work in progress).

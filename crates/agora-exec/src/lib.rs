@@ -1,0 +1,1 @@
+//! agora-exec (work in progress).

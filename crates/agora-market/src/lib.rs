@@ -1,0 +1,1 @@
+//! agora-market (work in progress).

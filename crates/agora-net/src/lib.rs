@@ -1,0 +1,1 @@
+//! agora-net (work in progress).

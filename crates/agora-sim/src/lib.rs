@@ -1,0 +1,1 @@
+//! agora-sim (work in progress).

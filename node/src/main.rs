@@ -1,0 +1,2 @@
+//! The `agora` binary (work in progress).
+fn main() {}
