@@ -9,5 +9,5 @@ pub mod fixed;
 mod ids;
 
 pub use amount::{Amount, AmountError};
-pub use fixed::Fixed;
+pub use fixed::{Fixed, FixedError};
 pub use ids::{Address, Hash, Height, IdError, JobId, Round, Timestamp};
