@@ -255,7 +255,7 @@ fn exp_q62_small(r: i128) -> i128 {
     let mut sum = ONE62;
     let mut term = ONE62;
     for i in 1..=EXP_TERMS {
-        term = (term * r >> 62) / i;
+        term = ((term * r) >> 62) / i;
         if term == 0 {
             break;
         }
@@ -271,13 +271,13 @@ fn ln_q62(raw: i64) -> i128 {
     let m = (raw as i128) << (62 - msb); // Q62, in [1, 2)
                                          // ln m = 2·atanh(z), z = (m − 1)/(m + 1) ∈ [0, 1/3)
     let z = ((m - ONE62) << 62) / (m + ONE62);
-    let z2 = z * z >> 62;
+    let z2 = (z * z) >> 62;
     let mut pow = z;
     let mut sum = 0i128;
     let mut k = 1i128;
     while k < 2 * LN_TERMS {
         sum += pow / k;
-        pow = pow * z2 >> 62;
+        pow = (pow * z2) >> 62;
         if pow == 0 {
             break;
         }
