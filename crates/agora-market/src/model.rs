@@ -1,0 +1,390 @@
+//! Replicated state records, events, receipts and the scoring / load-curve formulas.
+
+use std::collections::BTreeMap;
+
+use agora_types::{Address, Amount, Fixed, Hash, Height, JobId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::params::Params;
+use crate::tx::{DeclineReason, JobSpec, Outcome};
+
+/// Why a transaction was refused. Recorded in the receipt; never a panic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "code", content = "detail")]
+pub enum Rejection {
+    #[error("transaction of {size} bytes exceeds the limit of {limit}")]
+    Oversized { size: u64, limit: u64 },
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    #[error("bad signature")]
+    BadSignature,
+    #[error("bad nonce: expected {expected}, got {got}")]
+    BadNonce { expected: u64, got: u64 },
+    #[error("insufficient funds: need {need}, have {have}")]
+    InsufficientFunds { need: Amount, have: Amount },
+    #[error("unknown job {0}")]
+    UnknownJob(JobId),
+    #[error("job is {0}")]
+    WrongJobState(JobState),
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    #[error("not eligible: {0}")]
+    NotEligible(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("limit reached: {0}")]
+    Limit(String),
+    #[error("arithmetic overflow")]
+    Overflow,
+}
+
+impl From<agora_types::AmountError> for Rejection {
+    fn from(_: agora_types::AmountError) -> Self {
+        Rejection::Overflow
+    }
+}
+
+/// A job's lifecycle state (design §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Submitted,
+    Auction,
+    Awarded,
+    Executing,
+    Verifying,
+    Settled,
+    Refunded,
+    Failed,
+}
+
+impl JobState {
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Settled | JobState::Refunded | JobState::Failed)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        let s = s.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        f.write_str(s)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub balance: Amount,
+    pub nonce: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    pub stake: Amount,
+    pub jailed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coprocessor {
+    /// Total collateral, including the locked part.
+    pub stake: Amount,
+    /// Collateral locked by awarded, unsettled slots.
+    pub locked: Amount,
+    /// Collateral on its way back to the balance.
+    pub unbonding: Amount,
+    pub capacity: u32,
+    /// Awarded, unsettled slots.
+    pub load: u32,
+    /// GAS logit; reputation is σ(f).
+    pub logit: Fixed,
+    pub active: bool,
+    pub completed: u64,
+    pub failed: u64,
+    pub earned: Amount,
+    pub slashed: Amount,
+}
+
+impl Coprocessor {
+    pub fn free_collateral(&self) -> Amount {
+        self.stake.checked_sub(self.locked).unwrap_or_default()
+    }
+
+    pub fn reputation(&self) -> Fixed {
+        self.logit.sigmoid()
+    }
+
+    pub fn reputation_bps(&self) -> u32 {
+        fixed_to_bps(self.reputation())
+    }
+}
+
+pub(crate) fn fixed_to_bps(f: Fixed) -> u32 {
+    f.clamp(Fixed::ZERO, Fixed::ONE).mul_u128_floor(10_000) as u32
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotStatus {
+    /// Awarded, executing, no result yet.
+    Executing,
+    /// Result committed, awaiting verification.
+    Committed,
+    /// Missed the deadline (slashed, slot re-auctioned).
+    TimedOut,
+    /// Paid at settlement.
+    Paid,
+    /// Slashed for a wrong result.
+    Slashed,
+    /// Collateral released without payment (refund, no majority).
+    Released,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    pub result_hash: Hash,
+    pub fuel_used: u64,
+    pub outcome: Outcome,
+    pub output_size: u64,
+    pub height: Height,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub price: Amount,
+    pub collateral: Amount,
+    pub round: u32,
+    /// Deadline in market time (block time minus frozen time).
+    pub deadline: u64,
+    pub status: SlotStatus,
+    pub result: Option<ResultRecord>,
+}
+
+impl Assignment {
+    pub fn is_live(&self) -> bool {
+        matches!(self.status, SlotStatus::Executing | SlotStatus::Committed)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuctionRound {
+    pub round: u32,
+    /// Market time the round opened.
+    pub opened_at: u64,
+    /// Slots this round must fill.
+    pub slots: u32,
+    /// Dutch acceptances: lowest price each bidder takes.
+    pub dutch: BTreeMap<Address, Amount>,
+    /// Sealed commitments.
+    pub commits: BTreeMap<Address, Hash>,
+    /// Sealed reveals.
+    pub reveals: BTreeMap<Address, Amount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    pub auditor: Address,
+    pub attested: Option<Hash>,
+    /// Tie-breaker selected after a mismatch.
+    pub tiebreaker: Option<Address>,
+    pub tiebreaker_attested: Option<Hash>,
+    /// Market time by which the pending attestation must land.
+    pub deadline: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclineRecord {
+    pub coprocessor: Address,
+    pub reason: DeclineReason,
+    pub detail: String,
+    pub height: Height,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub client: Address,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub submitted_height: Height,
+    pub submitted_at: Timestamp,
+    /// Client money still held for this job.
+    pub escrow: Amount,
+    /// Sealed-bid bonds held, by bidder.
+    pub bonds: BTreeMap<Address, Amount>,
+    pub auction: AuctionRound,
+    pub assignments: BTreeMap<Address, Assignment>,
+    pub reauctions: u32,
+    pub audit: Option<Audit>,
+    pub result_hash: Option<Hash>,
+    pub outcome: Option<Outcome>,
+    pub failure: Option<String>,
+    pub declines: Vec<DeclineRecord>,
+    pub events: Vec<EventRecord>,
+}
+
+impl Job {
+    pub fn live_slots(&self) -> u32 {
+        self.assignments.values().filter(|a| a.is_live()).count() as u32
+    }
+
+    pub fn held(&self) -> Result<Amount, Rejection> {
+        Ok(self.escrow.checked_add(Amount::checked_sum(self.bonds.values().copied())?)?)
+    }
+}
+
+/// Something that happened in the market, visible in the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum MarketEvent {
+    JobSubmitted { job: JobId, client: Address, escrow: Amount },
+    AuctionOpened { job: JobId, round: u32, slots: u32 },
+    BidAccepted { job: JobId, coprocessor: Address, kind: String },
+    Awarded { job: JobId, coprocessor: Address, price: Amount, deadline: u64 },
+    AuctionUnfilled { job: JobId, round: u32, missing: u32 },
+    BondForfeited { job: JobId, coprocessor: Address, amount: Amount },
+    ResultCommitted { job: JobId, coprocessor: Address, result_hash: Hash },
+    TimedOut { job: JobId, coprocessor: Address, slashed: Amount },
+    AuditSelected { job: JobId, auditor: Address },
+    AuditMismatch { job: JobId, auditor: Address, tiebreaker: Option<Address> },
+    Slashed { coprocessor: Address, amount: Amount, to_client: Amount, burned: Amount, reason: String },
+    OperatorSlashed { operator: Address, amount: Amount, reason: String },
+    Paid { job: JobId, coprocessor: Address, amount: Amount, fee: Amount },
+    Settled { job: JobId, result_hash: Hash, refund: Amount },
+    Refunded { job: JobId, amount: Amount, reason: String },
+    Failed { job: JobId, reason: String, refund: Amount },
+    Cancelled { job: JobId },
+    Declined { job: JobId, coprocessor: Address, reason: DeclineReason },
+    ReputationUpdated { coprocessor: Address, outcome: bool, reputation_bps: u32 },
+    CoprocessorStaked { coprocessor: Address, stake: Amount, capacity: u32 },
+    CoprocessorDeactivated { coprocessor: Address, stake: Amount },
+    CoprocessorActivated { coprocessor: Address, stake: Amount },
+    UnbondingStarted { coprocessor: Address, amount: Amount, release_at: Timestamp },
+    UnbondingReleased { coprocessor: Address, amount: Amount },
+    StallDetected { gap_ms: u64, commit_power_bps: u32 },
+    StallRecovered { frozen_ms: u64 },
+    LivenessReported { operator: Address, coprocessor: Address, alive: bool },
+    InternalError { detail: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub height: Height,
+    pub time: Timestamp,
+    #[serde(flatten)]
+    pub event: MarketEvent,
+}
+
+/// Chain health as the market sees it (design §9).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub stalled: bool,
+    pub healthy_run: u32,
+    /// Total market-clock time frozen so far.
+    pub frozen_ms: u64,
+    pub stalls: u64,
+}
+
+/// What the node tells the market about the block being applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockContext {
+    pub height: Height,
+    /// The proposer's (consensus-bounded) timestamp.
+    pub time: Timestamp,
+    pub proposer: Address,
+    /// Share of voting power that signed the previous block's commit, basis points.
+    pub commit_power_bps: u32,
+    /// Deterministic randomness every replica agrees on, e.g. the hash of the previous
+    /// block's commit certificate. Drives audit selection.
+    pub seed: Hash,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum TxStatus {
+    Applied,
+    Rejected { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxReceipt {
+    pub index: u32,
+    /// Envelope hash (the job id for a submission); `None` if the bytes did not decode.
+    pub tx_hash: Option<Hash>,
+    pub signer: Option<Address>,
+    pub kind: Option<String>,
+    #[serde(flatten)]
+    pub status: TxStatus,
+}
+
+impl TxReceipt {
+    pub fn applied(&self) -> bool {
+        self.status == TxStatus::Applied
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockResult {
+    pub height: Height,
+    pub receipts: Vec<TxReceipt>,
+    pub events: Vec<EventRecord>,
+    pub app_hash: Hash,
+}
+
+// ---------------------------------------------------------------------------------------------
+// formulas
+
+/// The bidding agent's reserve price: `r(L) = base_cost · (1 + κ · (L/C)^γ)` (design §7).
+/// A busy coprocessor asks more, an idle one less. `capacity == 0` is treated as full.
+pub fn reserve_price(base_cost: Amount, load: u32, capacity: u32, params: &Params) -> Amount {
+    let u = load_ratio(load, capacity);
+    let curve = u.pow(params.load_gamma).unwrap_or(Fixed::ONE);
+    let factor = Fixed::ONE.saturating_add(params.load_kappa.saturating_mul(curve));
+    Amount(factor.mul_u128_floor(base_cost.0))
+}
+
+fn load_ratio(load: u32, capacity: u32) -> Fixed {
+    if capacity == 0 {
+        return Fixed::ONE;
+    }
+    Fixed::from_ratio(load as i64, capacity as i64).unwrap_or(Fixed::ONE)
+}
+
+/// Expected benefit of awarding a slot to a coprocessor (design §5, §7):
+/// `U = p·V − (1 − p)·S − b − w·(L/C)^γ·V`, in base units (may be negative).
+pub fn score(
+    reputation: Fixed,
+    value: Amount,
+    exposure: Amount,
+    price: Amount,
+    load: u32,
+    capacity: u32,
+    params: &Params,
+) -> i128 {
+    let p = reputation.clamp(Fixed::ZERO, Fixed::ONE);
+    let v = value.0.min(u64::MAX as u128);
+    let s = exposure.0.min(u64::MAX as u128);
+    let pv = p.mul_u128_floor(v) as i128;
+    let qs = Fixed::ONE.saturating_sub(p).mul_u128_floor(s) as i128;
+    let curve = load_ratio(load, capacity).pow(params.load_gamma).unwrap_or(Fixed::ONE);
+    let pen = params.load_penalty_weight.saturating_mul(curve).mul_u128_floor(v) as i128;
+    pv - qs - price.0.min(u64::MAX as u128) as i128 - pen
+}
+
+/// One GAS step: `f ← clamp(ω + β·f + α·(y − σ(f)))` (design §6).
+pub fn gas_update(f: Fixed, success: bool, params: &Params) -> Fixed {
+    let y = if success { Fixed::ONE } else { Fixed::ZERO };
+    let innovation = y.saturating_sub(f.sigmoid());
+    params
+        .gas_omega
+        .saturating_add(params.gas_beta.saturating_mul(f))
+        .saturating_add(params.gas_alpha.saturating_mul(innovation))
+        .clamp(params.gas_f_min, params.gas_f_max)
+}
+
+/// Tie-break key: `blake3(job id ‖ coprocessor id)`, never the order in a block.
+pub fn tie_break(job: &JobId, coprocessor: &Address) -> Hash {
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(job.as_bytes());
+    buf[32..].copy_from_slice(coprocessor.as_bytes());
+    Hash::of(&buf)
+}
