@@ -1,2 +1,87 @@
-//! The `agora` binary (work in progress).
-fn main() {}
+//! The `agora` binary: the command-line interface of design §12, config loading, tracing setup,
+//! the tokio runtime, and the wiring of the node daemon.
+//!
+//! Libraries hold the logic; this crate only parses input, assembles components and reports.
+//! Errors are `anyhow` chains with context naming the path or key involved; `main` prints the
+//! chain on one line (`error: a: b`) and maps it to an exit code, so a user mistake never shows
+//! a panic or a backtrace.
+
+mod api;
+mod cli;
+mod commands;
+mod config;
+mod daemon;
+mod home;
+mod logging;
+mod metrics;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::cli::{Cli, Command, KeyCommand, NodeArgs};
+use crate::commands::NotYetAvailable;
+use crate::config::{ApiOverrides, Config, LogOverrides, NetworkOverrides, Overrides};
+use crate::home::Home;
+
+/// Exit code for a runtime failure (bad input, unreachable node, I/O error).
+const EXIT_FAILURE: u8 = 1;
+/// Exit code for a command this build does not provide yet (clap uses 2 for usage errors).
+const EXIT_UNAVAILABLE: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<NotYetAvailable>().is_some() {
+                ExitCode::from(EXIT_UNAVAILABLE)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Node(args) => run_node(args),
+        Command::Init(args) => {
+            logging::init_cli();
+            commands::init(&args)
+        }
+        Command::Key(KeyCommand::Show { home, json }) => {
+            logging::init_cli();
+            commands::key_show(&home.home, json)
+        }
+        Command::Status(args) => {
+            logging::init_cli();
+            commands::status(&args.api, args.json)
+        }
+        other => Err(NotYetAvailable(other.name()).into()),
+    }
+}
+
+fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let home = Home::new(&args.home.home);
+    home.check_exists()?;
+    let overrides = Overrides {
+        network: args.listen.map(|l| NetworkOverrides { listen: Some(l) }),
+        api: args.api.map(|a| ApiOverrides { listen: Some(a) }),
+        log: (args.log_filter.is_some() || args.log_format.is_some()).then_some(LogOverrides {
+            filter: args.log_filter,
+            format: args.log_format,
+        }),
+    };
+    let config = Config::load(&home.config_file(), &overrides, &args.bootstrap)?;
+    let key = home.load_key(&config)?;
+    logging::init_node(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("agora-node")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(daemon::run(home, config, key))
+}

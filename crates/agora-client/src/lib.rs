@@ -1,1 +1,282 @@
-//! agora-client (work in progress).
+//! A small blocking client for the `agora` node's loopback HTTP API, used by the CLI and by tests.
+//!
+//! It is shaped around two ideas. First, the JSON documents the API serves are defined here
+//! ([`api`]) and nowhere else: the node serialises these very types and the CLI deserialises
+//! them, so the two sides cannot drift. Second, finding the node is a rule of the user-facing
+//! contract (`--api`, then `AGORA_API`, then a local testnet's `testnet.json`), so it lives in
+//! one function, [`resolve_api`], that every command calls. The client is blocking (`ureq`)
+//! because the CLI issues one request at a time and has no runtime of its own.
+
+pub mod api;
+mod testnet;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+pub use testnet::{TestnetFile, TestnetNode, DEFAULT_TESTNET_DIR, TESTNET_FILE};
+
+/// The environment variable naming the API URL when `--api` is not given.
+pub const API_ENV: &str = "AGORA_API";
+
+/// Largest response body the client reads, in bytes. Bounds memory against a broken server.
+pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Client failures. Each names the URL or file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid API URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot reach the node at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("node at {url} answered {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("unexpected response from {url}: {reason}")]
+    Decode { url: String, reason: String },
+    #[error("no node API given: pass --api URL, set {API_ENV}, or start a testnet in {dir}")]
+    NoApi { dir: PathBuf },
+    #[error("cannot read testnet file {path}: {reason}")]
+    Testnet { path: PathBuf, reason: String },
+}
+
+/// Where an API URL came from (for messages like "using the testnet at ...").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiSource {
+    Flag,
+    Env,
+    Testnet(PathBuf),
+}
+
+/// Find the node's API URL: `flag`, then `env` (the value of [`API_ENV`]), then the first node
+/// of the testnet described by `testnet_dir/testnet.json`. Empty strings count as absent.
+pub fn resolve_api(
+    flag: Option<&str>,
+    env: Option<&str>,
+    testnet_dir: &std::path::Path,
+) -> Result<(String, ApiSource), ClientError> {
+    if let Some(url) = flag.filter(|s| !s.trim().is_empty()) {
+        return Ok((normalize_url(url)?, ApiSource::Flag));
+    }
+    if let Some(url) = env.filter(|s| !s.trim().is_empty()) {
+        return Ok((normalize_url(url)?, ApiSource::Env));
+    }
+    let path = testnet_dir.join(TESTNET_FILE);
+    if !path.exists() {
+        return Err(ClientError::NoApi {
+            dir: testnet_dir.to_owned(),
+        });
+    }
+    let file = TestnetFile::read(&path)?;
+    let node = file.nodes.first().ok_or_else(|| ClientError::Testnet {
+        path: path.clone(),
+        reason: "it lists no nodes".into(),
+    })?;
+    Ok((normalize_url(&node.api)?, ApiSource::Testnet(path)))
+}
+
+/// Check an API URL and strip trailing slashes. Only `http://` is accepted: the API is served
+/// on loopback without TLS.
+pub fn normalize_url(url: &str) -> Result<String, ClientError> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let invalid = |reason: &str| ClientError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.into(),
+    };
+    let rest = trimmed
+        .strip_prefix("http://")
+        .ok_or_else(|| invalid("expected an http:// URL such as http://127.0.0.1:7300"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(invalid("missing host"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A connection to one node's API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for the API at `url` (e.g. `http://127.0.0.1:7300`), with a 10 s timeout.
+    pub fn new(url: &str) -> Result<Client, ClientError> {
+        Client::with_timeout(url, Duration::from_secs(10))
+    }
+
+    pub fn with_timeout(url: &str, timeout: Duration) -> Result<Client, ClientError> {
+        let base = normalize_url(url)?;
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Ok(Client { base, agent })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /v1/status`.
+    pub fn status(&self) -> Result<api::Status, ClientError> {
+        self.get_json("/v1/status")
+    }
+
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        self.get_text("/metrics")
+    }
+
+    /// `GET path` decoded as JSON of type `T`.
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let body = self.get_text(path)?;
+        serde_json::from_str(&body).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// `GET path` as text (bounded by [`MAX_RESPONSE_BYTES`]).
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_string()
+            .map_err(|e| ClientError::Decode {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        if !(200..300).contains(&status) {
+            return Err(ClientError::Status {
+                url,
+                status,
+                body: error_message(&body),
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// The API's error body is `{"error": "..."}`; fall back to the raw text (truncated).
+fn error_message(body: &str) -> String {
+    if let Ok(e) = serde_json::from_str::<api::ErrorBody>(body) {
+        return e.error;
+    }
+    let mut s: String = body.chars().take(200).collect();
+    if s.len() < body.len() {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_must_be_http_with_a_host() {
+        assert_eq!(
+            normalize_url("http://127.0.0.1:7300/").unwrap(),
+            "http://127.0.0.1:7300"
+        );
+        assert!(matches!(
+            normalize_url("127.0.0.1:7300"),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            normalize_url("https://x"),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            normalize_url("http://"),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn resolution_order_is_flag_env_testnet() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = resolve_api(None, None, dir.path()).unwrap_err();
+        assert!(matches!(none, ClientError::NoApi { .. }), "{none}");
+        assert!(none.to_string().contains("AGORA_API"));
+
+        let file = TestnetFile {
+            nodes: vec![TestnetNode {
+                name: "op0".into(),
+                role: "operator".into(),
+                peer_id: "12D3KooWtest".into(),
+                address: "00".repeat(32),
+                listen: "/ip4/127.0.0.1/tcp/7000".into(),
+                api: "http://127.0.0.1:7001".into(),
+                pid: Some(42),
+            }],
+            client_key: dir.path().join("client.key"),
+        };
+        file.write(&dir.path().join(TESTNET_FILE)).unwrap();
+
+        let (url, src) = resolve_api(None, None, dir.path()).unwrap();
+        assert_eq!(url, "http://127.0.0.1:7001");
+        assert!(matches!(src, ApiSource::Testnet(_)));
+        let (url, src) = resolve_api(None, Some("http://127.0.0.1:9"), dir.path()).unwrap();
+        assert_eq!((url.as_str(), src), ("http://127.0.0.1:9", ApiSource::Env));
+        let (url, src) = resolve_api(
+            Some("http://127.0.0.1:8"),
+            Some("http://127.0.0.1:9"),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!((url.as_str(), src), ("http://127.0.0.1:8", ApiSource::Flag));
+        // Empty values are ignored rather than treated as a URL.
+        let (_, src) = resolve_api(Some(""), Some(" "), dir.path()).unwrap();
+        assert!(matches!(src, ApiSource::Testnet(_)));
+    }
+
+    #[test]
+    fn corrupt_testnet_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(TESTNET_FILE), "{not json").unwrap();
+        let err = resolve_api(None, None, dir.path()).unwrap_err();
+        assert!(err.to_string().contains(TESTNET_FILE), "{err}");
+    }
+
+    #[test]
+    fn unreachable_node_is_a_clear_error() {
+        // Bind then drop to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client =
+            Client::with_timeout(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
+                .unwrap();
+        let err = client.status().unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains(&port.to_string()));
+    }
+
+    #[test]
+    fn error_bodies_are_summarised() {
+        assert_eq!(error_message(r#"{"error":"no such job"}"#), "no such job");
+        let long = "x".repeat(500);
+        assert_eq!(error_message(&long).chars().count(), 201);
+    }
+}

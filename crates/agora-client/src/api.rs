@@ -1,0 +1,39 @@
+//! The JSON documents of the node API, shared by the server (`agora node`) and this client.
+//!
+//! Field names are part of the user-facing contract (design §12): rename nothing; add fields
+//! with `#[serde(default)]` so an older CLI keeps reading a newer node.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/status`: the node's view of itself and the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node's software version (`agora --version`).
+    pub version: String,
+    /// The libp2p peer id, derived from the node key.
+    pub peer_id: String,
+    /// The account address (hex ed25519 public key) of the same key.
+    pub address: String,
+    /// Configured roles: any of `operator`, `coprocessor`, `client`; `full` when none.
+    pub roles: Vec<String>,
+    /// Height of the last committed block (0 = genesis only).
+    pub height: u64,
+    /// App hash after the last committed block (hex).
+    pub app_hash: String,
+    /// Proposer timestamp of the last committed block (ms since the Unix epoch), if any.
+    #[serde(default)]
+    pub last_block_time: Option<u64>,
+    /// Connected peers.
+    pub peers: u32,
+    /// True while the node is catching up by block sync.
+    pub syncing: bool,
+    /// The chain id (genesis hash, hex) once a genesis is loaded.
+    #[serde(default)]
+    pub chain_id: Option<String>,
+}
+
+/// The body of every non-2xx API answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

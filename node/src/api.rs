@@ -1,0 +1,192 @@
+//! The node's loopback HTTP API (design §12): JSON for the CLI and scripts, Prometheus text at
+//! `/metrics`.
+//!
+//! The JSON documents are the types of `agora_client::api`, shared with the client. Routes to
+//! come sit beside the ones here under `/v1`: `POST /v1/tx`, `GET /v1/jobs/{id}`,
+//! `GET /v1/accounts/{addr}`, ... Every failure answers `{"error": "..."}` with a 4xx/5xx code.
+
+use agora_client::api::{ErrorBody, Status};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::daemon::{AppState, VERSION};
+
+/// Largest request body accepted by any route, in bytes.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// An API error: a status code and a one-line message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Json<Status> {
+    let chain = state.chain.borrow().clone();
+    Json(Status {
+        version: VERSION.to_owned(),
+        peer_id: state.identity.peer_id.clone(),
+        address: state.identity.address.to_hex(),
+        roles: state.identity.roles.clone(),
+        height: chain.height,
+        app_hash: chain.app_hash.to_hex(),
+        last_block_time: chain.last_block_time,
+        peers: chain.peers,
+        syncing: chain.syncing,
+        chain_id: chain.chain_id.map(|h| h.to_hex()),
+    })
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let chain = state.chain.borrow().clone();
+    let store_bytes = state.store.size_on_disk().unwrap_or_else(|e| {
+        tracing::warn!(target: "api.metrics", error = %e, "cannot measure the store");
+        0
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(&chain, store_bytes),
+    )
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such API route: {}", req.uri().path()),
+    )
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "other".to_owned());
+    let response = next.run(req).await;
+    state
+        .metrics
+        .api_request(&route, response.status().as_u16());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::daemon::{ChainView, Identity};
+    use crate::metrics::Metrics;
+
+    fn state() -> (AppState, tokio::sync::watch::Sender<ChainView>) {
+        let key = agora_crypto::Keypair::for_test(1);
+        let config = crate::config::Config::default();
+        let (tx, rx) = tokio::sync::watch::channel(ChainView::default());
+        let state = AppState {
+            identity: Arc::new(Identity::new(&key, &config)),
+            chain: rx,
+            store: agora_store::Store::temporary().unwrap(),
+            metrics: Arc::new(Metrics::new(VERSION, &["full".to_owned()])),
+        };
+        (state, tx)
+    }
+
+    async fn serve(state: AppState) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_follows_the_chain_view() {
+        let (state, tx) = state();
+        let url = serve(state).await;
+        let client = agora_client::Client::new(&url).unwrap();
+        let c = client.clone();
+        let s = tokio::task::spawn_blocking(move || c.status())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.version, VERSION);
+        assert_eq!(s.height, 0);
+        assert_eq!(s.roles, vec!["full"]);
+        assert!(s.peer_id.starts_with("12D3KooW"));
+        assert_eq!(
+            s.address,
+            agora_crypto::Keypair::for_test(1).address().to_hex()
+        );
+
+        tx.send_replace(ChainView {
+            height: 9,
+            peers: 2,
+            ..ChainView::default()
+        });
+        let c = client.clone();
+        let s = tokio::task::spawn_blocking(move || c.status())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.height, s.peers), (9, 2));
+
+        let c = client.clone();
+        let text = tokio::task::spawn_blocking(move || c.metrics())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text.contains("agora_height 9"), "{text}");
+        assert!(text.contains(r#"route="/v1/status""#), "{text}");
+
+        let c = client.clone();
+        let err = tokio::task::spawn_blocking(move || c.get_text("/v1/nope"))
+            .await
+            .unwrap()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("404") && msg.contains("no such API route: /v1/nope"),
+            "{msg}"
+        );
+    }
+}

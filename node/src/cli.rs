@@ -1,0 +1,378 @@
+//! The command-line tree of design §12. Names and meanings are a user-facing contract: flags may
+//! grow, nothing here is renamed.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{LogFormat, Role};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agora",
+    version,
+    about = "Agora: an open peer-to-peer market for deterministic WebAssembly computation",
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node home: an ed25519 key file and an annotated config
+    Init(InitArgs),
+    /// Inspect the node key
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Run a node (operator, coprocessor or full node) until Ctrl-C or SIGTERM
+    Node(NodeArgs),
+    /// Run a local multi-process testnet
+    #[command(subcommand)]
+    Testnet(TestnetCommand),
+    /// Submit jobs and follow them
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Show an account's balance, stake and nonce
+    Account(AccountArgs),
+    /// Join or leave the market as a coprocessor
+    #[command(subcommand)]
+    Coprocessor(CoprocessorCommand),
+    /// Print the node's view of the chain
+    Status(StatusArgs),
+    /// Run the economic simulation
+    Sim(SimArgs),
+}
+
+/// `--home DIR`, shared by every command that works on a node home.
+#[derive(Debug, Clone, Args)]
+pub struct HomeArg {
+    /// Node home directory (key, config, store)
+    #[arg(long, value_name = "DIR", env = "AGORA_HOME")]
+    pub home: PathBuf,
+}
+
+/// `--api URL`, shared by every command that talks to a node.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ApiArg {
+    /// Node API URL [default: $AGORA_API, else the first node of ./.agora/testnet/testnet.json]
+    #[arg(long, value_name = "URL")]
+    pub api: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Role(s) of this node; none means a full node. May be repeated.
+    #[arg(long, value_enum)]
+    pub role: Vec<Role>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the address and peer id of the node key
+    Show {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// libp2p listen address (overrides network.listen)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Option<String>,
+    /// API listen address, loopback by default (overrides api.listen)
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<String>,
+    /// Bootstrap peer (adds to network.bootstrap). May be repeated.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+    /// Log format (overrides log.format)
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in RUST_LOG syntax (overrides log.filter; RUST_LOG overrides both)
+    #[arg(long, value_name = "FILTER")]
+    pub log_filter: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TestnetCommand {
+    /// Generate and start a local testnet; runs until Ctrl-C unless --detach
+    Up {
+        #[arg(long, default_value_t = 4)]
+        operators: u32,
+        #[arg(long, default_value_t = 3)]
+        coprocessors: u32,
+        #[command(flatten)]
+        dir: TestnetDirArg,
+        /// Return once the testnet is running
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Show the nodes of a running testnet
+    Status {
+        #[command(flatten)]
+        dir: TestnetDirArg,
+    },
+    /// Stop a detached testnet
+    Down {
+        #[command(flatten)]
+        dir: TestnetDirArg,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TestnetDirArg {
+    /// Testnet directory
+    #[arg(long, value_name = "DIR", default_value = agora_client::DEFAULT_TESTNET_DIR)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuctionKind {
+    Dutch,
+    Sealed,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a WASM (or .wat) program as a job
+    Submit(Box<SubmitArgs>),
+    /// Show a job's state
+    Status(JobIdArgs),
+    /// Follow a job's lifecycle live
+    Watch(JobIdArgs),
+    /// Write a job's verified output bytes
+    Result(JobIdArgs),
+    /// Explain why no coprocessor took a job
+    Why(JobIdArgs),
+    /// List jobs
+    List {
+        #[command(flatten)]
+        api: ApiArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The program: FILE.wasm or FILE.wat
+    pub file: PathBuf,
+    /// Input bytes (stdin of the program): a file, or - for standard input
+    #[arg(long, value_name = "FILE|-")]
+    pub input: Option<String>,
+    /// Program argument. May be repeated.
+    #[arg(long = "arg", value_name = "A", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    #[arg(long, value_name = "N")]
+    pub max_price: Option<u128>,
+    #[arg(long, value_name = "K")]
+    pub replicas: Option<u8>,
+    #[arg(long, value_enum)]
+    pub auction: Option<AuctionKind>,
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Wait until the job is settled, refunded or failed
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArg,
+    /// Client key file [default: the testnet's client key]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobIdArgs {
+    /// Job id (hex)
+    pub id: String,
+    #[command(flatten)]
+    pub api: ApiArg,
+    #[arg(long)]
+    pub json: bool,
+    /// Write output here instead of standard output (job result)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// Account address (hex) [default: the testnet's client key]
+    pub address: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CoprocessorCommand {
+    /// Stake collateral and start bidding
+    Join {
+        #[arg(long, value_name = "N")]
+        stake: Option<u128>,
+        #[command(flatten)]
+        api: ApiArg,
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Unstake and stop bidding
+    Leave {
+        #[command(flatten)]
+        api: ApiArg,
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub api: ApiArg,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Simulation options
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+impl Command {
+    /// The command's name as a user types it, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::Key(KeyCommand::Show { .. }) => "key show",
+            Command::Node(_) => "node",
+            Command::Testnet(TestnetCommand::Up { .. }) => "testnet up",
+            Command::Testnet(TestnetCommand::Status { .. }) => "testnet status",
+            Command::Testnet(TestnetCommand::Down { .. }) => "testnet down",
+            Command::Job(JobCommand::Submit(_)) => "job submit",
+            Command::Job(JobCommand::Status(_)) => "job status",
+            Command::Job(JobCommand::Watch(_)) => "job watch",
+            Command::Job(JobCommand::Result(_)) => "job result",
+            Command::Job(JobCommand::Why(_)) => "job why",
+            Command::Job(JobCommand::List { .. }) => "job list",
+            Command::Account(_) => "account",
+            Command::Coprocessor(CoprocessorCommand::Join { .. }) => "coprocessor join",
+            Command::Coprocessor(CoprocessorCommand::Leave { .. }) => "coprocessor leave",
+            Command::Status(_) => "status",
+            Command::Sim(_) => "sim",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn contract_commands_parse() {
+        let cases: &[&[&str]] = &[
+            &["agora", "init", "--home", "h", "--role", "coprocessor"],
+            &[
+                "agora",
+                "node",
+                "--home",
+                "h",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--api",
+                "127.0.0.1:0",
+                "--bootstrap",
+                "/ip4/127.0.0.1/tcp/1",
+                "--bootstrap",
+                "/ip4/127.0.0.1/tcp/2",
+            ],
+            &[
+                "agora",
+                "testnet",
+                "up",
+                "--operators",
+                "4",
+                "--coprocessors",
+                "3",
+                "--dir",
+                "d",
+                "--detach",
+            ],
+            &["agora", "testnet", "status", "--dir", "d"],
+            &["agora", "testnet", "down"],
+            &[
+                "agora",
+                "job",
+                "submit",
+                "a.wat",
+                "--input",
+                "-",
+                "--arg",
+                "-x",
+                "--arg",
+                "y",
+                "--max-price",
+                "100",
+                "--replicas",
+                "3",
+                "--auction",
+                "sealed",
+                "--fuel",
+                "1000",
+                "--wait",
+                "--json",
+                "--api",
+                "http://127.0.0.1:1",
+                "--key",
+                "k",
+            ],
+            &["agora", "job", "status", "abcd"],
+            &["agora", "job", "watch", "abcd"],
+            &["agora", "job", "result", "abcd"],
+            &["agora", "job", "why", "abcd"],
+            &["agora", "job", "list"],
+            &["agora", "account"],
+            &["agora", "account", "00ff"],
+            &["agora", "coprocessor", "join"],
+            &["agora", "coprocessor", "leave"],
+            &["agora", "status", "--api", "http://127.0.0.1:1"],
+            &["agora", "sim", "--steps", "10"],
+            &["agora", "key", "show", "--home", "h"],
+        ];
+        for args in cases {
+            let cli = Cli::try_parse_from(*args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let name = cli.command.name();
+            assert!(
+                args[1..].join(" ").starts_with(name),
+                "{args:?} parsed as {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_role_is_rejected() {
+        let err =
+            Cli::try_parse_from(["agora", "init", "--home", "h", "--role", "king"]).unwrap_err();
+        assert!(err.to_string().contains("king"), "{err}");
+    }
+}

@@ -1,0 +1,296 @@
+//! The node daemon (`agora node`): opens the store, serves the API, and stops cleanly.
+//!
+//! Shape, so that later pieces plug in without reshaping it:
+//! - [`Identity`] is the node's key-derived identity, fixed for the process.
+//! - [`ChainView`] is the summary of the replicated chain the API reports. It lives in a
+//!   `tokio::sync::watch` channel: the component that commits blocks (consensus + application)
+//!   holds the [`watch::Sender`] and publishes a new view after each commit; API handlers and
+//!   long-polls read or await the receiver. Today the view is read from the store at start.
+//! - [`AppState`] is what API handlers see: identity, chain view, store, metrics.
+//! - [`Shutdown`] is one broadcast signal; every task the daemon spawns takes a
+//!   [`Shutdown::wait`] future, and [`run`] waits for the API server to drain before flushing the
+//!   store, so accepted work is durable when the process exits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use agora_crypto::Keypair;
+use agora_store::Store;
+use agora_types::Hash;
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::home::{peer_id, Home};
+use crate::metrics::Metrics;
+
+/// Store tree holding the chain summary, and its keys. The block-committing component writes
+/// these in the same atomic batch as each block, so the view read at start matches the store.
+pub mod chain_meta {
+    pub const TREE: &str = "chain";
+    /// Height of the last committed block, u64 big-endian.
+    pub const HEIGHT: &[u8] = b"height";
+    /// App hash after the last committed block, 32 bytes.
+    pub const APP_HASH: &[u8] = b"app_hash";
+    /// Proposer timestamp of the last committed block, u64 big-endian milliseconds.
+    pub const LAST_BLOCK_TIME: &[u8] = b"last_block_time";
+    /// Genesis hash (chain id), 32 bytes.
+    pub const CHAIN_ID: &[u8] = b"chain_id";
+}
+
+/// The node software version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Who this node is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub address: agora_types::Address,
+    pub peer_id: String,
+    pub roles: Vec<String>,
+}
+
+impl Identity {
+    pub fn new(key: &Keypair, config: &Config) -> Identity {
+        Identity {
+            address: key.address(),
+            peer_id: peer_id(key),
+            roles: config.role_names(),
+        }
+    }
+}
+
+/// The node's summary of the chain, as reported by `/v1/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainView {
+    pub height: u64,
+    pub app_hash: Hash,
+    pub last_block_time: Option<u64>,
+    pub chain_id: Option<Hash>,
+    pub peers: u32,
+    pub syncing: bool,
+}
+
+impl ChainView {
+    /// Read the last committed chain summary from the store (all zero on a fresh store).
+    pub fn load(store: &Store) -> anyhow::Result<ChainView> {
+        let path = store.path().display().to_string();
+        let tree = store.tree(chain_meta::TREE)?;
+        let u64_at = |key: &[u8]| -> anyhow::Result<Option<u64>> {
+            match tree.get(key)? {
+                None => Ok(None),
+                Some(v) => {
+                    let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+                        anyhow::anyhow!(
+                            "store at {path} is corrupt: chain/{} has {} bytes, expected 8",
+                            String::from_utf8_lossy(key),
+                            v.len()
+                        )
+                    })?;
+                    Ok(Some(u64::from_be_bytes(bytes)))
+                }
+            }
+        };
+        let hash_at = |key: &[u8]| -> anyhow::Result<Option<Hash>> {
+            match tree.get(key)? {
+                None => Ok(None),
+                Some(v) => Hash::from_slice(&v).map(Some).map_err(|e| {
+                    anyhow::anyhow!(
+                        "store at {path} is corrupt: chain/{}: {e}",
+                        String::from_utf8_lossy(key)
+                    )
+                }),
+            }
+        };
+        Ok(ChainView {
+            height: u64_at(chain_meta::HEIGHT)?.unwrap_or(0),
+            app_hash: hash_at(chain_meta::APP_HASH)?.unwrap_or(Hash::ZERO),
+            last_block_time: u64_at(chain_meta::LAST_BLOCK_TIME)?,
+            chain_id: hash_at(chain_meta::CHAIN_ID)?,
+            peers: 0,
+            syncing: false,
+        })
+    }
+}
+
+/// What API handlers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub identity: Arc<Identity>,
+    pub chain: watch::Receiver<ChainView>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A broadcast shutdown signal.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            tx: Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Resolves once [`Shutdown::trigger`] has been called (immediately if it already was).
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            // An error means every sender is gone, which also means "stop".
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+/// Run the node until Ctrl-C or SIGTERM. Returns once the API has drained and the store is
+/// flushed.
+pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()> {
+    let identity = Arc::new(Identity::new(&key, &config));
+    let store_path = home.resolve(&config.store.path);
+    let store = Store::open(&store_path)?;
+    let view = ChainView::load(&store)?;
+    let (chain_tx, chain_rx) = watch::channel(view.clone());
+    let metrics = Arc::new(Metrics::new(VERSION, &identity.roles));
+    let state = AppState {
+        identity: identity.clone(),
+        chain: chain_rx,
+        store: store.clone(),
+        metrics,
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for the API on {} (api.listen)",
+                config.api.listen
+            )
+        })?;
+    let api_addr = listener
+        .local_addr()
+        .context("reading the API's bound address")?;
+    write_api_addr(&home, api_addr)?;
+
+    tracing::info!(
+        target: "node.start",
+        version = VERSION,
+        address = %identity.address,
+        peer_id = %identity.peer_id,
+        roles = ?identity.roles,
+        height = view.height,
+        api = %format!("http://{api_addr}"),
+        store = %store_path.display(),
+        "node started"
+    );
+
+    let shutdown = Shutdown::default();
+    let signals = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let name = wait_for_signal().await;
+            tracing::info!(target: "node.stop", signal = name, "shutting down");
+            shutdown.trigger();
+        }
+    });
+
+    let served = axum::serve(listener, crate::api::router(state))
+        .with_graceful_shutdown(shutdown.wait())
+        .await
+        .context("API server failed");
+    // Whatever ended the server, stop everything else too.
+    shutdown.trigger();
+    signals.abort();
+    drop(chain_tx);
+
+    let _ = std::fs::remove_file(home.api_addr_file());
+    store
+        .flush()
+        .with_context(|| format!("flushing the store at {}", store_path.display()))?;
+    served?;
+    tracing::info!(target: "node.stop", "stopped cleanly");
+    Ok(())
+}
+
+/// Record the bound API URL in `HOME/api.addr` (atomically), so scripts and tests that asked
+/// for port 0 can find the node.
+fn write_api_addr(home: &Home, addr: SocketAddr) -> anyhow::Result<()> {
+    let path = home.api_addr_file();
+    let tmp = path.with_extension("addr.tmp");
+    std::fs::write(&tmp, format!("http://{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Wait for Ctrl-C or (on Unix) SIGTERM; returns the signal's name.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!(target: "node.signal", error = %e, "cannot watch SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_view_comes_from_the_store() {
+        let store = Store::temporary().unwrap();
+        assert_eq!(ChainView::load(&store).unwrap(), ChainView::default());
+        let tree = store.tree(chain_meta::TREE).unwrap();
+        tree.insert(chain_meta::HEIGHT, 7u64.to_be_bytes()).unwrap();
+        tree.insert(chain_meta::APP_HASH, [3u8; 32]).unwrap();
+        tree.insert(chain_meta::LAST_BLOCK_TIME, 1_000u64.to_be_bytes())
+            .unwrap();
+        let view = ChainView::load(&store).unwrap();
+        assert_eq!(view.height, 7);
+        assert_eq!(view.app_hash, Hash([3; 32]));
+        assert_eq!(view.last_block_time, Some(1_000));
+        assert_eq!(view.chain_id, None);
+
+        tree.insert(chain_meta::HEIGHT, [1u8; 3]).unwrap();
+        let err = ChainView::load(&store).unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt") && err.contains("chain/height"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_wakes_every_waiter() {
+        let s = Shutdown::default();
+        let a = tokio::spawn(s.wait());
+        let b = tokio::spawn(s.wait());
+        s.trigger();
+        a.await.unwrap();
+        b.await.unwrap();
+        // Waiting after the trigger resolves at once.
+        tokio::time::timeout(std::time::Duration::from_secs(1), s.wait())
+            .await
+            .unwrap();
+    }
+}

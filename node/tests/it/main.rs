@@ -1,0 +1,398 @@
+//! Integration tests of the real `agora` binary: homes, keys, config errors, and a running node
+//! answering its API and stopping on SIGTERM.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agora");
+
+/// A temporary working directory; the binary runs inside it with a clean environment.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("AGORA") || name == "RUST_LOG" {
+                cmd.env_remove(name);
+            }
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// `agora init --home h [--role ...]`, asserting success.
+    fn init(&self, home: &str, roles: &[&str]) -> PathBuf {
+        let h = self.path(home);
+        let mut args = vec!["init", "--home", h.to_str().unwrap()];
+        for r in roles {
+            args.extend(["--role", r]);
+        }
+        let out = self.run(&args);
+        assert!(out.status.success(), "init failed: {}", text(&out.stderr));
+        h
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Assert a failed run printed exactly one clear `error:` line containing every `needles`.
+fn assert_clear_error(out: &Output, needles: &[&str]) {
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error: {stderr}"
+    );
+    assert!(
+        !stderr.contains("stack backtrace"),
+        "backtrace printed: {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "missing {n:?} in: {stderr}");
+    }
+}
+
+/// A running node; killed (SIGKILL) on drop if the test did not stop it.
+struct Node {
+    child: Child,
+    home: PathBuf,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(sb: &Sandbox, home: &Path, extra: &[&str]) -> Node {
+        let log = home.with_extension("log");
+        let mut args = vec![
+            "node",
+            "--home",
+            home.to_str().unwrap(),
+            "--api",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let child = sb
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Node {
+            child,
+            home: home.to_owned(),
+            log,
+        }
+    }
+
+    /// Wait for `HOME/api.addr` and return the API URL.
+    fn api_url(&mut self) -> String {
+        let file = self.home.join("api.addr");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = fs::read_to_string(&file) {
+                if s.ends_with('\n') {
+                    return s.trim().to_owned();
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "node exited early ({status}): {}",
+                    fs::read_to_string(&self.log).unwrap()
+                );
+            }
+            assert!(Instant::now() < deadline, "node did not write api.addr");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node did not stop within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("agora {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = sb.run(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in [
+        "init",
+        "key",
+        "node",
+        "testnet",
+        "job",
+        "account",
+        "coprocessor",
+        "status",
+        "sim",
+    ] {
+        assert!(
+            help.contains(&format!("  {cmd} ")),
+            "help lacks {cmd}: {help}"
+        );
+    }
+}
+
+#[test]
+fn init_creates_a_private_key_and_an_annotated_config() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &["operator", "coprocessor"]);
+    let key = home.join("node.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(&home).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+    let config = fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(
+        config.contains(r#"roles = ["operator", "coprocessor"]"#),
+        "{config}"
+    );
+    assert!(config.contains("# "), "config is annotated");
+
+    let out = sb.run(&["key", "show", "--home", home.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let loaded = agora_crypto::load_key(&key).unwrap();
+    assert_eq!(shown["address"], loaded.address().to_hex());
+    assert!(shown["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
+}
+
+#[test]
+fn init_refuses_to_overwrite() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &[]);
+    let before = fs::read(home.join("node.key")).unwrap();
+    let out = sb.run(&["init", "--home", home.to_str().unwrap()]);
+    assert_clear_error(&out, &["already initialised", "refusing to overwrite"]);
+    assert_eq!(
+        fs::read(home.join("node.key")).unwrap(),
+        before,
+        "key untouched"
+    );
+}
+
+#[test]
+fn node_serves_status_and_metrics_and_stops_on_sigterm() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &["operator"]);
+    let mut node = Node::start(&sb, &home, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let url = node.api_url();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let client = agora_client::Client::new(&url).unwrap();
+    let status = client.status().unwrap();
+    let key = agora_crypto::load_key(&home.join("node.key")).unwrap();
+    assert_eq!(status.address, key.address().to_hex());
+    assert_eq!(status.roles, vec!["operator"]);
+    assert_eq!(status.height, 0);
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    assert!(!status.syncing);
+    let metrics = client.metrics().unwrap();
+    assert!(metrics.contains("agora_height 0"), "{metrics}");
+    assert!(metrics.contains("# EOF"), "{metrics}");
+
+    // The CLI finds the node by --api and by AGORA_API.
+    let out = sb.run(&["status", "--api", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains(&status.peer_id) && printed.contains("height      0"),
+        "{printed}"
+    );
+    let out = sb
+        .cmd(&["status", "--json"])
+        .env("AGORA_API", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: agora_client::api::Status = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json, status);
+
+    node.signal("-TERM");
+    let exit = node.wait(Duration::from_secs(20));
+    let log = fs::read_to_string(&node.log).unwrap();
+    assert!(exit.success(), "exit {exit}: {log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(!home.join("api.addr").exists(), "api.addr removed on stop");
+}
+
+#[test]
+fn status_finds_the_default_testnet_and_reports_unreachable_nodes() {
+    let sb = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = sb.run(&["status"]);
+    assert_clear_error(&out, &["no node API given", "AGORA_API"]);
+
+    let dir = sb.path(agora_client::DEFAULT_TESTNET_DIR);
+    fs::create_dir_all(&dir).unwrap();
+    let file = agora_client::TestnetFile {
+        nodes: vec![agora_client::TestnetNode {
+            name: "op0".into(),
+            role: "operator".into(),
+            peer_id: "12D3KooWx".into(),
+            address: "00".repeat(32),
+            listen: "/ip4/127.0.0.1/tcp/1".into(),
+            api: format!("http://127.0.0.1:{port}"),
+            pid: None,
+        }],
+        client_key: dir.join("client.key"),
+    };
+    file.write(&dir.join(agora_client::TESTNET_FILE)).unwrap();
+    let out = sb.run(&["status"]);
+    assert_clear_error(&out, &["cannot reach the node", &port.to_string()]);
+}
+
+#[test]
+fn corrupt_key_file_is_one_clear_line() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &[]);
+    fs::write(home.join("node.key"), "{ definitely not a key").unwrap();
+    let out = sb
+        .cmd(&[
+            "node",
+            "--home",
+            home.to_str().unwrap(),
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["node.key", "corrupt"]);
+    let out = sb.run(&["key", "show", "--home", home.to_str().unwrap()]);
+    assert_clear_error(&out, &["node.key", "corrupt"]);
+}
+
+#[test]
+fn invalid_config_values_name_the_key() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &[]);
+    let h = home.to_str().unwrap();
+    fs::write(home.join("config.toml"), "[api]\nlisten = \"banana\"\n").unwrap();
+    let out = sb.run(&["node", "--home", h]);
+    assert_clear_error(&out, &["`api.listen`", "config.toml"]);
+
+    fs::write(home.join("config.toml"), "").unwrap();
+    let out = sb
+        .cmd(&["node", "--home", h])
+        .env("AGORA__LOG__FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["`log.format`", "AGORA__LOG__FORMAT"]);
+
+    let out = sb.run(&["node", "--home", h, "--listen", "not-a-multiaddr"]);
+    assert_clear_error(&out, &["`network.listen`", "command-line flags"]);
+}
+
+#[test]
+fn missing_or_uninitialised_home_is_explained() {
+    let sb = Sandbox::new();
+    let missing = sb.path("nowhere");
+    let out = sb.run(&["node", "--home", missing.to_str().unwrap()]);
+    assert_clear_error(&out, &["nowhere", "does not exist", "agora init"]);
+    fs::create_dir(&missing).unwrap();
+    let out = sb.run(&["node", "--home", missing.to_str().unwrap()]);
+    assert_clear_error(&out, &["config.toml"]);
+}
+
+#[test]
+fn api_port_in_use_is_a_clear_error() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &[]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = sb.run(&["node", "--home", home.to_str().unwrap(), "--api", &addr]);
+    assert_clear_error(&out, &["api.listen", &addr, "in use"]);
+}
+
+#[test]
+fn unavailable_commands_say_so() {
+    let sb = Sandbox::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["testnet", "up"], "testnet up"),
+        (&["testnet", "down"], "testnet down"),
+        (&["job", "status", "ab"], "job status"),
+        (&["account"], "account"),
+        (&["coprocessor", "join"], "coprocessor join"),
+        (&["sim"], "sim"),
+    ];
+    for (args, name) in cases {
+        let out = sb.run(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert_clear_error(&out, &[&format!("not yet available: agora {name}")]);
+    }
+}
