@@ -1,1 +1,38 @@
-//! agora-consensus (work in progress).
+//! BFT consensus for Agora: Tendermint rounds from malachite's core driver, wrapped in a
+//! host ([`Replica`]) that does everything the driver leaves out.
+//!
+//! Shape: the replica is sans-IO. The caller passes network bytes, ticks and txs, each with its
+//! own clock reading (`now`, ms), and gets back [`Effect`]s (broadcast, send, sync request,
+//! committed block, evidence, next wakeup). Storage sits behind [`KvStore`] (sled in the node,
+//! [`MemStore`] in the simulator), and the replicated state machine behind [`Application`].
+//! The same code thus runs in the node and, deterministically, in `agora-sim`.
+//!
+//! What the replica adds around the driver, and why:
+//! - every vote, proposal and certificate is decoded fallibly and signature-checked before the
+//!   driver sees it (the driver trusts its inputs; a wrong-proposer proposal would panic it);
+//! - a per-height input WAL plus a signing guard (`cons_signed`), flushed before any signed
+//!   message is returned, so a restart replays to the same votes and lock and never signs a
+//!   conflicting vote;
+//! - stake-weighted proposer choice, voting power mapped from `u128` stake, linear timeouts,
+//!   a round lookahead bound, future-height buffering, rebroadcast for liveness;
+//! - commit certificates that verify offline, block sync that verifies them, and equivocation
+//!   evidence drained from the driver after every input;
+//! - a heartbeat: a proposer with no txs waits until `empty_block_interval_ms` after the last
+//!   block before proposing an empty one.
+
+pub mod app;
+pub mod block;
+pub mod cert;
+pub mod context;
+pub mod replica;
+pub mod store;
+pub mod validators;
+pub mod wire;
+
+pub use app::{Application, KvApp};
+pub use block::{Block, BlockHeader};
+pub use cert::{CertError, Certificate, CommitCertificate};
+pub use replica::{Config, ConsensusError, Effect, Genesis, Replica, Stats};
+pub use store::{KvStore, MemStore, SledStore, StorageError};
+pub use validators::{voting_powers, ValidatorSet, ValidatorSetError};
+pub use wire::{Evidence, Message, ProposalMsg, WireError};

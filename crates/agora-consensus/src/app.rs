@@ -1,0 +1,101 @@
+//! The application boundary: consensus orders opaque transactions; the application checks
+//! them, picks a block's txs, validates proposed blocks and executes committed ones.
+
+use std::collections::BTreeMap;
+
+use agora_types::Hash;
+
+use crate::block::Block;
+use crate::cert::CommitCertificate;
+
+/// What the replica needs from the replicated state machine. Every method except
+/// `check_tx`'s mempool use must be deterministic: all honest nodes call them with the same
+/// arguments and must get the same answers.
+pub trait Application {
+    /// The last committed height and the app hash after it (`(0, genesis app hash)` before the
+    /// first block). On open, the replica re-applies stored blocks above this height.
+    fn info(&self) -> (u64, Hash);
+    /// Admission to the mempool (stateful checks against the current state are fine).
+    fn check_tx(&self, tx: &[u8]) -> Result<(), String>;
+    /// Choose the txs of the next block from mempool `candidates` (in arrival order), within
+    /// `max_bytes`.
+    fn prepare_block(&mut self, height: u64, time: u64, candidates: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<u8>>;
+    /// Whether a proposed block's txs are acceptable. Deterministic.
+    fn validate_block(&self, block: &Block) -> bool;
+    /// Execute a decided block; returns the new app hash.
+    fn commit(&mut self, block: &Block, cert: &CommitCertificate) -> Hash;
+}
+
+/// A tiny key-value application for tests and the simulator: a tx is `key=value` (at most
+/// 256 bytes); the app hash chains over each block's sorted writes.
+#[derive(Clone, Debug, Default)]
+pub struct KvApp {
+    pub height: u64,
+    pub app_hash: Hash,
+    pub state: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl KvApp {
+    pub fn new() -> KvApp {
+        KvApp::default()
+    }
+
+    fn parse(tx: &[u8]) -> Option<(&[u8], &[u8])> {
+        let i = tx.iter().position(|b| *b == b'=')?;
+        Some((&tx[..i], &tx[i + 1..]))
+    }
+}
+
+impl Application for KvApp {
+    fn info(&self) -> (u64, Hash) {
+        (self.height, self.app_hash)
+    }
+
+    fn check_tx(&self, tx: &[u8]) -> Result<(), String> {
+        if tx.len() > 256 {
+            return Err("tx too large".into());
+        }
+        match Self::parse(tx) {
+            Some((k, _)) if !k.is_empty() => Ok(()),
+            _ => Err("tx must be key=value".into()),
+        }
+    }
+
+    fn prepare_block(&mut self, _height: u64, _time: u64, candidates: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut used = 0;
+        let mut out = Vec::new();
+        for tx in candidates {
+            if self.check_tx(tx).is_ok() && used + tx.len() <= max_bytes {
+                used += tx.len();
+                out.push(tx.clone());
+            }
+        }
+        out
+    }
+
+    fn validate_block(&self, block: &Block) -> bool {
+        block.txs.iter().all(|t| self.check_tx(t).is_ok())
+    }
+
+    fn commit(&mut self, block: &Block, _cert: &CommitCertificate) -> Hash {
+        let mut writes: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for tx in &block.txs {
+            if let Some((k, v)) = Self::parse(tx) {
+                writes.insert(k.to_vec(), v.to_vec());
+            }
+        }
+        let mut h = blake3::Hasher::new_derive_key("agora/v1/kv-app");
+        h.update(self.app_hash.as_bytes());
+        h.update(&block.header.height.to_be_bytes());
+        for (k, v) in &writes {
+            h.update(&(k.len() as u64).to_be_bytes());
+            h.update(k);
+            h.update(&(v.len() as u64).to_be_bytes());
+            h.update(v);
+        }
+        self.state.extend(writes);
+        self.height = block.header.height;
+        self.app_hash = Hash(*h.finalize().as_bytes());
+        self.app_hash
+    }
+}

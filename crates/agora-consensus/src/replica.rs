@@ -1,0 +1,1084 @@
+//! The replica: the malachite driver plus everything the driver leaves to its host (see the
+//! crate docs). Inputs are network bytes, ticks and txs, each with the caller's clock reading;
+//! outputs are [`Effect`]s. Storage is behind [`KvStore`], so the replica does no I/O of its own
+//! beyond what that trait does.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use agora_crypto::{Domain, Keypair};
+use agora_proto::v1 as pb;
+use agora_types::{Address, Hash};
+use arc_malachitebft_core_driver::{Driver, Input, Output};
+use arc_malachitebft_core_types::{
+    self as mt, LinearTimeouts, PolkaCertificate, PolkaSignature, Timeout, TimeoutKind, ThresholdParams, Validity,
+};
+use prost::Message as _;
+
+use crate::app::Application;
+use crate::block::Block;
+use crate::cert::{CertError, Certificate, CommitCertificate};
+use crate::context::{
+    round_u32, vote_type_code, BlockId, BlockValue, ConsHeight, Ctx, NilOrVal, Round, SignedProposal, SignedVote,
+    ValAddr, VoteType,
+};
+use crate::store::{trees, KvStore, StorageError};
+use crate::validators::ValidatorSet;
+use crate::wire::{self, Evidence, Message, ProposalMsg, WireError};
+
+/// The chain's fixed parameters: its id (the genesis hash, part of every signature), genesis
+/// time and the validator set.
+#[derive(Clone, Debug)]
+pub struct Genesis {
+    pub chain_id: Hash,
+    pub time: u64,
+    pub validators: ValidatorSet,
+}
+
+/// Replica tuning. Timeouts grow linearly per round (`LinearTimeouts`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub timeouts: LinearTimeouts,
+    /// Empty blocks are proposed only this long after the previous block; blocks with txs as
+    /// soon as consensus allows.
+    pub empty_block_interval_ms: u64,
+    /// A proposed block's time may be ahead of our clock by at most this much.
+    pub max_clock_drift_ms: u64,
+    pub max_block_bytes: usize,
+    pub max_block_txs: usize,
+    /// Messages for rounds beyond `current + round_lookahead` are refused.
+    pub round_lookahead: u32,
+    /// Most buffered messages for future heights.
+    pub future_buffer: usize,
+    /// Most txs in the mempool.
+    pub mempool_max: usize,
+    /// How long peers must be seen one height ahead before we ask them for blocks.
+    pub sync_delay_ms: u64,
+    /// Least time between two sync requests (and between two catch-up replies to one peer).
+    pub sync_retry_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            timeouts: LinearTimeouts::default(),
+            empty_block_interval_ms: 1000,
+            max_clock_drift_ms: 2000,
+            max_block_bytes: 4 * 1024 * 1024,
+            max_block_txs: 5000,
+            round_lookahead: 10,
+            future_buffer: 10_000,
+            mempool_max: 10_000,
+            sync_delay_ms: 1500,
+            sync_retry_ms: 500,
+        }
+    }
+}
+
+/// What the replica asks its host to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send to every peer.
+    Broadcast(Vec<u8>),
+    /// Send to one peer.
+    SendTo(Address, Vec<u8>),
+    /// Ask a peer (or, if it is gone, any peer) for committed blocks from `from_height`.
+    RequestSync { peer: Address, from_height: u64, bytes: Vec<u8> },
+    /// A block and its commit certificate are durably stored and executed.
+    Committed { block: Arc<Block>, cert: CommitCertificate },
+    /// A validator equivocated (verified evidence, ready for an evidence tx).
+    Evidence(Evidence),
+    /// Call [`Replica::tick`] at this time (replaces any earlier wakeup).
+    NextWakeup(u64),
+}
+
+/// A rejected input or a fatal condition.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("bad signature from {0}")]
+    BadSignature(Address),
+    #[error("{0} is not a validator")]
+    NotValidator(Address),
+    #[error("proposal from {0} who is not the round's proposer")]
+    WrongProposer(Address),
+    #[error("round {0} is too far ahead")]
+    RoundTooFar(u32),
+    #[error("invalid proposal: {0}")]
+    InvalidProposal(&'static str),
+    #[error("invalid synced block: {0}")]
+    InvalidSyncBlock(&'static str),
+    #[error("invalid certificate: {0}")]
+    Cert(#[from] CertError),
+    #[error("tx rejected: {0}")]
+    TxRejected(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("replica halted: {0}")]
+    Halted(String),
+}
+
+/// Counters for benches and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub messages_in: u64,
+    pub messages_rejected: u64,
+    pub signatures_verified: u64,
+    pub signatures_made: u64,
+    pub broadcasts: u64,
+    pub heights_committed: u64,
+    pub heights_synced: u64,
+    pub flushes: u64,
+}
+
+enum Work {
+    Input(u64, Input<Ctx>),
+    Net(Address, Message, bool),
+}
+
+const TK_PROPOSE: u8 = 0;
+const TK_PREVOTE: u8 = 1;
+const TK_PRECOMMIT: u8 = 2;
+const MAX_SEEN: usize = 100_000;
+const MAX_TRACKED: usize = 4096;
+
+/// The last committed block, as the next height needs it.
+#[derive(Clone, Copy, Debug)]
+struct Tip {
+    hash: Hash,
+    time: u64,
+    app_hash: Hash,
+}
+
+/// A consensus participant (validator if it holds a key in the set, else a follower).
+pub struct Replica<S: KvStore, A: Application> {
+    genesis: Genesis,
+    cfg: Config,
+    key: Option<Keypair>,
+    me: ValAddr,
+    store: S,
+    app: A,
+    driver: Driver<Ctx>,
+    /// The height being decided (last committed + 1).
+    height: u64,
+    tip: Tip,
+    timers: BTreeMap<(u8, u32), u64>,
+    pending_value: Option<u32>,
+    urgent: VecDeque<Work>,
+    queue: VecDeque<Work>,
+    future: Vec<(Address, Message)>,
+    own: BTreeMap<(u32, u8), Vec<u8>>,
+    seen: BTreeSet<Hash>,
+    fed_votes: BTreeMap<(u32, u8, Address), NilOrVal<BlockId>>,
+    observed: BTreeSet<(Address, u64)>,
+    reported: BTreeSet<(Address, u64)>,
+    mempool: VecDeque<(Hash, Vec<u8>)>,
+    mempool_ids: BTreeSet<Hash>,
+    wal_seq: u64,
+    next_rebroadcast: u64,
+    ahead: Option<(u64, Address)>,
+    last_sync_request: Option<u64>,
+    helped: BTreeMap<Address, u64>,
+    replaying: bool,
+    dirty: bool,
+    halted: Option<String>,
+    stats: Stats,
+}
+
+fn be8(h: u64) -> [u8; 8] {
+    h.to_be_bytes()
+}
+
+fn tk_code(k: TimeoutKind) -> Option<u8> {
+    match k {
+        TimeoutKind::Propose => Some(TK_PROPOSE),
+        TimeoutKind::Prevote => Some(TK_PREVOTE),
+        TimeoutKind::Precommit => Some(TK_PRECOMMIT),
+        _ => None,
+    }
+}
+
+fn tk_kind(c: u8) -> TimeoutKind {
+    match c {
+        TK_PROPOSE => TimeoutKind::Propose,
+        TK_PREVOTE => TimeoutKind::Prevote,
+        _ => TimeoutKind::Precommit,
+    }
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn to_polka(c: &Certificate) -> PolkaCertificate<Ctx> {
+    PolkaCertificate {
+        height: ConsHeight(c.height),
+        round: Round::new(c.round),
+        value_id: BlockId(c.block_hash),
+        polka_signatures: c.signatures.iter().map(|(a, s)| PolkaSignature::new(ValAddr(*a), *s)).collect(),
+    }
+}
+
+impl<S: KvStore, A: Application> Replica<S, A> {
+    /// Open a replica on `store`: re-apply stored blocks the app lacks, then replay the
+    /// current height's WAL so the driver regains its votes and lock before anything is sent.
+    /// `key` is `None` for a follower (full node).
+    pub fn open(
+        genesis: Genesis,
+        cfg: Config,
+        key: Option<Keypair>,
+        store: S,
+        app: A,
+        now: u64,
+    ) -> Result<(Self, Vec<Effect>), ConsensusError> {
+        let me = ValAddr(key.as_ref().map(|k| k.address()).unwrap_or_default());
+        let last = match store.last(trees::BLOCKS)? {
+            Some((k, _)) => u64::from_be_bytes(k.as_slice().try_into().map_err(|_| ConsensusError::Corrupt("block key".into()))?),
+            None => 0,
+        };
+        let driver = Driver::new(Ctx, ConsHeight(last + 1), genesis.validators.clone(), me, ThresholdParams::default());
+        let (_, genesis_app_hash) = app.info();
+        let mut r = Replica {
+            tip: Tip { hash: Hash::ZERO, time: genesis.time, app_hash: genesis_app_hash },
+            genesis,
+            cfg,
+            key,
+            me,
+            store,
+            app,
+            driver,
+            height: last + 1,
+            timers: BTreeMap::new(),
+            pending_value: None,
+            urgent: VecDeque::new(),
+            queue: VecDeque::new(),
+            future: Vec::new(),
+            own: BTreeMap::new(),
+            seen: BTreeSet::new(),
+            fed_votes: BTreeMap::new(),
+            observed: BTreeSet::new(),
+            reported: BTreeSet::new(),
+            mempool: VecDeque::new(),
+            mempool_ids: BTreeSet::new(),
+            wal_seq: 0,
+            next_rebroadcast: now,
+            ahead: None,
+            last_sync_request: None,
+            helped: BTreeMap::new(),
+            replaying: false,
+            dirty: false,
+            halted: None,
+            stats: Stats::default(),
+        };
+        r.catch_up_app(last)?;
+        let mut out = Vec::new();
+        r.replaying = true;
+        r.begin_height(now);
+        r.run(now, &mut out)?;
+        let h = r.height;
+        let entries = r.store.scan_from(trees::WAL, &be8(h), usize::MAX)?;
+        for (k, v) in entries {
+            if k.len() != 16 || k[..8] != be8(h) || r.height != h {
+                break;
+            }
+            r.wal_seq = u64::from_be_bytes(k[8..].try_into().unwrap_or([0; 8])) + 1;
+            r.replay_entry(&v, now)?;
+            r.run(now, &mut out)?;
+        }
+        r.replaying = false;
+        r.finish(now, &mut out)?;
+        Ok((r, out))
+    }
+
+    fn catch_up_app(&mut self, last: u64) -> Result<(), ConsensusError> {
+        let (app_height, _) = self.app.info();
+        for h in 1..=last {
+            let block = self.stored_block(h)?.ok_or_else(|| ConsensusError::Corrupt(format!("block {h} missing")))?;
+            if h > app_height {
+                let hash = self.app.commit(&block.0, &block.1);
+                self.store.put(trees::APP_HASH, &be8(h), hash.as_bytes())?;
+            }
+            let app_hash = match self.store.get(trees::APP_HASH, &be8(h))? {
+                Some(v) => Hash::from_slice(&v).map_err(|_| ConsensusError::Corrupt("app hash".into()))?,
+                None => return Err(ConsensusError::Corrupt(format!("app hash {h} missing"))),
+            };
+            self.tip = Tip { hash: block.0.hash(), time: block.0.header.time, app_hash };
+        }
+        Ok(())
+    }
+
+    fn stored_block(&self, h: u64) -> Result<Option<(Block, Certificate)>, ConsensusError> {
+        let b = self.store.get(trees::BLOCKS, &be8(h))?;
+        let c = self.store.get(trees::CERTS, &be8(h))?;
+        match (b, c) {
+            (Some(b), Some(c)) => Ok(Some((
+                wire::decode_block(&b).map_err(|e| ConsensusError::Corrupt(e.to_string()))?,
+                wire::decode_cert(&c).map_err(|e| ConsensusError::Corrupt(e.to_string()))?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    // ----- public API -----
+
+    /// Handle bytes from peer `from`. `Err` means the message was rejected (score the peer);
+    /// the replica is unaffected.
+    pub fn handle_message(&mut self, from: Address, bytes: &[u8], now: u64) -> Result<Vec<Effect>, ConsensusError> {
+        self.check_halted()?;
+        self.stats.messages_in += 1;
+        let msg = match wire::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.messages_rejected += 1;
+                return Err(e.into());
+            }
+        };
+        let mut out = Vec::new();
+        if let Err(e) = self.on_message(from, msg, false, now, &mut out) {
+            if matches!(e, ConsensusError::Storage(_)) {
+                self.halted = Some(e.to_string());
+            }
+            self.stats.messages_rejected += 1;
+            // Whatever was accepted before the failure still has to be processed.
+            self.run(now, &mut out)?;
+            self.finish(now, &mut out)?;
+            return Err(e);
+        }
+        self.run(now, &mut out)?;
+        self.finish(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fire due timeouts, rebroadcast for liveness, propose when a block is due, ask for sync.
+    pub fn tick(&mut self, now: u64) -> Result<Vec<Effect>, ConsensusError> {
+        self.check_halted()?;
+        let mut out = Vec::new();
+        let due: Vec<(u8, u32)> = self.timers.iter().filter(|(_, d)| **d <= now).map(|(k, _)| *k).collect();
+        for (kind, round) in due {
+            self.timers.remove(&(kind, round));
+            self.wal_append(pb::wal_entry::Kind::Timeout((u64::from(round) << 2) | u64::from(kind)), false)?;
+            self.queue.push_back(Work::Input(
+                self.height,
+                Input::TimeoutElapsed(Timeout::new(Round::new(round), tk_kind(kind))),
+            ));
+        }
+        if now >= self.next_rebroadcast {
+            let r = round_u32(self.driver.round());
+            for ((round, _), bytes) in &self.own {
+                if *round == r {
+                    out.push(Effect::Broadcast(bytes.clone()));
+                    self.stats.broadcasts += 1;
+                }
+            }
+            self.next_rebroadcast =
+                now.saturating_add(ms(self.cfg.timeouts.duration_for(Timeout::new(self.driver.round(), TimeoutKind::Rebroadcast))).max(1));
+        }
+        if let Some((since, peer)) = self.ahead {
+            if now >= since.saturating_add(self.cfg.sync_delay_ms) {
+                self.request_sync(peer, now, &mut out);
+            }
+        }
+        self.run(now, &mut out)?;
+        self.finish(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// Admit a local tx to the mempool and gossip it.
+    pub fn submit_tx(&mut self, tx: Vec<u8>, now: u64) -> Result<Vec<Effect>, ConsensusError> {
+        self.check_halted()?;
+        let bytes = wire::encode(&Message::Tx(tx.clone()));
+        self.add_tx(tx)?;
+        let mut out = vec![Effect::Broadcast(bytes)];
+        self.stats.broadcasts += 1;
+        self.run(now, &mut out)?;
+        self.finish(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// Last committed height (0 before the first block).
+    pub fn height(&self) -> u64 {
+        self.height - 1
+    }
+    /// The current round of the height being decided.
+    pub fn round(&self) -> u32 {
+        round_u32(self.driver.round())
+    }
+    pub fn last_block_hash(&self) -> Hash {
+        self.tip.hash
+    }
+    /// App hash after the last committed block.
+    pub fn app_hash(&self) -> Hash {
+        self.tip.app_hash
+    }
+    pub fn last_block_time(&self) -> u64 {
+        self.tip.time
+    }
+    /// A committed block with its commit certificate.
+    pub fn block(&self, height: u64) -> Result<Option<(Block, Certificate)>, ConsensusError> {
+        self.stored_block(height)
+    }
+    pub fn validator_set(&self) -> &ValidatorSet {
+        &self.genesis.validators
+    }
+    pub fn chain_id(&self) -> Hash {
+        self.genesis.chain_id
+    }
+    pub fn address(&self) -> Address {
+        self.me.0
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+    /// `(validator, height)` pairs for which this replica fed two conflicting votes to consensus.
+    pub fn observed_equivocations(&self) -> &BTreeSet<(Address, u64)> {
+        &self.observed
+    }
+    /// `(validator, height)` pairs for which this replica emitted evidence.
+    pub fn reported_equivocations(&self) -> &BTreeSet<(Address, u64)> {
+        &self.reported
+    }
+    /// Give back the store and app (to reopen after a simulated crash).
+    pub fn into_parts(self) -> (S, A) {
+        (self.store, self.app)
+    }
+
+    // ----- internals -----
+
+    fn check_halted(&self) -> Result<(), ConsensusError> {
+        match &self.halted {
+            Some(h) => Err(ConsensusError::Halted(h.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn is_validator(&self) -> bool {
+        self.key.is_some() && self.genesis.validators.contains(&self.me.0)
+    }
+
+    fn begin_height(&mut self, now: u64) {
+        let h = self.height;
+        let proposer = self.genesis.validators.proposer(h, 0).address;
+        self.timers.clear();
+        self.pending_value = None;
+        self.own.clear();
+        self.seen.clear();
+        self.fed_votes.clear();
+        self.ahead = None;
+        self.urgent.clear();
+        self.queue.clear();
+        self.wal_seq = 0;
+        self.next_rebroadcast = now.saturating_add(ms(self.cfg.timeouts.rebroadcast));
+        self.urgent.push_back(Work::Input(h, Input::NewRound(ConsHeight(h), Round::new(0), proposer)));
+        let future = std::mem::take(&mut self.future);
+        for (from, m) in future {
+            match msg_height(&m) {
+                Some(mh) if mh == h => self.queue.push_back(Work::Net(from, m, true)),
+                Some(mh) if mh > h => self.future.push((from, m)),
+                _ => {}
+            }
+        }
+    }
+
+    fn run(&mut self, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        loop {
+            let w = match self.urgent.pop_front() {
+                Some(w) => w,
+                None => match self.queue.pop_front() {
+                    Some(w) => w,
+                    None => break,
+                },
+            };
+            match w {
+                Work::Input(h, input) => {
+                    if h == self.height {
+                        self.process(input, now, out)?;
+                    }
+                }
+                Work::Net(from, m, pre) => {
+                    if let Err(e) = self.on_message(from, m, pre, now, out) {
+                        if matches!(e, ConsensusError::Storage(_)) {
+                            self.halted = Some(e.to_string());
+                            return Err(e);
+                        }
+                        tracing::debug!(target: "consensus.buffered", error = %e, "buffered message rejected");
+                    }
+                }
+            }
+            if self.urgent.is_empty() && self.queue.is_empty() {
+                self.try_propose(now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        if self.dirty {
+            self.store.flush()?;
+            self.stats.flushes += 1;
+            self.dirty = false;
+        }
+        let mut next = self.next_rebroadcast;
+        if let Some(d) = self.timers.values().min() {
+            next = next.min(*d);
+        }
+        if self.pending_value.is_some() {
+            next = next.min(self.tip.time.saturating_add(self.cfg.empty_block_interval_ms).max(now + 1));
+        }
+        if let Some((since, _)) = self.ahead {
+            next = next.min(since.saturating_add(self.cfg.sync_delay_ms));
+        }
+        out.push(Effect::NextWakeup(next.max(now + 1)));
+        Ok(())
+    }
+
+    fn wal_append(&mut self, kind: pb::wal_entry::Kind, valid: bool) -> Result<(), ConsensusError> {
+        if self.replaying {
+            return Ok(());
+        }
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&be8(self.height));
+        key.extend_from_slice(&be8(self.wal_seq));
+        self.wal_seq += 1;
+        let bytes = pb::WalEntry { kind: Some(kind), valid }.encode_to_vec();
+        self.store.put(trees::WAL, &key, &bytes)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn replay_entry(&mut self, bytes: &[u8], _now: u64) -> Result<(), ConsensusError> {
+        use pb::wal_entry::Kind;
+        let corrupt = |e: WireError| ConsensusError::Corrupt(format!("wal: {e}"));
+        let e = pb::WalEntry::decode(bytes).map_err(|e| ConsensusError::Corrupt(format!("wal: {e}")))?;
+        let h = self.height;
+        match e.kind {
+            Some(Kind::Vote(v)) => {
+                let v = wire::vote_from_pb(v).map_err(corrupt)?;
+                self.note_vote(&v);
+                self.queue.push_back(Work::Input(h, Input::Vote(v)));
+            }
+            Some(Kind::Proposal(p)) => {
+                let p = wire::proposal_from_pb(p).map_err(corrupt)?;
+                self.queue.push_back(Work::Input(h, Input::Proposal(p.signed, Validity::from_bool(e.valid))));
+            }
+            Some(Kind::Polka(c)) => {
+                let c = wire::cert_from_pb(c).map_err(corrupt)?;
+                self.queue.push_back(Work::Input(h, Input::PolkaCertificate(to_polka(&c))));
+            }
+            Some(Kind::Timeout(t)) => {
+                let round = (t >> 2) as u32;
+                let kind = (t & 3) as u8;
+                self.timers.remove(&(kind, round));
+                self.queue.push_back(Work::Input(h, Input::TimeoutElapsed(Timeout::new(Round::new(round), tk_kind(kind)))));
+            }
+            Some(Kind::OwnValue(p)) => {
+                let p = wire::proposal_from_pb(p).map_err(corrupt)?;
+                let r = round_u32(p.signed.message.round);
+                if self.pending_value == Some(r) && self.driver.round() == Round::new(r) {
+                    self.pending_value = None;
+                    self.queue.push_back(Work::Input(h, Input::ProposeValue(Round::new(r), p.signed.message.value)));
+                }
+            }
+            None => return Err(ConsensusError::Corrupt("empty wal entry".into())),
+        }
+        Ok(())
+    }
+
+    fn note_vote(&mut self, v: &SignedVote) {
+        let m = &v.message;
+        let key = (round_u32(m.round), vote_type_code(m.vote_type), m.validator.0);
+        match self.fed_votes.get(&key) {
+            Some(prev) if *prev != m.value => {
+                if self.observed.len() < MAX_TRACKED {
+                    self.observed.insert((m.validator.0, self.height));
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.fed_votes.insert(key, m.value);
+            }
+        }
+    }
+
+    fn process(&mut self, input: Input<Ctx>, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        let outputs = match self.driver.process(input) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(target: "consensus.driver", error = %e, "driver refused input");
+                Vec::new()
+            }
+        };
+        self.drain_evidence(out);
+        let h = self.height;
+        for o in outputs {
+            if self.height != h {
+                break;
+            }
+            self.on_output(o, now, out)?;
+        }
+        Ok(())
+    }
+
+    fn drain_evidence(&mut self, out: &mut Vec<Effect>) {
+        let h = self.height;
+        let votes = self.driver.take_vote_evidence();
+        for (addr, pairs) in votes.iter() {
+            for (a, b) in pairs {
+                if self.reported.len() < MAX_TRACKED {
+                    self.reported.insert((addr.0, h));
+                }
+                out.push(Effect::Evidence(Evidence::DoubleVote(Box::new((a.clone(), b.clone())))));
+            }
+        }
+        let props = self.driver.take_proposal_evidence();
+        for (addr, pairs) in props.iter() {
+            for (a, b) in pairs {
+                if self.reported.len() < MAX_TRACKED {
+                    self.reported.insert((addr.0, h));
+                }
+                out.push(Effect::Evidence(Evidence::DoubleProposal(Box::new((
+                    ProposalMsg { signed: a.clone(), polka: None },
+                    ProposalMsg { signed: b.clone(), polka: None },
+                )))));
+            }
+        }
+    }
+
+    fn on_output(&mut self, o: Output<Ctx>, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        let h = self.height;
+        match o {
+            Output::NewRound(_, r) => {
+                self.timers.clear();
+                self.pending_value = None;
+                let proposer = self.genesis.validators.proposer(h, round_u32(r)).address;
+                self.urgent.push_back(Work::Input(h, Input::NewRound(ConsHeight(h), r, proposer)));
+            }
+            Output::Propose(p) => {
+                if !self.is_validator() {
+                    return Ok(());
+                }
+                let r = round_u32(p.round);
+                let sig = self.guarded_sign(
+                    [&be8(h)[..], b"P", &r.to_be_bytes()].concat(),
+                    [&p.pol_round.as_i64().to_be_bytes()[..], p.value.id.0.as_bytes()].concat(),
+                    Domain::Proposal,
+                    p.signing_bytes(),
+                )?;
+                let polka = match p.pol_round {
+                    Round::Some(pr) => self.driver.polka_certificate(Round::new(pr), &p.value.id).map(|c| {
+                        Certificate::new(
+                            h,
+                            pr,
+                            p.value.id.0,
+                            c.polka_signatures.iter().map(|s| (s.address.0, s.signature)).collect(),
+                        )
+                    }),
+                    Round::Nil => None,
+                };
+                let signed = SignedProposal::new(p, sig);
+                let bytes = wire::encode(&Message::Proposal(Box::new(ProposalMsg { signed: signed.clone(), polka })));
+                self.own.insert((r, 0), bytes.clone());
+                out.push(Effect::Broadcast(bytes));
+                self.stats.broadcasts += 1;
+                self.urgent.push_back(Work::Input(h, Input::Proposal(signed, Validity::Valid)));
+            }
+            Output::Vote(v) => {
+                if !self.is_validator() {
+                    return Ok(());
+                }
+                let r = round_u32(v.round);
+                let t = vote_type_code(v.vote_type);
+                let value = match &v.value {
+                    NilOrVal::Nil => vec![0u8; 33],
+                    NilOrVal::Val(id) => [&[1u8][..], id.0.as_bytes()].concat(),
+                };
+                let sig = self.guarded_sign(
+                    [&be8(h)[..], b"V", &r.to_be_bytes(), &[t]].concat(),
+                    value,
+                    Domain::Vote,
+                    v.signing_bytes(),
+                )?;
+                let signed = SignedVote::new(v, sig);
+                let bytes = wire::encode(&Message::Vote(signed.clone()));
+                self.own.insert((r, 1 + t), bytes.clone());
+                out.push(Effect::Broadcast(bytes));
+                self.stats.broadcasts += 1;
+                self.note_vote(&signed);
+                self.urgent.push_back(Work::Input(h, Input::Vote(signed)));
+            }
+            Output::Decide(_, p) => {
+                let r = p.round;
+                let id = p.value.id;
+                let votes = self.driver.restore_precommits(r, &id);
+                let cert = Certificate::new(
+                    h,
+                    round_u32(r),
+                    id.0,
+                    votes.iter().map(|v| (v.message.validator.0, v.signature)).collect(),
+                );
+                let power: u64 = cert.signatures.iter().filter_map(|(a, _)| self.genesis.validators.power_of(a)).sum();
+                if !self.genesis.validators.is_quorum(power) {
+                    // Cannot happen: the driver decides only on a precommit quorum.
+                    tracing::error!(target: "consensus.decide", height = h, "decision without a quorum certificate");
+                    return Ok(());
+                }
+                self.commit(p.value, cert, now, out)?;
+            }
+            Output::ScheduleTimeout(t) => {
+                if let (Some(kind), Some(r)) = (tk_code(t.kind), t.round.as_u32()) {
+                    let mut d = ms(self.cfg.timeouts.duration_for(t));
+                    if kind == TK_PROPOSE {
+                        // Proposers wait for txs or the heartbeat: so do we.
+                        d = d.saturating_add(self.tip.time.saturating_add(self.cfg.empty_block_interval_ms).saturating_sub(now));
+                    }
+                    self.timers.insert((kind, r), now.saturating_add(d));
+                }
+            }
+            Output::GetValue(_, r, _) => {
+                if self.is_validator() {
+                    self.pending_value = r.as_u32();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sign unless a different message was already signed under `key` (then refuse).
+    fn guarded_sign(&mut self, key: Vec<u8>, content: Vec<u8>, domain: Domain, msg: Vec<u8>) -> Result<agora_crypto::Signature, ConsensusError> {
+        if let Some(prev) = self.store.get(trees::SIGNED, &key)? {
+            if prev.len() == content.len() + 64 && prev[..content.len()] == content[..] {
+                if let Some(s) = agora_crypto::Signature::from_slice(&prev[content.len()..]) {
+                    return Ok(s);
+                }
+            }
+            let reason = "refusing to sign a message conflicting with one already signed".to_owned();
+            tracing::error!(target: "consensus.guard", height = self.height, "{reason}");
+            self.halted = Some(reason.clone());
+            return Err(ConsensusError::Halted(reason));
+        }
+        let key_pair = self.key.as_ref().ok_or_else(|| ConsensusError::Halted("no key".into()))?;
+        let sig = key_pair.sign(domain, &self.genesis.chain_id, &msg);
+        self.stats.signatures_made += 1;
+        self.store.put(trees::SIGNED, &key, &[&content[..], &sig.0[..]].concat())?;
+        self.dirty = true;
+        Ok(sig)
+    }
+
+    fn try_propose(&mut self, now: u64) -> Result<(), ConsensusError> {
+        let Some(r) = self.pending_value else { return Ok(()) };
+        if self.replaying || self.driver.round() != Round::new(r) || !self.driver.step_is_propose() {
+            return Ok(());
+        }
+        let due = now >= self.tip.time.saturating_add(self.cfg.empty_block_interval_ms);
+        if self.mempool.is_empty() && !due {
+            return Ok(());
+        }
+        let time = now.max(self.tip.time + 1);
+        let candidates: Vec<Vec<u8>> =
+            self.mempool.iter().take(self.cfg.max_block_txs).map(|(_, t)| t.clone()).collect();
+        let mut txs = self.app.prepare_block(self.height, time, &candidates, self.cfg.max_block_bytes);
+        txs.truncate(self.cfg.max_block_txs);
+        if txs.is_empty() && !due {
+            return Ok(());
+        }
+        let block = Block::new(self.height, time, self.tip.hash, self.tip.app_hash, self.me.0, txs);
+        let value = BlockValue::new(block);
+        let record = ProposalMsg {
+            signed: SignedProposal::new(
+                Ctx.new_own(self.height, r, value.clone(), self.me),
+                agora_crypto::Signature([0; 64]),
+            ),
+            polka: None,
+        };
+        self.wal_append(pb::wal_entry::Kind::OwnValue(wire::proposal_to_pb(&record)), true)?;
+        self.pending_value = None;
+        self.urgent.push_back(Work::Input(self.height, Input::ProposeValue(Round::new(r), value)));
+        Ok(())
+    }
+
+    fn validity(&self, p: &crate::context::ConsProposal, now: u64) -> bool {
+        let b = &p.value.block;
+        let hd = &b.header;
+        hd.height == self.height
+            && hd.prev_hash == self.tip.hash
+            && hd.app_hash == self.tip.app_hash
+            && hd.proposer == p.proposer.0
+            && hd.time > self.tip.time
+            && hd.time <= now.saturating_add(self.cfg.max_clock_drift_ms)
+            && b.txs.len() <= self.cfg.max_block_txs
+            && b.tx_bytes() <= self.cfg.max_block_bytes
+            && self.app.validate_block(b)
+    }
+
+    fn add_tx(&mut self, tx: Vec<u8>) -> Result<(), ConsensusError> {
+        self.app.check_tx(&tx).map_err(ConsensusError::TxRejected)?;
+        let id = Hash::of(&tx);
+        if self.mempool_ids.contains(&id) {
+            return Ok(());
+        }
+        if self.mempool.len() >= self.cfg.mempool_max {
+            return Err(ConsensusError::TxRejected("mempool full".into()));
+        }
+        self.mempool_ids.insert(id);
+        self.mempool.push_back((id, tx));
+        Ok(())
+    }
+
+    fn first_seen(&mut self, bytes: &[u8], sig: &agora_crypto::Signature) -> bool {
+        let mut h = blake3::Hasher::new();
+        h.update(bytes);
+        h.update(&sig.0);
+        let id = Hash(*h.finalize().as_bytes());
+        if self.seen.len() >= MAX_SEEN {
+            self.seen.clear();
+        }
+        self.seen.insert(id)
+    }
+
+    fn buffer_future(&mut self, from: Address, m: Message, mh: u64, now: u64, out: &mut Vec<Effect>) {
+        if mh <= self.height + 2 && self.future.len() < self.cfg.future_buffer {
+            self.future.push((from, m));
+        }
+        if self.ahead.is_none() {
+            self.ahead = Some((now, from));
+        }
+        if mh > self.height + 1 {
+            self.request_sync(from, now, out);
+        }
+    }
+
+    fn request_sync(&mut self, peer: Address, now: u64, out: &mut Vec<Effect>) {
+        if let Some(t) = self.last_sync_request {
+            if now < t.saturating_add(self.cfg.sync_retry_ms) {
+                return;
+            }
+        }
+        self.last_sync_request = Some(now);
+        let bytes = wire::encode(&Message::SyncRequest { from_height: self.height, max_blocks: wire::MAX_SYNC_BLOCKS as u32 });
+        out.push(Effect::RequestSync { peer, from_height: self.height, bytes });
+    }
+
+    fn sync_response(&self, from_height: u64, max: usize) -> Result<Vec<(Block, Certificate)>, ConsensusError> {
+        let mut blocks = Vec::new();
+        let mut bytes = 0usize;
+        let mut h = from_height.max(1);
+        while h < self.height && blocks.len() < max.min(wire::MAX_SYNC_BLOCKS) {
+            let Some((b, c)) = self.stored_block(h)? else { break };
+            bytes += b.tx_bytes() + 1024;
+            blocks.push((b, c));
+            if bytes > wire::MAX_MESSAGE_BYTES / 2 {
+                break;
+            }
+            h += 1;
+        }
+        Ok(blocks)
+    }
+
+    fn help_behind(&mut self, peer: Address, their_height: u64, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        if let Some(t) = self.helped.get(&peer) {
+            if now < t.saturating_add(self.cfg.sync_retry_ms) {
+                return Ok(());
+            }
+        }
+        if self.helped.len() >= MAX_TRACKED {
+            self.helped.clear();
+        }
+        self.helped.insert(peer, now);
+        let blocks = self.sync_response(their_height, wire::MAX_SYNC_BLOCKS)?;
+        if !blocks.is_empty() {
+            out.push(Effect::SendTo(peer, wire::encode(&Message::SyncResponse(blocks))));
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, from: Address, m: Message, pre: bool, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        let h = self.height;
+        match m {
+            Message::Vote(v) => {
+                let mh = v.message.height.0;
+                let signer = v.message.validator.0;
+                if mh < h {
+                    return self.help_behind(from, mh, now, out);
+                }
+                if !self.genesis.validators.contains(&signer) {
+                    return Err(ConsensusError::NotValidator(signer));
+                }
+                let sb = v.message.signing_bytes();
+                if !pre {
+                    if !self.first_seen(&sb, &v.signature) {
+                        return Ok(());
+                    }
+                    self.stats.signatures_verified += 1;
+                    agora_crypto::verify(&signer, Domain::Vote, &self.genesis.chain_id, &sb, &v.signature)
+                        .map_err(|_| ConsensusError::BadSignature(signer))?;
+                }
+                if mh > h {
+                    self.buffer_future(from, Message::Vote(v), mh, now, out);
+                    return Ok(());
+                }
+                let r = round_u32(v.message.round);
+                if r > self.round().saturating_add(self.cfg.round_lookahead) {
+                    return Err(ConsensusError::RoundTooFar(r));
+                }
+                self.wal_append(pb::wal_entry::Kind::Vote(wire::vote_to_pb(&v)), false)?;
+                self.note_vote(&v);
+                self.queue.push_back(Work::Input(h, Input::Vote(v)));
+            }
+            Message::Proposal(pm) => {
+                let p = &pm.signed.message;
+                let mh = p.height.0;
+                if mh < h {
+                    return Ok(());
+                }
+                let r = round_u32(p.round);
+                let expected = self.genesis.validators.proposer(mh, r).address;
+                if p.proposer != expected {
+                    return Err(ConsensusError::WrongProposer(p.proposer.0));
+                }
+                if let Round::Some(pr) = p.pol_round {
+                    if pr >= r {
+                        return Err(ConsensusError::InvalidProposal("pol_round not below round"));
+                    }
+                }
+                let sb = p.signing_bytes();
+                if !pre {
+                    if !self.first_seen(&sb, &pm.signed.signature) {
+                        return Ok(());
+                    }
+                    self.stats.signatures_verified += 1;
+                    agora_crypto::verify(&p.proposer.0, Domain::Proposal, &self.genesis.chain_id, &sb, &pm.signed.signature)
+                        .map_err(|_| ConsensusError::BadSignature(p.proposer.0))?;
+                }
+                if mh > h {
+                    self.buffer_future(from, Message::Proposal(pm), mh, now, out);
+                    return Ok(());
+                }
+                if r > self.round().saturating_add(self.cfg.round_lookahead) {
+                    return Err(ConsensusError::RoundTooFar(r));
+                }
+                if let (Some(c), Round::Some(pr)) = (&pm.polka, p.pol_round) {
+                    if c.height == h && c.round == pr && c.block_hash == p.value.id.0 {
+                        self.stats.signatures_verified += c.signatures.len() as u64;
+                        if c.verify_polka(&self.genesis.validators, &self.genesis.chain_id).is_ok() {
+                            self.wal_append(pb::wal_entry::Kind::Polka(wire::cert_to_pb(c)), false)?;
+                            self.queue.push_back(Work::Input(h, Input::PolkaCertificate(to_polka(c))));
+                        }
+                    }
+                }
+                let valid = self.validity(p, now);
+                let rec = ProposalMsg { signed: pm.signed.clone(), polka: None };
+                self.wal_append(pb::wal_entry::Kind::Proposal(wire::proposal_to_pb(&rec)), valid)?;
+                self.queue.push_back(Work::Input(h, Input::Proposal(pm.signed, Validity::from_bool(valid))));
+            }
+            Message::SyncRequest { from_height, max_blocks } => {
+                let blocks = self.sync_response(from_height, max_blocks as usize)?;
+                if !blocks.is_empty() {
+                    out.push(Effect::SendTo(from, wire::encode(&Message::SyncResponse(blocks))));
+                }
+            }
+            Message::SyncResponse(blocks) => {
+                for (b, c) in blocks {
+                    let bh = b.header.height;
+                    if bh < self.height {
+                        continue;
+                    }
+                    if bh > self.height {
+                        break;
+                    }
+                    self.apply_synced(b, c, now, out)?;
+                }
+            }
+            Message::Tx(t) => self.add_tx(t)?,
+        }
+        Ok(())
+    }
+
+    fn apply_synced(&mut self, b: Block, c: Certificate, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        let hd = &b.header;
+        if c.height != self.height || c.block_hash != b.hash() {
+            return Err(ConsensusError::InvalidSyncBlock("certificate does not match block"));
+        }
+        if hd.prev_hash != self.tip.hash || hd.app_hash != self.tip.app_hash || hd.time <= self.tip.time {
+            return Err(ConsensusError::InvalidSyncBlock("block does not extend our chain"));
+        }
+        self.stats.signatures_verified += c.signatures.len() as u64;
+        c.verify(&self.genesis.validators, &self.genesis.chain_id)?;
+        if !self.app.validate_block(&b) {
+            // A quorum certified a block our app rejects: our state has diverged.
+            let reason = format!("certified block {} rejected by the application", self.height);
+            self.halted = Some(reason.clone());
+            return Err(ConsensusError::Halted(reason));
+        }
+        self.stats.heights_synced += 1;
+        self.commit(BlockValue::new(b), c, now, out)
+    }
+
+    fn commit(&mut self, value: BlockValue, cert: CommitCertificate, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        let h = self.height;
+        let block = value.block;
+        self.store.put(trees::BLOCKS, &be8(h), &wire::encode_block(&block))?;
+        self.store.put(trees::CERTS, &be8(h), &wire::encode_cert(&cert))?;
+        self.store.flush()?;
+        self.stats.flushes += 1;
+        let app_hash = self.app.commit(&block, &cert);
+        self.store.put(trees::APP_HASH, &be8(h), app_hash.as_bytes())?;
+        for (k, _) in self.store.scan_from(trees::WAL, &be8(h), usize::MAX)? {
+            if k.len() < 8 || k[..8] != be8(h) {
+                break;
+            }
+            self.store.delete(trees::WAL, &k)?;
+        }
+        for (k, _) in self.store.scan_from(trees::SIGNED, &[], usize::MAX)? {
+            if k.len() < 8 || k[..8] > be8(h)[..] {
+                break;
+            }
+            self.store.delete(trees::SIGNED, &k)?;
+        }
+        self.dirty = true;
+        self.tip = Tip { hash: block.hash(), time: block.header.time, app_hash };
+        let included: BTreeSet<Hash> = block.txs.iter().map(|t| Hash::of(t)).collect();
+        let old = std::mem::take(&mut self.mempool);
+        self.mempool_ids.clear();
+        for (id, tx) in old {
+            if !included.contains(&id) && self.app.check_tx(&tx).is_ok() {
+                self.mempool_ids.insert(id);
+                self.mempool.push_back((id, tx));
+            }
+        }
+        self.stats.heights_committed += 1;
+        self.drain_evidence(out);
+        out.push(Effect::Committed { block, cert });
+        self.height = h + 1;
+        self.driver.move_to_height(ConsHeight(self.height), self.genesis.validators.clone());
+        self.begin_height(now);
+        Ok(())
+    }
+}
+
+fn msg_height(m: &Message) -> Option<u64> {
+    match m {
+        Message::Vote(v) => Some(v.message.height.0),
+        Message::Proposal(p) => Some(p.signed.message.height.0),
+        _ => None,
+    }
+}
+
+impl Ctx {
+    fn new_own(&self, h: u64, r: u32, value: BlockValue, me: ValAddr) -> crate::context::ConsProposal {
+        <Ctx as mt::Context>::new_proposal(self, ConsHeight(h), Round::new(r), value, Round::Nil, me)
+    }
+}
+
+#[allow(dead_code)]
+fn _vote_type_used(_: VoteType) {}

@@ -1,0 +1,38 @@
+//! Simulator runs: a few hundred seeds across fault mixes by default; `AGORA_SIM_SEEDS` (how
+//! many) and `AGORA_SIM_SEED` (first) select any range.
+
+use agora_sim::{run_consensus_seeds, ConsensusSimOptions};
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn run(nodes: usize, byzantine: usize, default_seeds: u64, salt: u64) {
+    let opts = ConsensusSimOptions {
+        nodes,
+        byzantine,
+        seeds: env_u64("AGORA_SIM_SEEDS").unwrap_or(default_seeds),
+        from: env_u64("AGORA_SIM_SEED").unwrap_or(salt),
+        ..ConsensusSimOptions::default()
+    };
+    let s = run_consensus_seeds(&opts);
+    eprintln!("{s}");
+    assert_eq!(s.runs, opts.seeds);
+    assert!(s.ok(), "{s}");
+    assert!(s.heights > 0);
+}
+
+#[test]
+fn four_nodes_one_byzantine() {
+    run(4, 1, 120, 0);
+}
+
+#[test]
+fn seven_nodes_two_byzantine() {
+    run(7, 2, 40, 1_000_000);
+}
+
+#[test]
+fn replay() {
+    run(4, 1, 2, 7);
+}
