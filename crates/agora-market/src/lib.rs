@@ -24,15 +24,15 @@ mod views;
 
 pub use market::{BlockError, InvariantError, Market, SnapshotError, VoteDecoder, VoteKey};
 pub use model::{
-    gas_update, reserve_price, score, tie_break, Account, Assignment, Audit, AuctionRound,
+    gas_update, reserve_price, score, tie_break, Account, Assignment, AuctionRound, Audit,
     BlockContext, BlockResult, Coprocessor, DeclineRecord, EventRecord, Health, Job, JobState,
     MarketEvent, Operator, Rejection, ResultRecord, SlotStatus, TxReceipt, TxStatus,
 };
 pub use params::{amount_text, Genesis, GenesisAccount, GenesisError, GenesisOperator, Params};
 pub use tx::{
-    decode_envelope, encode_envelope, result_hash, sealed_commitment, Attestation,
-    AttestationKind, AuctionSpec, BidKind, DecodeError, DeclineNotice, DeclineReason, Evidence,
-    JobSpec, Outcome, Transaction, TxBuilder, TxKind,
+    decode_envelope, encode_envelope, result_hash, sealed_commitment, Attestation, AttestationKind,
+    AuctionSpec, BidKind, DeclineNotice, DeclineReason, DecodeError, Evidence, JobSpec, Outcome,
+    Transaction, TxBuilder, TxKind,
 };
 pub use views::{
     AccountView, BidView, CoprocessorView, JobView, MarketStatus, OperatorView, SlotView,

@@ -56,6 +56,9 @@ pub enum InvariantError {
     Escrow(JobId),
 }
 
+/// A block transaction after decoding: the envelope and transaction, or why it failed.
+type Decoded = Result<(Envelope, Transaction), (Option<Envelope>, Rejection)>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
     Global,
@@ -125,12 +128,26 @@ impl Market {
         let chain_id = genesis.hash();
         let mut accounts = BTreeMap::new();
         for a in &genesis.accounts {
-            accounts.insert(a.address, Account { balance: a.balance, nonce: 0 });
+            accounts.insert(
+                a.address,
+                Account {
+                    balance: a.balance,
+                    nonce: 0,
+                },
+            );
         }
         let operators = genesis
             .operators
             .iter()
-            .map(|o| (o.address, Operator { stake: o.stake, jailed: false }))
+            .map(|o| {
+                (
+                    o.address,
+                    Operator {
+                        stake: o.stake,
+                        jailed: false,
+                    },
+                )
+            })
             .collect();
         let s = State {
             chain_id,
@@ -199,7 +216,11 @@ impl Market {
         self.s.accounts.get(a)
     }
     pub fn balance(&self, a: &Address) -> Amount {
-        self.s.accounts.get(a).map(|x| x.balance).unwrap_or_default()
+        self.s
+            .accounts
+            .get(a)
+            .map(|x| x.balance)
+            .unwrap_or_default()
     }
     /// The nonce the next transaction from `a` must carry.
     pub fn nonce(&self, a: &Address) -> u64 {
@@ -307,7 +328,10 @@ impl Market {
             }
         }
         if total != self.s.supply {
-            return Err(InvariantError::Supply { genesis: self.s.supply, now: total });
+            return Err(InvariantError::Supply {
+                genesis: self.s.supply,
+                now: total,
+            });
         }
         Ok(())
     }
@@ -323,7 +347,10 @@ impl Market {
         let tx = self.verify_envelope(env)?;
         let expected = self.nonce(&env.signer);
         if tx.nonce < expected || tx.nonce >= expected.saturating_add(NONCE_WINDOW) {
-            return Err(Rejection::BadNonce { expected, got: tx.nonce });
+            return Err(Rejection::BadNonce {
+                expected,
+                got: tx.nonce,
+            });
         }
         if tx.nonce > expected {
             return Ok(());
@@ -344,14 +371,18 @@ impl Market {
     fn check_size(&self, len: usize) -> Result<(), Rejection> {
         let limit = self.s.params.max_tx_bytes;
         if len as u64 > limit {
-            return Err(Rejection::Oversized { size: len as u64, limit });
+            return Err(Rejection::Oversized {
+                size: len as u64,
+                limit,
+            });
         }
         Ok(())
     }
 
     fn verify_envelope(&self, env: &Envelope) -> Result<Transaction, Rejection> {
         self.check_size(env.payload.len())?;
-        env.verify(Domain::Transaction, &self.genesis_hash).map_err(|_| Rejection::BadSignature)?;
+        env.verify(Domain::Transaction, &self.genesis_hash)
+            .map_err(|_| Rejection::BadSignature)?;
         Transaction::decode(&env.payload).map_err(|e| Rejection::Malformed(e.to_string()))
     }
 
@@ -369,10 +400,16 @@ impl Market {
     ) -> Result<BlockResult, BlockError> {
         let expected = self.s.height.next();
         if ctx.height != expected {
-            return Err(BlockError::Height { expected, got: ctx.height });
+            return Err(BlockError::Height {
+                expected,
+                got: ctx.height,
+            });
         }
         if ctx.time < self.s.time {
-            return Err(BlockError::TimeWentBack { prev: self.s.time, got: ctx.time });
+            return Err(BlockError::TimeWentBack {
+                prev: self.s.time,
+                got: ctx.time,
+            });
         }
         self.block_events.clear();
         self.dirty.clear();
@@ -384,8 +421,7 @@ impl Market {
         self.observe_health(ctx, prev_time);
 
         // Decode and verify signatures (batched), then apply in block order.
-        let mut decoded: Vec<Result<(Envelope, Transaction), (Option<Envelope>, Rejection)>> =
-            Vec::with_capacity(txs.len());
+        let mut decoded: Vec<Decoded> = Vec::with_capacity(txs.len());
         for bytes in txs {
             let r = self.check_size(bytes.len()).and_then(|_| {
                 decode_envelope(bytes).map_err(|e| Rejection::Malformed(e.to_string()))
@@ -393,7 +429,8 @@ impl Market {
             decoded.push(match r {
                 Err(e) => Err((None, e)),
                 Ok(env) => match self.check_size(env.payload.len()).and_then(|_| {
-                    Transaction::decode(&env.payload).map_err(|e| Rejection::Malformed(e.to_string()))
+                    Transaction::decode(&env.payload)
+                        .map_err(|e| Rejection::Malformed(e.to_string()))
                 }) {
                     Ok(tx) => Ok((env, tx)),
                     Err(e) => Err((Some(env), e)),
@@ -416,18 +453,24 @@ impl Market {
                     tx_hash: env.as_ref().map(|e| e.hash()),
                     signer: env.map(|e| e.signer),
                     kind: None,
-                    status: TxStatus::Rejected { reason: e.to_string() },
+                    status: TxStatus::Rejected {
+                        reason: e.to_string(),
+                    },
                 },
                 Ok((env, tx)) => {
                     let id = env.hash();
-                    let sig_ok = all_good
-                        || env.verify(Domain::Transaction, &self.genesis_hash).is_ok();
+                    let sig_ok =
+                        all_good || env.verify(Domain::Transaction, &self.genesis_hash).is_ok();
                     let status = if !sig_ok {
-                        TxStatus::Rejected { reason: Rejection::BadSignature.to_string() }
+                        TxStatus::Rejected {
+                            reason: Rejection::BadSignature.to_string(),
+                        }
                     } else {
                         match self.apply_tx(env.signer, id, &tx) {
                             Ok(()) => TxStatus::Applied,
-                            Err(e) => TxStatus::Rejected { reason: e.to_string() },
+                            Err(e) => TxStatus::Rejected {
+                                reason: e.to_string(),
+                            },
                         }
                     };
                     TxReceipt {
@@ -455,7 +498,10 @@ impl Market {
     fn apply_tx(&mut self, signer: Address, id: Hash, tx: &Transaction) -> Result<(), Rejection> {
         let expected = self.nonce(&signer);
         if tx.nonce != expected {
-            return Err(Rejection::BadNonce { expected, got: tx.nonce });
+            return Err(Rejection::BadNonce {
+                expected,
+                got: tx.nonce,
+            });
         }
         self.dispatch(signer, id, &tx.kind, true)?;
         self.dispatch(signer, id, &tx.kind, false)?;
@@ -481,8 +527,21 @@ impl Market {
             TxKind::SubmitJob(spec) => self.tx_submit(signer, id, spec, dry),
             TxKind::CancelJob { job_id } => self.tx_cancel(signer, job_id, dry),
             TxKind::Bid { job_id, bid } => self.tx_bid(signer, job_id, bid, dry),
-            TxKind::Result { job_id, result_hash, fuel_used, outcome, output_size } => self
-                .tx_result(signer, job_id, *result_hash, *fuel_used, *outcome, *output_size, dry),
+            TxKind::Result {
+                job_id,
+                result_hash,
+                fuel_used,
+                outcome,
+                output_size,
+            } => self.tx_result(
+                signer,
+                job_id,
+                *result_hash,
+                *fuel_used,
+                *outcome,
+                *output_size,
+                dry,
+            ),
             TxKind::Attestation(a) => self.tx_attestation(signer, a, dry),
             TxKind::Evidence(e) => self.tx_evidence(signer, e, dry),
             TxKind::Decline(d) => self.tx_decline(signer, d, dry),
@@ -501,10 +560,9 @@ impl Market {
 
     fn debit(&mut self, from: Address, amount: Amount) -> Result<(), Rejection> {
         let have = self.balance(&from);
-        let new = have.checked_sub(amount).map_err(|_| Rejection::InsufficientFunds {
-            need: amount,
-            have,
-        })?;
+        let new = have
+            .checked_sub(amount)
+            .map_err(|_| Rejection::InsufficientFunds { need: amount, have })?;
         self.s.accounts.entry(from).or_default().balance = new;
         self.dirty.insert(Key::Account(from));
         Ok(())
@@ -519,7 +577,11 @@ impl Market {
     }
 
     fn emit(&mut self, event: MarketEvent) {
-        let rec = EventRecord { height: self.s.height, time: self.s.time, event };
+        let rec = EventRecord {
+            height: self.s.height,
+            time: self.s.time,
+            event,
+        };
         tracing::debug!(target: "market.event", height = rec.height.0, ?rec.event);
         if self.s.events.len() >= MAX_RECENT_EVENTS {
             self.s.events.pop_front();
@@ -533,7 +595,11 @@ impl Market {
             if j.events.len() >= MAX_JOB_EVENTS {
                 j.events.remove(0);
             }
-            j.events.push(EventRecord { height: self.s.height, time: self.s.time, event: event.clone() });
+            j.events.push(EventRecord {
+                height: self.s.height,
+                time: self.s.time,
+                event: event.clone(),
+            });
             self.dirty.insert(Key::Job(*job));
         }
         self.emit(event);
@@ -541,7 +607,10 @@ impl Market {
 
     fn cop_mut(&mut self, a: &Address) -> Result<&mut Coprocessor, Rejection> {
         self.dirty.insert(Key::Coprocessor(*a));
-        self.s.coprocessors.get_mut(a).ok_or_else(|| Rejection::NotAllowed("not a coprocessor".into()))
+        self.s
+            .coprocessors
+            .get_mut(a)
+            .ok_or_else(|| Rejection::NotAllowed("not a coprocessor".into()))
     }
 
     fn job_mut(&mut self, id: &JobId) -> Result<&mut Job, Rejection> {
@@ -551,16 +620,24 @@ impl Market {
 
     fn update_activity(&mut self, a: &Address) {
         let min = self.s.params.min_stake;
-        let Some(c) = self.s.coprocessors.get_mut(a) else { return };
+        let Some(c) = self.s.coprocessors.get_mut(a) else {
+            return;
+        };
         let should = c.stake >= min;
         if c.active != should {
             c.active = should;
             let stake = c.stake;
             self.dirty.insert(Key::Coprocessor(*a));
             self.emit(if should {
-                MarketEvent::CoprocessorActivated { coprocessor: *a, stake }
+                MarketEvent::CoprocessorActivated {
+                    coprocessor: *a,
+                    stake,
+                }
             } else {
-                MarketEvent::CoprocessorDeactivated { coprocessor: *a, stake }
+                MarketEvent::CoprocessorDeactivated {
+                    coprocessor: *a,
+                    stake,
+                }
             });
         }
     }
@@ -568,7 +645,13 @@ impl Market {
     // -----------------------------------------------------------------------------------------
     // transactions
 
-    fn tx_transfer(&mut self, from: Address, to: Address, amount: Amount, dry: bool) -> Result<(), Rejection> {
+    fn tx_transfer(
+        &mut self,
+        from: Address,
+        to: Address,
+        amount: Amount,
+        dry: bool,
+    ) -> Result<(), Rejection> {
         if amount.is_zero() {
             return reject("zero amount");
         }
@@ -581,16 +664,28 @@ impl Market {
         self.credit(to, amount)
     }
 
-    fn tx_stake(&mut self, who: Address, amount: Amount, capacity: u32, dry: bool) -> Result<(), Rejection> {
+    fn tx_stake(
+        &mut self,
+        who: Address,
+        amount: Amount,
+        capacity: u32,
+        dry: bool,
+    ) -> Result<(), Rejection> {
         let p = &self.s.params;
         if capacity == 0 || capacity > p.max_capacity {
             return reject(format!("capacity must be 1..={}", p.max_capacity));
         }
         self.need_funds(&who, amount)?;
         let existing = self.s.coprocessors.get(&who);
-        let new_stake = existing.map(|c| c.stake).unwrap_or_default().checked_add(amount)?;
+        let new_stake = existing
+            .map(|c| c.stake)
+            .unwrap_or_default()
+            .checked_add(amount)?;
         if existing.is_none() && new_stake < p.min_stake {
-            return Err(Rejection::NotEligible(format!("stake below minimum {}", p.min_stake)));
+            return Err(Rejection::NotEligible(format!(
+                "stake below minimum {}",
+                p.min_stake
+            )));
         }
         if dry {
             return Ok(());
@@ -613,19 +708,30 @@ impl Market {
         c.stake = new_stake;
         c.capacity = capacity;
         self.dirty.insert(Key::Coprocessor(who));
-        self.emit(MarketEvent::CoprocessorStaked { coprocessor: who, stake: new_stake, capacity });
+        self.emit(MarketEvent::CoprocessorStaked {
+            coprocessor: who,
+            stake: new_stake,
+            capacity,
+        });
         self.update_activity(&who);
         Ok(())
     }
 
     fn tx_unstake(&mut self, who: Address, amount: Amount, dry: bool) -> Result<(), Rejection> {
-        let c = self.s.coprocessors.get(&who).ok_or_else(|| Rejection::NotAllowed("not a coprocessor".into()))?;
+        let c = self
+            .s
+            .coprocessors
+            .get(&who)
+            .ok_or_else(|| Rejection::NotAllowed("not a coprocessor".into()))?;
         if amount.is_zero() {
             return reject("zero amount");
         }
         let free = c.free_collateral();
         if amount > free {
-            return Err(Rejection::InsufficientFunds { need: amount, have: free });
+            return Err(Rejection::InsufficientFunds {
+                need: amount,
+                have: free,
+            });
         }
         let new_stake = c.stake.checked_sub(amount)?;
         let new_unb = c.unbonding.checked_add(amount)?;
@@ -635,12 +741,25 @@ impl Market {
         if dry {
             return Ok(());
         }
-        let release_at = Timestamp(self.s.time.0.saturating_add(self.s.params.unbonding_delay_ms));
+        let release_at = Timestamp(
+            self.s
+                .time
+                .0
+                .saturating_add(self.s.params.unbonding_delay_ms),
+        );
         let c = self.cop_mut(&who)?;
         c.stake = new_stake;
         c.unbonding = new_unb;
-        self.s.unbonding.push_back(Unbonding { coprocessor: who, amount, release_at });
-        self.emit(MarketEvent::UnbondingStarted { coprocessor: who, amount, release_at });
+        self.s.unbonding.push_back(Unbonding {
+            coprocessor: who,
+            amount,
+            release_at,
+        });
+        self.emit(MarketEvent::UnbondingStarted {
+            coprocessor: who,
+            amount,
+            release_at,
+        });
         self.update_activity(&who);
         Ok(())
     }
@@ -661,7 +780,10 @@ impl Market {
             return lim("input too large");
         }
         if spec.args.len() as u64 > p.max_args as u64
-            || spec.args.iter().any(|a| a.len() as u64 > p.max_arg_bytes as u64)
+            || spec
+                .args
+                .iter()
+                .any(|a| a.len() as u64 > p.max_arg_bytes as u64)
         {
             return lim("too many or too long args");
         }
@@ -679,7 +801,10 @@ impl Market {
         }
         let in_range = |ms: u64| ms >= p.min_auction_ms && ms <= p.max_auction_ms;
         match spec.auction {
-            AuctionSpec::Dutch { start_price, duration_ms } => {
+            AuctionSpec::Dutch {
+                start_price,
+                duration_ms,
+            } => {
                 if start_price > spec.max_price {
                     return reject("start price above max price");
                 }
@@ -687,7 +812,10 @@ impl Market {
                     return reject("auction duration out of range");
                 }
             }
-            AuctionSpec::Sealed { commit_ms, reveal_ms } => {
+            AuctionSpec::Sealed {
+                commit_ms,
+                reveal_ms,
+            } => {
                 if !in_range(commit_ms) || !in_range(reveal_ms) {
                     return reject("auction phase out of range");
                 }
@@ -705,7 +833,13 @@ impl Market {
         }
     }
 
-    fn tx_submit(&mut self, client: Address, id: JobId, spec: &JobSpec, dry: bool) -> Result<(), Rejection> {
+    fn tx_submit(
+        &mut self,
+        client: Address,
+        id: JobId,
+        spec: &JobSpec,
+        dry: bool,
+    ) -> Result<(), Rejection> {
         self.validate_spec(spec)?;
         if self.s.open_jobs.len() as u64 >= self.s.params.max_open_jobs as u64 {
             return Err(Rejection::Limit("too many open jobs".into()));
@@ -741,7 +875,14 @@ impl Market {
         self.s.jobs.insert(id, job);
         self.s.open_jobs.insert(id);
         self.dirty.insert(Key::Job(id));
-        self.emit_job(&id, MarketEvent::JobSubmitted { job: id, client, escrow });
+        self.emit_job(
+            &id,
+            MarketEvent::JobSubmitted {
+                job: id,
+                client,
+                escrow,
+            },
+        );
         self.open_round(&id, spec.replicas, 0)
     }
 
@@ -749,8 +890,20 @@ impl Market {
         let now = self.s.market_time;
         let job = self.job_mut(id)?;
         job.state = JobState::Auction;
-        job.auction = AuctionRound { round, opened_at: now, slots, ..Default::default() };
-        self.emit_job(id, MarketEvent::AuctionOpened { job: *id, round, slots });
+        job.auction = AuctionRound {
+            round,
+            opened_at: now,
+            slots,
+            ..Default::default()
+        };
+        self.emit_job(
+            id,
+            MarketEvent::AuctionOpened {
+                job: *id,
+                round,
+                slots,
+            },
+        );
         Ok(())
     }
 
@@ -796,7 +949,11 @@ impl Market {
         }
         let need = self.collateral(&job.spec)?;
         if c.free_collateral() < need {
-            return no(format!("free collateral {} below {}", c.free_collateral(), need));
+            return no(format!(
+                "free collateral {} below {}",
+                c.free_collateral(),
+                need
+            ));
         }
         if job.assignments.contains_key(who) {
             return no("already assigned to this job".into());
@@ -804,7 +961,13 @@ impl Market {
         Ok(())
     }
 
-    fn tx_bid(&mut self, who: Address, id: &JobId, bid: &BidKind, dry: bool) -> Result<(), Rejection> {
+    fn tx_bid(
+        &mut self,
+        who: Address,
+        id: &JobId,
+        bid: &BidKind,
+        dry: bool,
+    ) -> Result<(), Rejection> {
         let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
         if job.state != JobState::Auction {
             return Err(Rejection::WrongJobState(job.state));
@@ -852,7 +1015,13 @@ impl Market {
                 job.auction.commits.insert(who, *commitment);
                 job.bonds.insert(who, bond);
             }
-            (BidKind::Reveal { price, salt }, AuctionSpec::Sealed { commit_ms, reveal_ms }) => {
+            (
+                BidKind::Reveal { price, salt },
+                AuctionSpec::Sealed {
+                    commit_ms,
+                    reveal_ms,
+                },
+            ) => {
                 if elapsed < *commit_ms {
                     return Err(Rejection::NotAllowed("reveal phase not started".into()));
                 }
@@ -880,7 +1049,14 @@ impl Market {
             }
             _ => return reject("bid kind does not match the job's auction"),
         }
-        self.emit_job(id, MarketEvent::BidAccepted { job: *id, coprocessor: who, kind: kind_name.into() });
+        self.emit_job(
+            id,
+            MarketEvent::BidAccepted {
+                job: *id,
+                coprocessor: who,
+                kind: kind_name.into(),
+            },
+        );
         Ok(())
     }
 
@@ -896,7 +1072,10 @@ impl Market {
         dry: bool,
     ) -> Result<(), Rejection> {
         let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
-        if !matches!(job.state, JobState::Awarded | JobState::Executing | JobState::Auction) {
+        if !matches!(
+            job.state,
+            JobState::Awarded | JobState::Executing | JobState::Auction
+        ) {
             return Err(Rejection::WrongJobState(job.state));
         }
         let a = job
@@ -904,7 +1083,9 @@ impl Market {
             .get(&who)
             .ok_or_else(|| Rejection::NotAllowed("not a winner of this job".into()))?;
         if a.status != SlotStatus::Executing {
-            return Err(Rejection::NotAllowed("result already committed or slot closed".into()));
+            return Err(Rejection::NotAllowed(
+                "result already committed or slot closed".into(),
+            ));
         }
         if fuel_used > job.spec.fuel_limit {
             return reject("fuel used above the limit");
@@ -916,10 +1097,27 @@ impl Market {
             return Ok(());
         }
         let height = self.s.height;
-        let a = self.job_mut(id)?.assignments.get_mut(&who).ok_or(Rejection::Overflow)?;
+        let a = self
+            .job_mut(id)?
+            .assignments
+            .get_mut(&who)
+            .ok_or(Rejection::Overflow)?;
         a.status = SlotStatus::Committed;
-        a.result = Some(ResultRecord { result_hash, fuel_used, outcome, output_size, height });
-        self.emit_job(id, MarketEvent::ResultCommitted { job: *id, coprocessor: who, result_hash });
+        a.result = Some(ResultRecord {
+            result_hash,
+            fuel_used,
+            outcome,
+            output_size,
+            height,
+        });
+        self.emit_job(
+            id,
+            MarketEvent::ResultCommitted {
+                job: *id,
+                coprocessor: who,
+                result_hash,
+            },
+        );
         Ok(())
     }
 
@@ -931,15 +1129,27 @@ impl Market {
         }
     }
 
-    fn tx_attestation(&mut self, who: Address, a: &Attestation, dry: bool) -> Result<(), Rejection> {
+    fn tx_attestation(
+        &mut self,
+        who: Address,
+        a: &Attestation,
+        dry: bool,
+    ) -> Result<(), Rejection> {
         self.is_operator(&who)?;
         match a.kind {
             AttestationKind::Audit => {
-                let job = self.s.jobs.get(&a.job_id).ok_or(Rejection::UnknownJob(a.job_id))?;
+                let job = self
+                    .s
+                    .jobs
+                    .get(&a.job_id)
+                    .ok_or(Rejection::UnknownJob(a.job_id))?;
                 if job.state != JobState::Verifying {
                     return Err(Rejection::WrongJobState(job.state));
                 }
-                let audit = job.audit.as_ref().ok_or_else(|| Rejection::NotAllowed("no audit".into()))?;
+                let audit = job
+                    .audit
+                    .as_ref()
+                    .ok_or_else(|| Rejection::NotAllowed("no audit".into()))?;
                 let first = audit.auditor == who && audit.attested.is_none();
                 let second = audit.tiebreaker == Some(who) && audit.tiebreaker_attested.is_none();
                 if !first && !second {
@@ -958,9 +1168,10 @@ impl Market {
                 Ok(())
             }
             AttestationKind::Liveness => {
-                let c = self.s.coprocessors.get(&a.subject).ok_or_else(|| {
-                    Rejection::NotAllowed("subject is not a coprocessor".into())
-                })?;
+                let c =
+                    self.s.coprocessors.get(&a.subject).ok_or_else(|| {
+                        Rejection::NotAllowed("subject is not a coprocessor".into())
+                    })?;
                 let _ = c;
                 let key = Hash::derive(
                     "agora/v1/liveness",
@@ -1035,18 +1246,28 @@ impl Market {
         o.stake = o.stake.checked_sub(amount)?;
         self.s.burned = self.s.burned.checked_add(amount)?;
         self.dirty.insert(Key::Operator(*op));
-        self.emit(MarketEvent::OperatorSlashed { operator: *op, amount, reason: reason.into() });
+        self.emit(MarketEvent::OperatorSlashed {
+            operator: *op,
+            amount,
+            reason: reason.into(),
+        });
         Ok(())
     }
 
     fn tx_decline(&mut self, who: Address, d: &DeclineNotice, dry: bool) -> Result<(), Rejection> {
         if d.coprocessor != who {
-            return Err(Rejection::NotAllowed("notice names another coprocessor".into()));
+            return Err(Rejection::NotAllowed(
+                "notice names another coprocessor".into(),
+            ));
         }
         if d.detail.len() as u64 > self.s.params.max_decline_detail_bytes as u64 {
             return Err(Rejection::Limit("detail too long".into()));
         }
-        let job = self.s.jobs.get(&d.job_id).ok_or(Rejection::UnknownJob(d.job_id))?;
+        let job = self
+            .s
+            .jobs
+            .get(&d.job_id)
+            .ok_or(Rejection::UnknownJob(d.job_id))?;
         let exists = job.declines.iter().any(|r| r.coprocessor == who);
         if !exists && job.declines.len() as u64 >= self.s.params.max_declines_per_job as u64 {
             return Err(Rejection::Limit("decline list full".into()));
@@ -1063,7 +1284,14 @@ impl Market {
         let job = self.job_mut(&d.job_id)?;
         job.declines.retain(|r| r.coprocessor != who);
         job.declines.push(rec);
-        self.emit_job(&d.job_id, MarketEvent::Declined { job: d.job_id, coprocessor: who, reason: d.reason });
+        self.emit_job(
+            &d.job_id,
+            MarketEvent::Declined {
+                job: d.job_id,
+                coprocessor: who,
+                reason: d.reason,
+            },
+        );
         Ok(())
     }
 
@@ -1085,7 +1313,10 @@ impl Market {
             if !self.s.health.stalled {
                 self.s.health.stalled = true;
                 self.s.health.stalls += 1;
-                self.emit(MarketEvent::StallDetected { gap_ms: gap, commit_power_bps: ctx.commit_power_bps });
+                self.emit(MarketEvent::StallDetected {
+                    gap_ms: gap,
+                    commit_power_bps: ctx.commit_power_bps,
+                });
             }
         } else {
             self.s.market_time = self.s.market_time.saturating_add(gap);
@@ -1110,7 +1341,9 @@ impl Market {
         for id in open {
             if let Err(e) = self.advance_job(&id) {
                 tracing::error!(target: "market.lifecycle", job = %id, error = %e, "job step failed");
-                self.emit(MarketEvent::InternalError { detail: format!("job {id}: {e}") });
+                self.emit(MarketEvent::InternalError {
+                    detail: format!("job {id}: {e}"),
+                });
             }
         }
     }
@@ -1126,7 +1359,10 @@ impl Market {
             });
             if ok.is_some() && self.credit(u.coprocessor, u.amount).is_ok() {
                 self.dirty.insert(Key::Coprocessor(u.coprocessor));
-                self.emit(MarketEvent::UnbondingReleased { coprocessor: u.coprocessor, amount: u.amount });
+                self.emit(MarketEvent::UnbondingReleased {
+                    coprocessor: u.coprocessor,
+                    amount: u.amount,
+                });
             }
         }
     }
@@ -1141,7 +1377,10 @@ impl Market {
             _ => {}
         }
         let state = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?.state;
-        if matches!(state, JobState::Executing | JobState::Awarded | JobState::Auction) {
+        if matches!(
+            state,
+            JobState::Executing | JobState::Awarded | JobState::Auction
+        ) {
             self.check_deadlines(id)?;
         }
         let state = self.s.jobs.get(id).map(|j| j.state);
@@ -1155,12 +1394,18 @@ impl Market {
     }
 
     fn clock_price(&self, job: &Job, now: u64) -> Amount {
-        let AuctionSpec::Dutch { start_price, duration_ms } = job.spec.auction else {
+        let AuctionSpec::Dutch {
+            start_price,
+            duration_ms,
+        } = job.spec.auction
+        else {
             return job.spec.max_price;
         };
         let elapsed = now.saturating_sub(job.auction.opened_at).min(duration_ms);
         let span = job.spec.max_price.0.saturating_sub(start_price.0);
-        let rise = Amount(span).mul_ratio(elapsed as u128, duration_ms.max(1) as u128).unwrap_or_default();
+        let rise = Amount(span)
+            .mul_ratio(elapsed as u128, duration_ms.max(1) as u128)
+            .unwrap_or_default();
         Amount(start_price.0.saturating_add(rise.0)).min(job.spec.max_price)
     }
 
@@ -1233,17 +1478,28 @@ impl Market {
                     self.round_unfilled(id)?;
                 }
             }
-            AuctionSpec::Sealed { commit_ms, reveal_ms } => {
+            AuctionSpec::Sealed {
+                commit_ms,
+                reveal_ms,
+            } => {
                 if elapsed < commit_ms.saturating_add(reveal_ms) {
                     return Ok(());
                 }
                 // Forfeit unrevealed bonds to the client.
                 let client = job.client;
-                let forfeits: Vec<(Address, Amount)> = job.bonds.iter().map(|(a, b)| (*a, *b)).collect();
+                let forfeits: Vec<(Address, Amount)> =
+                    job.bonds.iter().map(|(a, b)| (*a, *b)).collect();
                 for (c, b) in forfeits {
                     self.job_mut(id)?.bonds.remove(&c);
                     self.credit(client, b)?;
-                    self.emit_job(id, MarketEvent::BondForfeited { job: *id, coprocessor: c, amount: b });
+                    self.emit_job(
+                        id,
+                        MarketEvent::BondForfeited {
+                            job: *id,
+                            coprocessor: c,
+                            amount: b,
+                        },
+                    );
                 }
                 let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
                 let max = job.spec.max_price;
@@ -1293,9 +1549,24 @@ impl Market {
         let job = self.job_mut(id)?;
         job.assignments.insert(
             c,
-            Assignment { price, collateral, round, deadline, status: SlotStatus::Executing, result: None },
+            Assignment {
+                price,
+                collateral,
+                round,
+                deadline,
+                status: SlotStatus::Executing,
+                result: None,
+            },
         );
-        self.emit_job(id, MarketEvent::Awarded { job: *id, coprocessor: c, price, deadline });
+        self.emit_job(
+            id,
+            MarketEvent::Awarded {
+                job: *id,
+                coprocessor: c,
+                price,
+                deadline,
+            },
+        );
         Ok(())
     }
 
@@ -1310,7 +1581,14 @@ impl Market {
     fn round_unfilled(&mut self, id: &JobId) -> Result<(), Rejection> {
         let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
         let (round, missing, reauctions) = (job.auction.round, job.auction.slots, job.reauctions);
-        self.emit_job(id, MarketEvent::AuctionUnfilled { job: *id, round, missing });
+        self.emit_job(
+            id,
+            MarketEvent::AuctionUnfilled {
+                job: *id,
+                round,
+                missing,
+            },
+        );
         if reauctions < self.s.params.max_reauctions {
             self.job_mut(id)?.reauctions += 1;
             self.open_round(id, missing, round + 1)
@@ -1339,26 +1617,46 @@ impl Market {
         let rate = self.s.params.timeout_slash_bps;
         for c in &late {
             let collateral = {
-                let a = self.job_mut(id)?.assignments.get_mut(c).ok_or(Rejection::Overflow)?;
+                let a = self
+                    .job_mut(id)?
+                    .assignments
+                    .get_mut(c)
+                    .ok_or(Rejection::Overflow)?;
                 a.status = SlotStatus::TimedOut;
                 a.collateral
             };
             let slashed = self.slash(c, collateral, rate, client, "timeout")?;
             self.reputation(c, false);
-            self.emit_job(id, MarketEvent::TimedOut { job: *id, coprocessor: *c, slashed });
+            self.emit_job(
+                id,
+                MarketEvent::TimedOut {
+                    job: *id,
+                    coprocessor: *c,
+                    slashed,
+                },
+            );
         }
         let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
         let missing = job.spec.replicas.saturating_sub(job.live_slots());
         let in_auction = job.state == JobState::Auction;
         if job.reauctions >= self.s.params.max_reauctions {
-            return self.close_job(id, JobState::Failed, "deadline missed and re-auction limit reached");
+            return self.close_job(
+                id,
+                JobState::Failed,
+                "deadline missed and re-auction limit reached",
+            );
         }
         self.job_mut(id)?.reauctions += 1;
         if in_auction {
             self.job_mut(id)?.auction.slots = missing;
             Ok(())
         } else {
-            let round = self.s.jobs.get(id).map(|j| j.auction.round + 1).unwrap_or(0);
+            let round = self
+                .s
+                .jobs
+                .get(id)
+                .map(|j| j.auction.round + 1)
+                .unwrap_or(0);
             self.open_round(id, missing, round)
         }
     }
@@ -1377,12 +1675,22 @@ impl Market {
         let k = job.spec.replicas as usize;
         if k == 1 {
             let (cop, _) = live[0];
-            let q = if job.spec.audit_bps == 0 { self.s.params.audit_bps } else { job.spec.audit_bps };
-            let draw = Hash::derive("agora/v1/audit", &[self.seed.as_bytes().as_slice(), id.as_bytes()].concat());
+            let q = if job.spec.audit_bps == 0 {
+                self.s.params.audit_bps
+            } else {
+                job.spec.audit_bps
+            };
+            let draw = Hash::derive(
+                "agora/v1/audit",
+                &[self.seed.as_bytes().as_slice(), id.as_bytes()].concat(),
+            );
             let roll = u64::from_le_bytes(draw.0[..8].try_into().expect("8 bytes")) % 10_000;
             if roll < q as u64 {
                 if let Some(auditor) = self.pick_operator(&draw, &[cop]) {
-                    let deadline = self.s.market_time.saturating_add(self.s.params.audit_window_ms);
+                    let deadline = self
+                        .s
+                        .market_time
+                        .saturating_add(self.s.params.audit_window_ms);
                     let job = self.job_mut(id)?;
                     job.state = JobState::Verifying;
                     job.audit = Some(Audit {
@@ -1407,8 +1715,11 @@ impl Market {
             Some((h, winners)) => {
                 let h = *h;
                 let winners = winners.clone();
-                let losers: Vec<Address> =
-                    live.iter().filter(|(_, x)| *x != h).map(|(c, _)| *c).collect();
+                let losers: Vec<Address> = live
+                    .iter()
+                    .filter(|(_, x)| *x != h)
+                    .map(|(c, _)| *c)
+                    .collect();
                 self.settle(id, &winners, &losers)
             }
             None => self.close_job(id, JobState::Failed, "no majority among replica results"),
@@ -1424,7 +1735,10 @@ impl Market {
             .filter(|(a, o)| !o.jailed && !o.stake.is_zero() && !exclude.contains(a))
             .map(|(a, o)| (*a, o.stake.0))
             .collect();
-        let total: u128 = pool.iter().map(|(_, s)| *s).fold(0u128, |a, b| a.saturating_add(b));
+        let total: u128 = pool
+            .iter()
+            .map(|(_, s)| *s)
+            .fold(0u128, |a, b| a.saturating_add(b));
         if total == 0 {
             return None;
         }
@@ -1443,12 +1757,18 @@ impl Market {
         let now = self.s.market_time;
         let stalled = self.s.health.stalled;
         let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
-        let Some(audit) = job.audit.clone() else { return Ok(()) };
+        let Some(audit) = job.audit.clone() else {
+            return Ok(());
+        };
         let Some((cop, a)) = job.assignments.iter().find(|(_, a)| a.is_live()) else {
             return self.close_job(id, JobState::Failed, "no live replica under audit");
         };
         let cop = *cop;
-        let claimed = a.result.as_ref().map(|r| r.result_hash).unwrap_or(Hash::ZERO);
+        let claimed = a
+            .result
+            .as_ref()
+            .map(|r| r.result_hash)
+            .unwrap_or(Hash::ZERO);
         match (audit.attested, audit.tiebreaker, audit.tiebreaker_attested) {
             (Some(h), _, _) if h == claimed => self.settle(id, &[cop], &[]),
             (Some(_), None, _) => {
@@ -1457,7 +1777,14 @@ impl Market {
                     &[self.seed.as_bytes().as_slice(), id.as_bytes()].concat(),
                 );
                 let tb = self.pick_operator(&draw, &[cop, audit.auditor]);
-                self.emit_job(id, MarketEvent::AuditMismatch { job: *id, auditor: audit.auditor, tiebreaker: tb });
+                self.emit_job(
+                    id,
+                    MarketEvent::AuditMismatch {
+                        job: *id,
+                        auditor: audit.auditor,
+                        tiebreaker: tb,
+                    },
+                );
                 match tb {
                     Some(t) => {
                         let deadline = now.saturating_add(self.s.params.audit_window_ms);
@@ -1468,7 +1795,9 @@ impl Market {
                         }
                         Ok(())
                     }
-                    None => self.close_job(id, JobState::Failed, "audit mismatch with no tie-breaker"),
+                    None => {
+                        self.close_job(id, JobState::Failed, "audit mismatch with no tie-breaker")
+                    }
                 }
             }
             (Some(auditor_hash), Some(_), Some(tb_hash)) => {
@@ -1501,7 +1830,14 @@ impl Market {
     }
 
     /// Slash `rate` of `collateral` from `c` and release the lock: part to `client`, rest burned.
-    fn slash(&mut self, c: &Address, collateral: Amount, rate: u32, client: Address, reason: &str) -> Result<Amount, Rejection> {
+    fn slash(
+        &mut self,
+        c: &Address,
+        collateral: Amount,
+        rate: u32,
+        client: Address,
+        reason: &str,
+    ) -> Result<Amount, Rejection> {
         let comp_bps = self.s.params.client_compensation_bps;
         let cop = self.cop_mut(c)?;
         let amount = bps(collateral, rate)?.min(cop.stake);
@@ -1514,7 +1850,13 @@ impl Market {
         let burned = amount.checked_sub(to_client)?;
         self.credit(client, to_client)?;
         self.s.burned = self.s.burned.checked_add(burned)?;
-        self.emit(MarketEvent::Slashed { coprocessor: *c, amount, to_client, burned, reason: reason.into() });
+        self.emit(MarketEvent::Slashed {
+            coprocessor: *c,
+            amount,
+            to_client,
+            burned,
+            reason: reason.into(),
+        });
         self.update_activity(c);
         Ok(amount)
     }
@@ -1525,13 +1867,27 @@ impl Market {
             cop.logit = gas_update(cop.logit, success, &params);
             let reputation_bps = cop.reputation_bps();
             self.dirty.insert(Key::Coprocessor(*c));
-            self.emit(MarketEvent::ReputationUpdated { coprocessor: *c, outcome: success, reputation_bps });
+            self.emit(MarketEvent::ReputationUpdated {
+                coprocessor: *c,
+                outcome: success,
+                reputation_bps,
+            });
         }
     }
 
     /// Pay `winners`, slash `losers`, distribute the protocol fee, pay auditors, refund the rest.
-    fn settle(&mut self, id: &JobId, winners: &[Address], losers: &[Address]) -> Result<(), Rejection> {
-        let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?.clone();
+    fn settle(
+        &mut self,
+        id: &JobId,
+        winners: &[Address],
+        losers: &[Address],
+    ) -> Result<(), Rejection> {
+        let job = self
+            .s
+            .jobs
+            .get(id)
+            .ok_or(Rejection::UnknownJob(*id))?
+            .clone();
         let fee_bps = self.s.params.protocol_fee_bps;
         let mut escrow = job.escrow;
         let mut fees = Amount::ZERO;
@@ -1553,7 +1909,15 @@ impl Market {
                 result = slot.result.clone();
             }
             self.reputation(c, true);
-            self.emit_job(id, MarketEvent::Paid { job: *id, coprocessor: *c, amount: net, fee });
+            self.emit_job(
+                id,
+                MarketEvent::Paid {
+                    job: *id,
+                    coprocessor: *c,
+                    amount: net,
+                    fee,
+                },
+            );
         }
         for c in losers {
             let a = job.assignments.get(c).ok_or(Rejection::Overflow)?;
@@ -1561,7 +1925,13 @@ impl Market {
             if let Some(slot) = self.job_mut(id)?.assignments.get_mut(c) {
                 slot.status = SlotStatus::Slashed;
             }
-            self.slash(c, collateral, self.s.params.slash_bps, job.client, "wrong result")?;
+            self.slash(
+                c,
+                collateral,
+                self.s.params.slash_bps,
+                job.client,
+                "wrong result",
+            )?;
             self.reputation(c, false);
         }
         self.distribute_fees(fees)?;
@@ -1599,7 +1969,14 @@ impl Market {
         job_mut.state = JobState::Settled;
         self.s.open_jobs.remove(id);
         let result_hash = result.map(|r| r.result_hash).unwrap_or_default();
-        self.emit_job(id, MarketEvent::Settled { job: *id, result_hash, refund });
+        self.emit_job(
+            id,
+            MarketEvent::Settled {
+                job: *id,
+                result_hash,
+                refund,
+            },
+        );
         Ok(())
     }
 
@@ -1628,7 +2005,10 @@ impl Market {
         // Rounding dust goes to the largest stake (lowest address among equals).
         let dust = fees.checked_sub(paid)?;
         if !dust.is_zero() {
-            let top = pool.iter().max_by(|x, y| x.1.cmp(&y.1).then(y.0.cmp(&x.0))).map(|x| x.0);
+            let top = pool
+                .iter()
+                .max_by(|x, y| x.1.cmp(&y.1).then(y.0.cmp(&x.0)))
+                .map(|x| x.0);
             if let Some(a) = top {
                 self.credit(a, dust)?;
             }
@@ -1638,7 +2018,12 @@ impl Market {
 
     /// End a job without paying anyone: release live collateral, return bonds, refund escrow.
     fn close_job(&mut self, id: &JobId, state: JobState, reason: &str) -> Result<(), Rejection> {
-        let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?.clone();
+        let job = self
+            .s
+            .jobs
+            .get(id)
+            .ok_or(Rejection::UnknownJob(*id))?
+            .clone();
         for (c, a) in &job.assignments {
             if a.is_live() {
                 let cop = self.cop_mut(c)?;
@@ -1662,9 +2047,17 @@ impl Market {
         j.failure = Some(reason.to_owned());
         self.s.open_jobs.remove(id);
         let ev = if state == JobState::Failed {
-            MarketEvent::Failed { job: *id, reason: reason.into(), refund: job.escrow }
+            MarketEvent::Failed {
+                job: *id,
+                reason: reason.into(),
+                refund: job.escrow,
+            }
         } else {
-            MarketEvent::Refunded { job: *id, amount: job.escrow, reason: reason.into() }
+            MarketEvent::Refunded {
+                job: *id,
+                amount: job.escrow,
+                reason: reason.into(),
+            }
         };
         self.emit_job(id, ev);
         Ok(())

@@ -60,7 +60,10 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Settled | JobState::Refunded | JobState::Failed)
+        matches!(
+            self,
+            JobState::Settled | JobState::Refunded | JobState::Failed
+        )
     }
 }
 
@@ -228,49 +231,155 @@ impl Job {
     }
 
     pub fn held(&self) -> Result<Amount, Rejection> {
-        Ok(self.escrow.checked_add(Amount::checked_sum(self.bonds.values().copied())?)?)
+        Ok(self
+            .escrow
+            .checked_add(Amount::checked_sum(self.bonds.values().copied())?)?)
     }
 }
 
 /// Something that happened in the market, visible in the API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "event")]
+#[serde(rename_all = "snake_case")]
 pub enum MarketEvent {
-    JobSubmitted { job: JobId, client: Address, escrow: Amount },
-    AuctionOpened { job: JobId, round: u32, slots: u32 },
-    BidAccepted { job: JobId, coprocessor: Address, kind: String },
-    Awarded { job: JobId, coprocessor: Address, price: Amount, deadline: u64 },
-    AuctionUnfilled { job: JobId, round: u32, missing: u32 },
-    BondForfeited { job: JobId, coprocessor: Address, amount: Amount },
-    ResultCommitted { job: JobId, coprocessor: Address, result_hash: Hash },
-    TimedOut { job: JobId, coprocessor: Address, slashed: Amount },
-    AuditSelected { job: JobId, auditor: Address },
-    AuditMismatch { job: JobId, auditor: Address, tiebreaker: Option<Address> },
-    Slashed { coprocessor: Address, amount: Amount, to_client: Amount, burned: Amount, reason: String },
-    OperatorSlashed { operator: Address, amount: Amount, reason: String },
-    Paid { job: JobId, coprocessor: Address, amount: Amount, fee: Amount },
-    Settled { job: JobId, result_hash: Hash, refund: Amount },
-    Refunded { job: JobId, amount: Amount, reason: String },
-    Failed { job: JobId, reason: String, refund: Amount },
-    Cancelled { job: JobId },
-    Declined { job: JobId, coprocessor: Address, reason: DeclineReason },
-    ReputationUpdated { coprocessor: Address, outcome: bool, reputation_bps: u32 },
-    CoprocessorStaked { coprocessor: Address, stake: Amount, capacity: u32 },
-    CoprocessorDeactivated { coprocessor: Address, stake: Amount },
-    CoprocessorActivated { coprocessor: Address, stake: Amount },
-    UnbondingStarted { coprocessor: Address, amount: Amount, release_at: Timestamp },
-    UnbondingReleased { coprocessor: Address, amount: Amount },
-    StallDetected { gap_ms: u64, commit_power_bps: u32 },
-    StallRecovered { frozen_ms: u64 },
-    LivenessReported { operator: Address, coprocessor: Address, alive: bool },
-    InternalError { detail: String },
+    JobSubmitted {
+        job: JobId,
+        client: Address,
+        escrow: Amount,
+    },
+    AuctionOpened {
+        job: JobId,
+        round: u32,
+        slots: u32,
+    },
+    BidAccepted {
+        job: JobId,
+        coprocessor: Address,
+        kind: String,
+    },
+    Awarded {
+        job: JobId,
+        coprocessor: Address,
+        price: Amount,
+        deadline: u64,
+    },
+    AuctionUnfilled {
+        job: JobId,
+        round: u32,
+        missing: u32,
+    },
+    BondForfeited {
+        job: JobId,
+        coprocessor: Address,
+        amount: Amount,
+    },
+    ResultCommitted {
+        job: JobId,
+        coprocessor: Address,
+        result_hash: Hash,
+    },
+    TimedOut {
+        job: JobId,
+        coprocessor: Address,
+        slashed: Amount,
+    },
+    AuditSelected {
+        job: JobId,
+        auditor: Address,
+    },
+    AuditMismatch {
+        job: JobId,
+        auditor: Address,
+        tiebreaker: Option<Address>,
+    },
+    Slashed {
+        coprocessor: Address,
+        amount: Amount,
+        to_client: Amount,
+        burned: Amount,
+        reason: String,
+    },
+    OperatorSlashed {
+        operator: Address,
+        amount: Amount,
+        reason: String,
+    },
+    Paid {
+        job: JobId,
+        coprocessor: Address,
+        amount: Amount,
+        fee: Amount,
+    },
+    Settled {
+        job: JobId,
+        result_hash: Hash,
+        refund: Amount,
+    },
+    Refunded {
+        job: JobId,
+        amount: Amount,
+        reason: String,
+    },
+    Failed {
+        job: JobId,
+        reason: String,
+        refund: Amount,
+    },
+    Cancelled {
+        job: JobId,
+    },
+    Declined {
+        job: JobId,
+        coprocessor: Address,
+        reason: DeclineReason,
+    },
+    ReputationUpdated {
+        coprocessor: Address,
+        outcome: bool,
+        reputation_bps: u32,
+    },
+    CoprocessorStaked {
+        coprocessor: Address,
+        stake: Amount,
+        capacity: u32,
+    },
+    CoprocessorDeactivated {
+        coprocessor: Address,
+        stake: Amount,
+    },
+    CoprocessorActivated {
+        coprocessor: Address,
+        stake: Amount,
+    },
+    UnbondingStarted {
+        coprocessor: Address,
+        amount: Amount,
+        release_at: Timestamp,
+    },
+    UnbondingReleased {
+        coprocessor: Address,
+        amount: Amount,
+    },
+    StallDetected {
+        gap_ms: u64,
+        commit_power_bps: u32,
+    },
+    StallRecovered {
+        frozen_ms: u64,
+    },
+    LivenessReported {
+        operator: Address,
+        coprocessor: Address,
+        alive: bool,
+    },
+    InternalError {
+        detail: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub height: Height,
     pub time: Timestamp,
-    #[serde(flatten)]
     pub event: MarketEvent,
 }
 
@@ -365,8 +474,13 @@ pub fn score(
     let s = exposure.0.min(u64::MAX as u128);
     let pv = p.mul_u128_floor(v) as i128;
     let qs = Fixed::ONE.saturating_sub(p).mul_u128_floor(s) as i128;
-    let curve = load_ratio(load, capacity).pow(params.load_gamma).unwrap_or(Fixed::ONE);
-    let pen = params.load_penalty_weight.saturating_mul(curve).mul_u128_floor(v) as i128;
+    let curve = load_ratio(load, capacity)
+        .pow(params.load_gamma)
+        .unwrap_or(Fixed::ONE);
+    let pen = params
+        .load_penalty_weight
+        .saturating_mul(curve)
+        .mul_u128_floor(v) as i128;
     pv - qs - price.0.min(u64::MAX as u128) as i128 - pen
 }
 

@@ -29,7 +29,9 @@ pub mod amount_text {
                 Ok(Amount(v as u128))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Amount, E> {
-                u128::try_from(v).map(Amount).map_err(|_| E::custom("negative amount"))
+                u128::try_from(v)
+                    .map(Amount)
+                    .map_err(|_| E::custom("negative amount"))
             }
             fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Amount, E> {
                 Ok(Amount(v))
@@ -232,7 +234,8 @@ impl Genesis {
     }
 
     pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
-        let g: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
+        let g: Genesis =
+            serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
         g.validate()?;
         Ok(g)
     }
@@ -250,7 +253,10 @@ impl Genesis {
     /// Total money in existence at genesis.
     pub fn supply(&self) -> Result<Amount, GenesisError> {
         Amount::checked_sum(
-            self.operators.iter().map(|o| o.stake).chain(self.accounts.iter().map(|a| a.balance)),
+            self.operators
+                .iter()
+                .map(|o| o.stake)
+                .chain(self.accounts.iter().map(|a| a.balance)),
         )
         .map_err(|_| GenesisError::Overflow)
     }

@@ -48,11 +48,14 @@ impl Outcome {
 
 /// Auction kind and parameters chosen by the client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case")]
 pub enum AuctionSpec {
     /// Reverse Dutch: the offered price rises from `start_price` to `max_price` over `duration_ms`
     /// of market time.
-    Dutch { start_price: Amount, duration_ms: u64 },
+    Dutch {
+        start_price: Amount,
+        duration_ms: u64,
+    },
     /// Sealed-bid second price: commit phase then reveal phase.
     Sealed { commit_ms: u64, reveal_ms: u64 },
 }
@@ -80,7 +83,7 @@ pub struct JobSpec {
 
 /// A coprocessor's bid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case")]
 pub enum BidKind {
     /// Dutch acceptance: fill me once the clock reaches `min_price`.
     Dutch { min_price: Amount },
@@ -140,15 +143,34 @@ pub struct DeclineNotice {
 
 /// Every transaction kind of design §3.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
+#[serde(rename_all = "snake_case")]
 pub enum TxKind {
-    Transfer { to: Address, amount: Amount },
-    Stake { amount: Amount, capacity: u32 },
-    Unstake { amount: Amount },
+    Transfer {
+        to: Address,
+        amount: Amount,
+    },
+    Stake {
+        amount: Amount,
+        capacity: u32,
+    },
+    Unstake {
+        amount: Amount,
+    },
     SubmitJob(JobSpec),
-    CancelJob { job_id: JobId },
-    Bid { job_id: JobId, bid: BidKind },
-    Result { job_id: JobId, result_hash: Hash, fuel_used: u64, outcome: Outcome, output_size: u64 },
+    CancelJob {
+        job_id: JobId,
+    },
+    Bid {
+        job_id: JobId,
+        bid: BidKind,
+    },
+    Result {
+        job_id: JobId,
+        result_hash: Hash,
+        fuel_used: u64,
+        outcome: Outcome,
+        output_size: u64,
+    },
     Attestation(Attestation),
     Evidence(Evidence),
     Decline(DeclineNotice),
@@ -183,15 +205,21 @@ pub struct Transaction {
 // wire conversions
 
 fn u128_to_pb(a: Amount) -> Option<pb::U128> {
-    Some(pb::U128 { hi: (a.0 >> 64) as u64, lo: a.0 as u64 })
+    Some(pb::U128 {
+        hi: (a.0 >> 64) as u64,
+        lo: a.0 as u64,
+    })
 }
 
 fn pb_to_amount(v: Option<pb::U128>) -> Amount {
-    v.map(|u| Amount(((u.hi as u128) << 64) | u.lo as u128)).unwrap_or_default()
+    v.map(|u| Amount(((u.hi as u128) << 64) | u.lo as u128))
+        .unwrap_or_default()
 }
 
 fn b32(b: &Bytes, field: &'static str) -> Result<[u8; 32], DecodeError> {
-    b.as_ref().try_into().map_err(|_| DecodeError::Bytes32(field))
+    b.as_ref()
+        .try_into()
+        .map_err(|_| DecodeError::Bytes32(field))
 }
 
 fn hash(b: &Bytes, field: &'static str) -> Result<Hash, DecodeError> {
@@ -223,18 +251,20 @@ impl From<&JobSpec> for pb::JobSpec {
             replicas: s.replicas,
             audit_bps: s.audit_bps,
             auction: Some(match &s.auction {
-                AuctionSpec::Dutch { start_price, duration_ms } => {
-                    pb::job_spec::Auction::Dutch(pb::DutchParams {
-                        start_price: u128_to_pb(*start_price),
-                        duration_ms: *duration_ms,
-                    })
-                }
-                AuctionSpec::Sealed { commit_ms, reveal_ms } => {
-                    pb::job_spec::Auction::Sealed(pb::SealedParams {
-                        commit_ms: *commit_ms,
-                        reveal_ms: *reveal_ms,
-                    })
-                }
+                AuctionSpec::Dutch {
+                    start_price,
+                    duration_ms,
+                } => pb::job_spec::Auction::Dutch(pb::DutchParams {
+                    start_price: u128_to_pb(*start_price),
+                    duration_ms: *duration_ms,
+                }),
+                AuctionSpec::Sealed {
+                    commit_ms,
+                    reveal_ms,
+                } => pb::job_spec::Auction::Sealed(pb::SealedParams {
+                    commit_ms: *commit_ms,
+                    reveal_ms: *reveal_ms,
+                }),
             }),
             max_price: u128_to_pb(s.max_price),
             deadline_ms: s.deadline_ms,
@@ -251,9 +281,10 @@ impl TryFrom<pb::JobSpec> for JobSpec {
                 start_price: pb_to_amount(d.start_price),
                 duration_ms: d.duration_ms,
             },
-            pb::job_spec::Auction::Sealed(p) => {
-                AuctionSpec::Sealed { commit_ms: p.commit_ms, reveal_ms: p.reveal_ms }
-            }
+            pb::job_spec::Auction::Sealed(p) => AuctionSpec::Sealed {
+                commit_ms: p.commit_ms,
+                reveal_ms: p.reveal_ms,
+            },
         };
         Ok(JobSpec {
             module_hash: hash(&s.module_hash, "module_hash")?,
@@ -307,7 +338,12 @@ impl TryFrom<pb::DeclineNotice> for DeclineNotice {
             }
             Ok(pb::DeclineReason::DeclineModuleTooLarge) => DeclineReason::ModuleTooLarge,
             Ok(pb::DeclineReason::DeclineOther) => DeclineReason::Other,
-            Err(_) => return Err(DecodeError::Enum { field: "reason", value: d.reason }),
+            Err(_) => {
+                return Err(DecodeError::Enum {
+                    field: "reason",
+                    value: d.reason,
+                })
+            }
         };
         Ok(DeclineNotice {
             job_id: hash(&d.job_id, "job_id")?,
@@ -326,22 +362,25 @@ impl From<&Transaction> for pb::Transaction {
                 to: bytes_of(to.as_bytes()),
                 amount: u128_to_pb(*amount),
             }),
-            TxKind::Stake { amount, capacity } => {
-                K::Stake(pb::StakeCoprocessor { amount: u128_to_pb(*amount), capacity: *capacity })
-            }
-            TxKind::Unstake { amount } => {
-                K::Unstake(pb::UnstakeCoprocessor { amount: u128_to_pb(*amount) })
-            }
-            TxKind::SubmitJob(spec) => K::SubmitJob(pb::SubmitJob { spec: Some(spec.into()) }),
-            TxKind::CancelJob { job_id } => {
-                K::CancelJob(pb::CancelJob { job_id: bytes_of(job_id.as_bytes()) })
-            }
+            TxKind::Stake { amount, capacity } => K::Stake(pb::StakeCoprocessor {
+                amount: u128_to_pb(*amount),
+                capacity: *capacity,
+            }),
+            TxKind::Unstake { amount } => K::Unstake(pb::UnstakeCoprocessor {
+                amount: u128_to_pb(*amount),
+            }),
+            TxKind::SubmitJob(spec) => K::SubmitJob(pb::SubmitJob {
+                spec: Some(spec.into()),
+            }),
+            TxKind::CancelJob { job_id } => K::CancelJob(pb::CancelJob {
+                job_id: bytes_of(job_id.as_bytes()),
+            }),
             TxKind::Bid { job_id, bid } => K::Bid(pb::Bid {
                 job_id: bytes_of(job_id.as_bytes()),
                 kind: Some(match bid {
-                    BidKind::Dutch { min_price } => {
-                        pb::bid::Kind::Dutch(pb::DutchAccept { min_price: u128_to_pb(*min_price) })
-                    }
+                    BidKind::Dutch { min_price } => pb::bid::Kind::Dutch(pb::DutchAccept {
+                        min_price: u128_to_pb(*min_price),
+                    }),
                     BidKind::Commit { commitment } => pb::bid::Kind::Commit(pb::SealedCommit {
                         commitment: bytes_of(commitment.as_bytes()),
                     }),
@@ -351,15 +390,19 @@ impl From<&Transaction> for pb::Transaction {
                     }),
                 }),
             }),
-            TxKind::Result { job_id, result_hash, fuel_used, outcome, output_size } => {
-                K::Result(pb::ResultCommit {
-                    job_id: bytes_of(job_id.as_bytes()),
-                    result_hash: bytes_of(result_hash.as_bytes()),
-                    fuel_used: *fuel_used,
-                    outcome: outcome.code() as i32,
-                    output_size: *output_size,
-                })
-            }
+            TxKind::Result {
+                job_id,
+                result_hash,
+                fuel_used,
+                outcome,
+                output_size,
+            } => K::Result(pb::ResultCommit {
+                job_id: bytes_of(job_id.as_bytes()),
+                result_hash: bytes_of(result_hash.as_bytes()),
+                fuel_used: *fuel_used,
+                outcome: outcome.code() as i32,
+                output_size: *output_size,
+            }),
             TxKind::Attestation(a) => K::Attestation(pb::Attestation {
                 kind: match a.kind {
                     AttestationKind::Audit => pb::AttestationKind::AttestationAudit as i32,
@@ -379,7 +422,10 @@ impl From<&Transaction> for pb::Transaction {
             }),
             TxKind::Decline(d) => K::Decline(d.into()),
         };
-        pb::Transaction { nonce: t.nonce, kind: Some(kind) }
+        pb::Transaction {
+            nonce: t.nonce,
+            kind: Some(kind),
+        }
     }
 }
 
@@ -388,26 +434,40 @@ impl TryFrom<pb::Transaction> for Transaction {
     fn try_from(t: pb::Transaction) -> Result<Self, DecodeError> {
         use pb::transaction::Kind as K;
         let kind = match t.kind.ok_or(DecodeError::Missing("kind"))? {
-            K::Transfer(x) => {
-                TxKind::Transfer { to: addr(&x.to, "to")?, amount: pb_to_amount(x.amount) }
-            }
-            K::Stake(x) => TxKind::Stake { amount: pb_to_amount(x.amount), capacity: x.capacity },
-            K::Unstake(x) => TxKind::Unstake { amount: pb_to_amount(x.amount) },
+            K::Transfer(x) => TxKind::Transfer {
+                to: addr(&x.to, "to")?,
+                amount: pb_to_amount(x.amount),
+            },
+            K::Stake(x) => TxKind::Stake {
+                amount: pb_to_amount(x.amount),
+                capacity: x.capacity,
+            },
+            K::Unstake(x) => TxKind::Unstake {
+                amount: pb_to_amount(x.amount),
+            },
             K::SubmitJob(x) => {
                 TxKind::SubmitJob(x.spec.ok_or(DecodeError::Missing("spec"))?.try_into()?)
             }
-            K::CancelJob(x) => TxKind::CancelJob { job_id: hash(&x.job_id, "job_id")? },
+            K::CancelJob(x) => TxKind::CancelJob {
+                job_id: hash(&x.job_id, "job_id")?,
+            },
             K::Bid(x) => {
                 let bid = match x.kind.ok_or(DecodeError::Missing("bid kind"))? {
-                    pb::bid::Kind::Dutch(d) => BidKind::Dutch { min_price: pb_to_amount(d.min_price) },
-                    pb::bid::Kind::Commit(c) => {
-                        BidKind::Commit { commitment: hash(&c.commitment, "commitment")? }
-                    }
-                    pb::bid::Kind::Reveal(r) => {
-                        BidKind::Reveal { price: pb_to_amount(r.price), salt: hash(&r.salt, "salt")? }
-                    }
+                    pb::bid::Kind::Dutch(d) => BidKind::Dutch {
+                        min_price: pb_to_amount(d.min_price),
+                    },
+                    pb::bid::Kind::Commit(c) => BidKind::Commit {
+                        commitment: hash(&c.commitment, "commitment")?,
+                    },
+                    pb::bid::Kind::Reveal(r) => BidKind::Reveal {
+                        price: pb_to_amount(r.price),
+                        salt: hash(&r.salt, "salt")?,
+                    },
                 };
-                TxKind::Bid { job_id: hash(&x.job_id, "job_id")?, bid }
+                TxKind::Bid {
+                    job_id: hash(&x.job_id, "job_id")?,
+                    bid,
+                }
             }
             K::Result(x) => TxKind::Result {
                 job_id: hash(&x.job_id, "job_id")?,
@@ -418,7 +478,12 @@ impl TryFrom<pb::Transaction> for Transaction {
                     1 => Outcome::Trap,
                     2 => Outcome::FuelExhausted,
                     3 => Outcome::Memory,
-                    v => return Err(DecodeError::Enum { field: "outcome", value: v }),
+                    v => {
+                        return Err(DecodeError::Enum {
+                            field: "outcome",
+                            value: v,
+                        })
+                    }
                 },
                 output_size: x.output_size,
             },
@@ -426,9 +491,18 @@ impl TryFrom<pb::Transaction> for Transaction {
                 kind: match a.kind {
                     0 => AttestationKind::Audit,
                     1 => AttestationKind::Liveness,
-                    v => return Err(DecodeError::Enum { field: "attestation kind", value: v }),
+                    v => {
+                        return Err(DecodeError::Enum {
+                            field: "attestation kind",
+                            value: v,
+                        })
+                    }
                 },
-                job_id: if a.job_id.is_empty() { Hash::ZERO } else { hash(&a.job_id, "job_id")? },
+                job_id: if a.job_id.is_empty() {
+                    Hash::ZERO
+                } else {
+                    hash(&a.job_id, "job_id")?
+                },
                 result_hash: if a.result_hash.is_empty() {
                     Hash::ZERO
                 } else {
@@ -450,7 +524,10 @@ impl TryFrom<pb::Transaction> for Transaction {
             }),
             K::Decline(d) => TxKind::Decline(d.try_into()?),
         };
-        Ok(Transaction { nonce: t.nonce, kind })
+        Ok(Transaction {
+            nonce: t.nonce,
+            kind,
+        })
     }
 }
 
@@ -568,17 +645,35 @@ impl TxBuilder {
     }
 
     pub fn dutch_accept(&self, nonce: u64, job_id: JobId, min_price: Amount) -> Envelope {
-        self.sign(nonce, TxKind::Bid { job_id, bid: BidKind::Dutch { min_price } })
+        self.sign(
+            nonce,
+            TxKind::Bid {
+                job_id,
+                bid: BidKind::Dutch { min_price },
+            },
+        )
     }
 
     /// A sealed commitment for `price` with `salt` (keep both to reveal later).
     pub fn sealed_commit(&self, nonce: u64, job_id: JobId, price: Amount, salt: Hash) -> Envelope {
         let commitment = sealed_commitment(&job_id, &self.address(), price, &salt);
-        self.sign(nonce, TxKind::Bid { job_id, bid: BidKind::Commit { commitment } })
+        self.sign(
+            nonce,
+            TxKind::Bid {
+                job_id,
+                bid: BidKind::Commit { commitment },
+            },
+        )
     }
 
     pub fn sealed_reveal(&self, nonce: u64, job_id: JobId, price: Amount, salt: Hash) -> Envelope {
-        self.sign(nonce, TxKind::Bid { job_id, bid: BidKind::Reveal { price, salt } })
+        self.sign(
+            nonce,
+            TxKind::Bid {
+                job_id,
+                bid: BidKind::Reveal { price, salt },
+            },
+        )
     }
 
     pub fn result(
@@ -590,7 +685,16 @@ impl TxBuilder {
         outcome: Outcome,
         output_size: u64,
     ) -> Envelope {
-        self.sign(nonce, TxKind::Result { job_id, result_hash, fuel_used, outcome, output_size })
+        self.sign(
+            nonce,
+            TxKind::Result {
+                job_id,
+                result_hash,
+                fuel_used,
+                outcome,
+                output_size,
+            },
+        )
     }
 
     pub fn audit(&self, nonce: u64, job_id: JobId, result_hash: Hash) -> Envelope {
@@ -619,7 +723,13 @@ impl TxBuilder {
         )
     }
 
-    pub fn decline(&self, nonce: u64, job_id: JobId, reason: DeclineReason, detail: &str) -> Envelope {
+    pub fn decline(
+        &self,
+        nonce: u64,
+        job_id: JobId,
+        reason: DeclineReason,
+        detail: &str,
+    ) -> Envelope {
         self.sign(
             nonce,
             TxKind::Decline(DeclineNotice {
@@ -633,7 +743,12 @@ impl TxBuilder {
 
     /// A gossip-only decline notice signed under [`Domain::Decline`] (no nonce, not a transaction).
     pub fn signed_decline(&self, job_id: JobId, reason: DeclineReason, detail: &str) -> Envelope {
-        let notice = DeclineNotice { job_id, coprocessor: self.address(), reason, detail: detail.to_owned() };
+        let notice = DeclineNotice {
+            job_id,
+            coprocessor: self.address(),
+            reason,
+            detail: detail.to_owned(),
+        };
         notice.sign(&self.key, &self.chain_id)
     }
 }
@@ -656,7 +771,9 @@ impl DeclineNotice {
             .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
         let n: DeclineNotice = p.try_into()?;
         if n.coprocessor != env.signer {
-            return Err(DecodeError::Protobuf("signer is not the coprocessor".into()));
+            return Err(DecodeError::Protobuf(
+                "signer is not the coprocessor".into(),
+            ));
         }
         Ok(n)
     }

@@ -111,13 +111,22 @@ impl Market {
             .auction
             .dutch
             .iter()
-            .map(|(c, p)| BidView { coprocessor: *c, kind: "dutch".into(), price: Some(*p) })
+            .map(|(c, p)| BidView {
+                coprocessor: *c,
+                kind: "dutch".into(),
+                price: Some(*p),
+            })
             .collect();
         for c in j.auction.commits.keys() {
             let revealed = j.auction.reveals.get(c).copied();
             bids.push(BidView {
                 coprocessor: *c,
-                kind: if revealed.is_some() { "sealed_reveal" } else { "sealed_commit" }.into(),
+                kind: if revealed.is_some() {
+                    "sealed_reveal"
+                } else {
+                    "sealed_commit"
+                }
+                .into(),
                 price: revealed,
             });
         }
@@ -190,7 +199,9 @@ impl Market {
 
     /// Every registered coprocessor, in address order.
     pub fn coprocessor_list(&self) -> Vec<CoprocessorView> {
-        self.coprocessors().filter_map(|(a, _)| self.coprocessor_view(a)).collect()
+        self.coprocessors()
+            .filter_map(|(a, _)| self.coprocessor_view(a))
+            .collect()
     }
 
     pub fn account_view(&self, a: &Address) -> AccountView {
@@ -199,9 +210,11 @@ impl Market {
             balance: self.balance(a),
             nonce: self.nonce(a),
             coprocessor: self.coprocessor_view(a),
-            operator: self
-                .operator(a)
-                .map(|o| OperatorView { address: *a, stake: o.stake, jailed: o.jailed }),
+            operator: self.operator(a).map(|o| OperatorView {
+                address: *a,
+                stake: o.stake,
+                jailed: o.jailed,
+            }),
         }
     }
 

@@ -1,0 +1,6 @@
+//! Integration tests for agora-market: stories, properties, rejections and fixtures.
+
+mod harness;
+mod props;
+mod scenarios;
+mod units;

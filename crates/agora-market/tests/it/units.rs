@@ -1,0 +1,433 @@
+//! Rejections, wire fixtures, genesis loading, snapshots, helpers.
+
+use agora_crypto::{Domain, Envelope, Keypair};
+use agora_market::*;
+use agora_types::{Amount, Fixed, Hash, Height, Timestamp};
+
+use crate::harness::*;
+
+fn reasons(r: &BlockResult) -> Vec<String> {
+    r.receipts
+        .iter()
+        .map(|r| match &r.status {
+            TxStatus::Applied => "applied".to_owned(),
+            TxStatus::Rejected { reason } => reason.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn invalid_transactions_are_rejected_with_a_reason_and_change_nothing() {
+    let mut h = Harness::new();
+    let before = h.market.to_snapshot_bytes();
+    let client = h.addr("client");
+    let cop0 = h.addr("cop0");
+    // Too poor, wrong nonce, bad signature, garbage bytes, oversized, zero transfer.
+    let poor = h.tx(
+        "cop0",
+        TxKind::Transfer {
+            to: client,
+            amount: Amount(10_000_000),
+        },
+    );
+    let a = h.actors.get("client").unwrap();
+    let wrong_nonce = a.tx.bytes(
+        7,
+        TxKind::Transfer {
+            to: cop0,
+            amount: Amount(1),
+        },
+    );
+    let mut env = h.actors["client"].tx.transfer(0, cop0, Amount(1));
+    env.signature.0[3] ^= 1;
+    let bad_sig = encode_envelope(&env);
+    let other_chain = encode_envelope(
+        &TxBuilder::new(Keypair::for_test(100), Hash([1; 32])).transfer(0, cop0, Amount(1)),
+    );
+    let garbage = vec![0xff, 0x01, 0x02];
+    let huge = vec![0u8; 20_000];
+    let zero = h.tx(
+        "client",
+        TxKind::Transfer {
+            to: cop0,
+            amount: Amount(0),
+        },
+    );
+    let r = h.block_after(
+        1_000,
+        vec![poor, wrong_nonce, bad_sig, other_chain, garbage, huge, zero],
+    );
+    expect_test::expect![[r#"
+        [
+            "insufficient funds: need 10000000, have 100000",
+            "bad nonce: expected 0, got 7",
+            "bad signature",
+            "bad signature",
+            "malformed transaction: protobuf: failed to decode Protobuf message: invalid wire type value: 7",
+            "transaction of 20000 bytes exceeds the limit of 16384",
+            "invalid: zero amount",
+        ]
+    "#]].assert_debug_eq(&reasons(&r));
+    assert_eq!(h.market.nonce(&client), 0);
+    assert_eq!(h.market.nonce(&cop0), 0);
+    // Only the global entry (height, time) changed.
+    let after: serde_json::Value = serde_json::from_slice(&h.market.to_snapshot_bytes()).unwrap();
+    let before: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    assert_eq!(after["accounts"], before["accounts"]);
+}
+
+#[test]
+fn transaction_encoding_is_pinned() {
+    let tx = Transaction {
+        nonce: 3,
+        kind: TxKind::Bid {
+            job_id: Hash([7; 32]),
+            bid: BidKind::Dutch {
+                min_price: Amount((1u128 << 64) + 5),
+            },
+        },
+    };
+    let bytes = tx.encode();
+    expect_test::expect!["08037a2a0a20070707070707070707070707070707070707070707070707070707070707070712060a0408011005"].assert_eq(&hex::encode(&bytes));
+    assert_eq!(Transaction::decode(&bytes).unwrap(), tx);
+    let submit = Transaction {
+        nonce: 0,
+        kind: TxKind::SubmitJob(dutch(2)),
+    };
+    expect_test::expect!["6a6b0a690a20f42578c55d5c75569566e601ea5072c5a6d791e617aae2d1674ea29cc70fb37a1220e33fb19325cbc72b5905e783e0c47290468c610090e376de9215e8b5f8ba83d318e807200a2a0372756e30c0843d38808040400252070a02106410904e620310e807688827"].assert_eq(&hex::encode(submit.encode()));
+    assert_eq!(Transaction::decode(&submit.encode()).unwrap(), submit);
+    // Truncated field lengths are a clear error.
+    assert!(Transaction::decode(&bytes[..10]).is_err());
+    let missing = agora_proto::v1::Transaction {
+        nonce: 1,
+        kind: None,
+    };
+    assert_eq!(
+        Transaction::try_from(missing),
+        Err(DecodeError::Missing("kind"))
+    );
+}
+
+#[test]
+fn every_kind_round_trips_through_the_wire() {
+    let chain = Hash([4; 32]);
+    let b = TxBuilder::new(Keypair::for_test(9), chain);
+    let j = Hash([1; 32]);
+    let envs: Vec<Envelope> = vec![
+        b.transfer(0, Keypair::for_test(1).address(), Amount(5)),
+        b.stake(1, Amount(9), 3),
+        b.unstake(2, Amount(1)),
+        b.submit_job(
+            3,
+            spec(
+                1,
+                AuctionSpec::Sealed {
+                    commit_ms: 1_000,
+                    reveal_ms: 2_000,
+                },
+            ),
+        ),
+        b.cancel_job(4, j),
+        b.dutch_accept(5, j, Amount(3)),
+        b.sealed_commit(6, j, Amount(3), Hash([2; 32])),
+        b.sealed_reveal(7, j, Amount(3), Hash([2; 32])),
+        b.result(8, j, Hash([3; 32]), 10, Outcome::FuelExhausted, 0),
+        b.audit(9, j, Hash([3; 32])),
+        b.liveness(10, Keypair::for_test(2).address(), false),
+        b.decline(11, j, DeclineReason::AtCapacity, "busy"),
+        b.sign(
+            12,
+            TxKind::Evidence(Evidence {
+                operator: Keypair::for_test(1).address(),
+                vote_a: vec![1],
+                signature_a: agora_crypto::Signature([1; 64]),
+                vote_b: vec![2],
+                signature_b: agora_crypto::Signature([2; 64]),
+            }),
+        ),
+    ];
+    for env in envs {
+        let bytes = encode_envelope(&env);
+        let back = decode_envelope(&bytes).unwrap();
+        assert_eq!(back, env);
+        assert!(back.verify(Domain::Transaction, &chain).is_ok());
+        let tx = Transaction::decode(&back.payload).unwrap();
+        assert_eq!(tx.encode(), back.payload);
+    }
+    let notice = b.signed_decline(j, DeclineReason::FuelOverLimit, "fuel 10^12 > 10^9");
+    assert_eq!(
+        DeclineNotice::open(&notice, &chain).unwrap().reason,
+        DeclineReason::FuelOverLimit
+    );
+    assert!(DeclineNotice::open(&notice, &Hash([5; 32])).is_err());
+}
+
+#[test]
+fn genesis_loads_from_json_and_toml_and_hashes_stably() {
+    let g = genesis(params());
+    let json = g.to_json_pretty();
+    let back = Genesis::from_json(&json).unwrap();
+    assert_eq!(back.hash(), g.hash());
+    let toml = format!(
+        r#"
+chain_name = "t"
+genesis_time = 5
+[[operators]]
+address = "{}"
+stake = "1000"
+[[accounts]]
+address = "{}"
+balance = 250
+[params]
+gas_alpha = "0.25"
+slash_bps = 4000
+"#,
+        Keypair::for_test(0).address(),
+        Keypair::for_test(1).address()
+    );
+    let t = Genesis::from_toml(&toml).unwrap();
+    assert_eq!(t.params.gas_alpha, "0.25".parse::<Fixed>().unwrap());
+    assert_eq!(t.params.slash_bps, 4_000);
+    assert_eq!(t.supply().unwrap(), Amount(1_250));
+    assert!(Genesis::from_toml("chain_name = 1").is_err());
+    let mut bad = g.clone();
+    bad.params.slash_bps = 20_000;
+    assert_eq!(bad.validate(), Err(GenesisError::Param("slash_bps")));
+    let mut dup = g;
+    dup.operators.push(dup.operators[0].clone());
+    assert!(matches!(dup.validate(), Err(GenesisError::Duplicate(_))));
+}
+
+#[test]
+fn snapshot_then_replay_gives_the_same_app_hash() {
+    let mut h = Harness::new();
+    h.stake_all(2, 5_000, 4);
+    let snap = h.market.to_snapshot_bytes();
+    let snap_height = h.market.height();
+    let job = h.submit(dutch(1));
+    let bid = h.tx(
+        "cop1",
+        TxKind::Bid {
+            job_id: job,
+            bid: BidKind::Dutch {
+                min_price: Amount(150),
+            },
+        },
+    );
+    h.block(vec![bid]);
+    h.block(vec![]);
+    let tx = result_tx(&mut h, "cop1", job, b"x");
+    h.block(vec![tx]);
+    let mut restored = Market::from_snapshot_bytes(&snap).unwrap();
+    for (ctx, txs) in h.blocks.iter().filter(|(c, _)| c.height > snap_height) {
+        restored.apply_block(ctx, txs).unwrap();
+    }
+    assert_eq!(restored.app_hash(), h.market.app_hash());
+    assert_eq!(restored.to_snapshot_bytes(), h.market.to_snapshot_bytes());
+    assert!(Market::from_snapshot_bytes(b"{nope").is_err());
+    // Out-of-order heights are refused, not applied.
+    let ctx = BlockContext {
+        height: Height(99),
+        time: Timestamp(T0 * 2),
+        proposer: h.addr("op0"),
+        commit_power_bps: 10_000,
+        seed: Hash::ZERO,
+    };
+    assert!(matches!(
+        restored.apply_block(&ctx, &[]),
+        Err(BlockError::Height { .. })
+    ));
+}
+
+#[test]
+fn cancel_before_award_refunds_everything() {
+    let mut h = Harness::new();
+    h.stake_all(1, 5_000, 4);
+    let before = h.market.balance(&h.addr("client"));
+    let job = h.submit(spec(
+        2,
+        AuctionSpec::Dutch {
+            start_price: Amount(10),
+            duration_ms: 60_000,
+        },
+    ));
+    assert_eq!(
+        h.market.balance(&h.addr("client")),
+        Amount(before.0 - 2_000)
+    );
+    let stranger = h.tx("cop0", TxKind::CancelJob { job_id: job });
+    let cancel = h.tx("client", TxKind::CancelJob { job_id: job });
+    let r = h.block(vec![stranger, cancel]);
+    assert_eq!(
+        reasons(&r),
+        vec![
+            "not allowed: only the client may cancel".to_owned(),
+            "applied".into()
+        ]
+    );
+    assert_eq!(h.market.job(&job).unwrap().state, JobState::Refunded);
+    assert_eq!(h.market.balance(&h.addr("client")), before);
+}
+
+#[test]
+fn an_unfilled_auction_is_re_auctioned_then_refunded_and_declines_explain_why() {
+    let mut h = Harness::with_params(Params {
+        max_reauctions: 1,
+        ..params()
+    });
+    h.stake_all(1, 5_000, 4);
+    let job = h.submit(spec(
+        1,
+        AuctionSpec::Dutch {
+            start_price: Amount(10),
+            duration_ms: 2_000,
+        },
+    ));
+    let d = h.tx(
+        "cop0",
+        TxKind::Decline(DeclineNotice {
+            job_id: job,
+            coprocessor: h.addr("cop0"),
+            reason: DeclineReason::PriceBelowReserve,
+            detail: "reserve 2000".into(),
+        }),
+    );
+    h.block(vec![d]);
+    for _ in 0..5 {
+        h.block(vec![]);
+    }
+    let v = h.market.job_view(&job).unwrap();
+    assert_eq!(v.state, JobState::Refunded);
+    assert_eq!(v.reauctions, 1);
+    assert_eq!(v.why_not.len(), 1);
+    assert_eq!(v.why_not[0].reason, DeclineReason::PriceBelowReserve);
+    assert_eq!(v.escrow, Amount::ZERO);
+}
+
+#[test]
+fn staking_unbonding_and_deactivation() {
+    let mut h = Harness::new();
+    let too_little = h.tx(
+        "cop0",
+        TxKind::Stake {
+            amount: Amount(10),
+            capacity: 2,
+        },
+    );
+    let r = h.block(vec![too_little]);
+    assert!(!r.receipts[0].applied());
+    h.actors.get_mut("cop0").unwrap().nonce -= 1;
+    h.stake_all(1, 1_500, 2);
+    assert!(h.market.coprocessor(&h.addr("cop0")).unwrap().active);
+    let un = h.tx(
+        "cop0",
+        TxKind::Unstake {
+            amount: Amount(600),
+        },
+    );
+    h.block(vec![un]);
+    let c = h.market.coprocessor(&h.addr("cop0")).unwrap();
+    assert!(!c.active, "below the minimum stake");
+    assert_eq!(c.unbonding, Amount(600));
+    let bal = h.market.balance(&h.addr("cop0"));
+    h.block_after(61_000, vec![]);
+    assert_eq!(h.market.balance(&h.addr("cop0")), Amount(bal.0 + 600));
+    assert_eq!(
+        h.market.coprocessor(&h.addr("cop0")).unwrap().unbonding,
+        Amount::ZERO
+    );
+}
+
+#[test]
+fn check_tx_matches_block_validation() {
+    let mut h = Harness::new();
+    let env = h.envelope(
+        "client",
+        TxKind::Transfer {
+            to: h.addr("cop0"),
+            amount: Amount(5),
+        },
+    );
+    assert_eq!(h.market.check_tx(&env), Ok(()));
+    let poor = h.envelope(
+        "cop1",
+        TxKind::Transfer {
+            to: h.addr("cop0"),
+            amount: Amount(u64::MAX as u128),
+        },
+    );
+    assert!(matches!(
+        h.market.check_tx(&poor),
+        Err(Rejection::InsufficientFunds { .. })
+    ));
+    let far = h.actors["client"]
+        .tx
+        .transfer(500, h.addr("cop0"), Amount(1));
+    assert!(matches!(
+        h.market.check_tx(&far),
+        Err(Rejection::BadNonce { .. })
+    ));
+    assert!(matches!(
+        h.market.check_tx_bytes(&[1, 2, 3]),
+        Err(Rejection::Malformed(_))
+    ));
+    let app = h.market.app_hash();
+    assert_eq!(h.market.app_hash(), app);
+}
+
+#[test]
+fn equivocation_evidence_slashes_and_jails_the_operator() {
+    fn decode(v: &[u8]) -> Option<VoteKey> {
+        (v.len() >= 13).then(|| VoteKey {
+            height: u64::from_le_bytes(v[..8].try_into().unwrap()),
+            round: u32::from_le_bytes(v[8..12].try_into().unwrap()),
+            step: v[12],
+        })
+    }
+    let mut h = Harness::new();
+    h.market.set_vote_decoder(decode);
+    let chain = h.market.chain_id();
+    let op = Keypair::for_test(1);
+    let mut va = vec![5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    va.extend_from_slice(b"block-a");
+    let mut vb = va[..13].to_vec();
+    vb.extend_from_slice(b"block-b");
+    let ev = Evidence {
+        operator: op.address(),
+        signature_a: op.sign(Domain::Vote, &chain, &va),
+        vote_a: va,
+        signature_b: op.sign(Domain::Vote, &chain, &vb),
+        vote_b: vb,
+    };
+    let t1 = h.tx("client", TxKind::Evidence(ev.clone()));
+    let t2 = h.tx("client", TxKind::Evidence(ev));
+    let r = h.block(vec![t1, t2]);
+    assert_eq!(
+        reasons(&r),
+        vec![
+            "applied".to_owned(),
+            "invalid: evidence already processed".into()
+        ]
+    );
+    let o = h.market.operator(&op.address()).unwrap();
+    assert!(o.jailed);
+    assert_eq!(o.stake, Amount(1_800));
+    assert_eq!(h.market.burned(), Amount(200));
+}
+
+#[test]
+fn reserve_price_and_score_follow_the_load_curve() {
+    let p = Params::default();
+    let idle = reserve_price(Amount(100), 0, 4, &p);
+    let half = reserve_price(Amount(100), 2, 4, &p);
+    let full = reserve_price(Amount(100), 4, 4, &p);
+    assert_eq!((idle, half, full), (Amount(100), Amount(125), Amount(200)));
+    let rep = Fixed::from_bps(9_000);
+    let light = score(rep, Amount(1_000), Amount(500), Amount(300), 0, 4, &p);
+    let heavy = score(rep, Amount(1_000), Amount(500), Amount(300), 3, 4, &p);
+    assert!(light > heavy);
+    assert!((light - (900 - 50 - 300)).abs() <= 1, "{light}");
+    let f = gas_update(p.gas_f0, true, &p);
+    assert!(f > p.gas_f0.checked_mul(p.gas_beta).unwrap());
+    assert!(gas_update(Fixed::from_int(100), true, &p) <= p.gas_f_max);
+}
