@@ -11,6 +11,7 @@
 //!   [`Shutdown::wait`] future, and [`run`] waits for the API server to drain before flushing the
 //!   store, so accepted work is durable when the process exits.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -37,6 +38,9 @@ pub mod chain_meta {
     /// Genesis hash (chain id), 32 bytes.
     pub const CHAIN_ID: &[u8] = b"chain_id";
 }
+
+/// How long open API connections may take to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The node software version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -155,7 +159,17 @@ impl Shutdown {
 pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()> {
     let identity = Arc::new(Identity::new(&key, &config));
     let store_path = home.resolve(&config.store.path);
-    let store = Store::open(&store_path)?;
+    let store = Store::open(&store_path).map_err(|e| {
+        if e.to_string().contains("could not acquire lock") {
+            anyhow::anyhow!(
+                "store {} is locked: is another node already running on home {}?",
+                store_path.display(),
+                home.root().display()
+            )
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
     let view = ChainView::load(&store)?;
     let (chain_tx, chain_rx) = watch::channel(view.clone());
     let metrics = Arc::new(Metrics::new(VERSION, &identity.roles));
@@ -201,10 +215,29 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         }
     });
 
-    let served = axum::serve(listener, crate::api::router(state))
-        .with_graceful_shutdown(shutdown.wait())
-        .await
-        .context("API server failed");
+    let mut server = tokio::spawn(
+        axum::serve(listener, crate::api::router(state))
+            .with_graceful_shutdown(shutdown.wait())
+            .into_future(),
+    );
+    let served = tokio::select! {
+        res = &mut server => res,
+        () = shutdown.wait() => {
+            // Let in-flight requests finish, but never hang on a client that will not go away.
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(res) => res,
+                Err(_) => {
+                    tracing::warn!(target: "node.stop", timeout = ?DRAIN_TIMEOUT, "API connections did not drain; closing them");
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    let served = match served {
+        Ok(res) => res.context("API server failed"),
+        Err(join) => Err(anyhow::anyhow!("API server task failed: {join}")),
+    };
     // Whatever ended the server, stop everything else too.
     shutdown.trigger();
     signals.abort();

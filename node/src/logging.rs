@@ -1,5 +1,7 @@
 //! Tracing setup. Only the binary installs a subscriber; libraries just emit events.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             if err.downcast_ref::<NotYetAvailable>().is_some() {
                 ExitCode::from(EXIT_UNAVAILABLE)
             } else {
@@ -43,6 +43,24 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The error chain on one line, `a: b: c`. A cause whose text its parent already quotes (many
+/// library errors print their source) is not repeated, and embedded newlines are flattened.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let msg = cause.to_string();
+        let msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+        if msg.is_empty() || line.contains(&msg) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&msg);
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -84,4 +102,23 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(daemon::run(home, config, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_prints_on_one_line_without_repeats() {
+        let io = std::io::Error::other("disk on fire");
+        let err = anyhow::Error::new(io)
+            .context("cannot open store at x: disk on fire")
+            .context("starting");
+        assert_eq!(
+            one_line(&err),
+            "starting: cannot open store at x: disk on fire"
+        );
+        let err = anyhow::anyhow!("bad toml\n  --> line 1\n").context("config");
+        assert_eq!(one_line(&err), "config: bad toml --> line 1");
+    }
 }

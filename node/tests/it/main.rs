@@ -396,3 +396,36 @@ fn unavailable_commands_say_so() {
         assert_clear_error(&out, &[&format!("not yet available: agora {name}")]);
     }
 }
+
+#[test]
+fn second_node_on_one_home_is_refused_and_logs_can_be_json() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &[]);
+    let mut node = Node::start(&sb, &home, &["--log-format", "json"]);
+    let url = node.api_url();
+
+    let out = sb.run(&[
+        "node",
+        "--home",
+        home.to_str().unwrap(),
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    assert_clear_error(&out, &["locked", "another node already running"]);
+    assert_eq!(
+        fs::read_to_string(home.join("api.addr")).unwrap().trim(),
+        url,
+        "first node's file kept"
+    );
+    assert!(
+        agora_client::Client::new(&url).unwrap().status().is_ok(),
+        "first node unaffected"
+    );
+
+    node.signal("-INT");
+    assert!(node.wait(Duration::from_secs(20)).success());
+    let log = fs::read_to_string(&node.log).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["message"], "node started", "{log}");
+    assert_eq!(first["height"], 0, "{log}");
+}
