@@ -1,6 +1,7 @@
 # Task runner. `just` lists the recipes; each calls cargo or a testnet/ script, nothing more.
 
 # List the recipes
+[private]
 default:
     @just --list
 
