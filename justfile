@@ -3,7 +3,7 @@
 # List the recipes
 [private]
 default:
-    @just --list
+    @{{just_executable()}} --list --justfile {{justfile()}}
 
 # Run every test of the workspace
 test:
