@@ -205,6 +205,15 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         "node started"
     );
 
+    // The p2p layer (agora-net) is not wired into this build: the addresses are validated
+    // config, reported here so nobody mistakes them for live connections.
+    tracing::info!(
+        target: "node.start",
+        listen = %config.network.listen,
+        bootstrap = ?config.network.bootstrap.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "p2p networking not started in this build"
+    );
+
     let shutdown = Shutdown::default();
     let signals = tokio::spawn({
         let shutdown = shutdown.clone();

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 pub use testnet::{TestnetFile, TestnetNode, DEFAULT_TESTNET_DIR, TESTNET_FILE};
 
@@ -143,10 +144,49 @@ impl Client {
         })
     }
 
+    /// `POST path` with a JSON body, decoding a JSON answer of type `T`.
+    pub fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let text = self.post_bytes(path, "application/json", &bytes)?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// `POST path` with raw bytes of `content_type` (e.g. an encoded protobuf transaction);
+    /// returns the answer as text.
+    pub fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<String, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self
+            .agent
+            .post(&url)
+            .header("content-type", content_type)
+            .send(body)
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        read_body(url, resp)
+    }
+
     /// `GET path` as text (bounded by [`MAX_RESPONSE_BYTES`]).
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let mut resp = self
+        let resp = self
             .agent
             .get(&url)
             .call()
@@ -154,25 +194,33 @@ impl Client {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_string()
-            .map_err(|e| ClientError::Decode {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        if !(200..300).contains(&status) {
-            return Err(ClientError::Status {
-                url,
-                status,
-                body: error_message(&body),
-            });
-        }
-        Ok(body)
+        read_body(url, resp)
     }
+}
+
+/// Read a bounded body; a non-2xx status becomes [`ClientError::Status`] with the API's message.
+fn read_body(
+    url: String,
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> Result<String, ClientError> {
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_string()
+        .map_err(|e| ClientError::Decode {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    if !(200..300).contains(&status) {
+        return Err(ClientError::Status {
+            url,
+            status,
+            body: error_message(&body),
+        });
+    }
+    Ok(body)
 }
 
 /// The API's error body is `{"error": "..."}`; fall back to the raw text (truncated).
@@ -271,6 +319,78 @@ mod tests {
         let err = client.status().unwrap_err();
         assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
         assert!(err.to_string().contains(&port.to_string()));
+    }
+
+    /// A one-shot HTTP server: answers the first request with `status` and `body`, and returns
+    /// the raw request it saw.
+    fn one_shot(status: &str, body: &str) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (status, body) = (status.to_owned(), body.to_owned());
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut req_body = vec![0; len];
+            reader.read_exact(&mut req_body).unwrap();
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            head + &String::from_utf8(req_body).unwrap()
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn post_json_sends_the_body_and_decodes_the_answer() {
+        let (url, server) = one_shot("200 OK", r#"{"error":"fine"}"#);
+        let client = Client::new(&url).unwrap();
+        let answer: api::ErrorBody = client
+            .post_json("/v1/tx", &serde_json::json!({"tx": "00ff"}))
+            .unwrap();
+        assert_eq!(answer.error, "fine");
+        let request = server.join().unwrap();
+        assert!(request.starts_with("POST /v1/tx "), "{request}");
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{request}"
+        );
+        assert!(request.ends_with(r#"{"tx":"00ff"}"#), "{request}");
+    }
+
+    #[test]
+    fn api_errors_carry_status_and_message() {
+        let (url, server) = one_shot("400 Bad Request", r#"{"error":"nonce too low"}"#);
+        let client = Client::new(&url).unwrap();
+        let err = client
+            .post_bytes("/v1/tx", "application/x-protobuf", b"\x01")
+            .unwrap_err();
+        server.join().unwrap();
+        match err {
+            ClientError::Status { status, body, .. } => {
+                assert_eq!((status, body.as_str()), (400, "nonce too low"));
+            }
+            other => panic!("unexpected {other}"),
+        }
     }
 
     #[test]
