@@ -50,8 +50,16 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct HomeArg {
     /// Node home directory (key, config, store)
-    #[arg(long, value_name = "DIR", env = "AGORA_HOME")]
+    #[arg(long, value_name = "DIR", env = "AGORA_HOME", default_value_os_t = default_home())]
     pub home: PathBuf,
+}
+
+/// `~/.agora`, or `./.agora` when there is no home directory.
+pub fn default_home() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(h) if !h.is_empty() => PathBuf::from(h).join(".agora"),
+        _ => PathBuf::from(".agora"),
+    }
 }
 
 /// `--api URL`, shared by every command that talks to a node.
@@ -366,6 +374,17 @@ mod tests {
                 args[1..].join(" ").starts_with(name),
                 "{args:?} parsed as {name}"
             );
+        }
+    }
+
+    #[test]
+    fn home_defaults_when_not_given() {
+        let cli = Cli::try_parse_from(["agora", "key", "show"]).unwrap();
+        match cli.command {
+            Command::Key(KeyCommand::Show { home, .. }) => {
+                assert!(home.home.ends_with(".agora"), "{:?}", home.home)
+            }
+            other => panic!("parsed as {}", other.name()),
         }
     }
 
