@@ -213,7 +213,7 @@ pub enum ConfigError {
         origin: String,
         reason: String,
     },
-    #[error("cannot read config {path}: {reason}")]
+    #[error("cannot load config {path}: {reason}")]
     File { path: PathBuf, reason: String },
     #[error("invalid --bootstrap value {value:?}: {reason}")]
     Bootstrap { value: String, reason: String },
