@@ -170,6 +170,9 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
             anyhow::Error::new(e)
         }
     })?;
+    // Holding the store lock, this is the only node on this home: a leftover api.addr is from
+    // a killed run and must not be mistaken for this one's.
+    let _ = std::fs::remove_file(home.api_addr_file());
     let view = ChainView::load(&store)?;
     let (chain_tx, chain_rx) = watch::channel(view.clone());
     let metrics = Arc::new(Metrics::new(VERSION, &identity.roles));

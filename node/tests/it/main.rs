@@ -114,11 +114,16 @@ impl Node {
 
     /// Wait for `HOME/api.addr` and return the API URL.
     fn api_url(&mut self) -> String {
+        self.api_url_other_than("")
+    }
+
+    /// Wait for `HOME/api.addr` to hold a URL other than `stale`.
+    fn api_url_other_than(&mut self, stale: &str) -> String {
         let file = self.home.join("api.addr");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(s) = fs::read_to_string(&file) {
-                if s.ends_with('\n') {
+                if s.ends_with('\n') && s.trim() != stale {
                     return s.trim().to_owned();
                 }
             }
@@ -245,8 +250,10 @@ fn init_refuses_to_overwrite() {
 fn node_serves_status_and_metrics_and_stops_on_sigterm() {
     let sb = Sandbox::new();
     let home = sb.init("home", &["operator"]);
+    // A leftover from a killed run must not be taken for the new node's address.
+    fs::write(home.join("api.addr"), "http://127.0.0.1:1\n").unwrap();
     let mut node = Node::start(&sb, &home, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
-    let url = node.api_url();
+    let url = node.api_url_other_than("http://127.0.0.1:1");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let client = agora_client::Client::new(&url).unwrap();
