@@ -84,8 +84,9 @@ pub enum Effect {
     SendTo(Address, Vec<u8>),
     /// Ask a peer (or, if it is gone, any peer) for committed blocks from `from_height`.
     RequestSync { peer: Address, from_height: u64, bytes: Vec<u8> },
-    /// A block and its commit certificate are durably stored and executed.
-    Committed { block: Arc<Block>, cert: CommitCertificate },
+    /// A block and its commit certificate are durably stored and executed; `app_hash` is the
+    /// application state after it.
+    Committed { block: Arc<Block>, cert: CommitCertificate, app_hash: Hash },
     /// A validator equivocated (verified evidence, ready for an evidence tx).
     Evidence(Evidence),
     /// Call [`Replica::tick`] at this time (replaces any earlier wakeup).
@@ -367,8 +368,10 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         }
         if now >= self.next_rebroadcast {
             let r = round_u32(self.driver.round());
+            // Own messages of the last three rounds: peers that fell behind by a round (or
+            // lost our precommit) need them, and the driver has no timeout that would save them.
             for ((round, _), bytes) in &self.own {
-                if *round == r {
+                if *round <= r && *round + 2 >= r {
                     out.push(Effect::Broadcast(bytes.clone()));
                     self.stats.broadcasts += 1;
                 }
@@ -438,6 +441,25 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
     }
+    /// One line for logs: height, round, step, lock and valid value.
+    pub fn debug_state(&self) -> String {
+        let rs = self.driver.round_state();
+        let rv = |v: &Option<arc_malachitebft_core_state_machine::state::RoundValue<BlockValue>>| match v {
+            Some(v) => format!("{}@{}", v.value.id, round_u32(v.round)),
+            None => "-".into(),
+        };
+        format!(
+            "h{} r{} {:?} lock {} valid {} pending {:?} timers {:?}",
+            self.height,
+            self.round(),
+            self.driver.step(),
+            rv(&rs.locked),
+            rv(&rs.valid),
+            self.pending_value,
+            self.timers
+        )
+    }
+
     pub fn halted(&self) -> Option<&str> {
         self.halted.as_deref()
     }
@@ -813,7 +835,8 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         hd.height == self.height
             && hd.prev_hash == self.tip.hash
             && hd.app_hash == self.tip.app_hash
-            && hd.proposer == p.proposer.0
+            // A re-proposal (pol_round set) carries a block another validator built.
+            && (hd.proposer == p.proposer.0 || (p.pol_round.is_defined() && self.genesis.validators.contains(&hd.proposer)))
             && hd.time > self.tip.time
             && hd.time <= now.saturating_add(self.cfg.max_clock_drift_ms)
             && b.txs.len() <= self.cfg.max_block_txs
@@ -1058,7 +1081,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         }
         self.stats.heights_committed += 1;
         self.drain_evidence(out);
-        out.push(Effect::Committed { block, cert });
+        out.push(Effect::Committed { block, cert, app_hash });
         self.height = h + 1;
         self.driver.move_to_height(ConsHeight(self.height), self.genesis.validators.clone());
         self.begin_height(now);

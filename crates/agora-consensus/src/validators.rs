@@ -123,23 +123,25 @@ impl ValidatorSet {
         u128::from(power) * 3 > u128::from(self.total) * 2
     }
 
-    /// The proposer of `(height, round)`: a stake-weighted draw from
-    /// `blake3(height ‖ round)`, so every node agrees and a validator proposes in proportion
-    /// to its power.
+    /// The proposer of `(height, round)`. Round 0: a stake-weighted draw from
+    /// `blake3(height)`, so a validator proposes in proportion to its power. Later rounds step
+    /// through the sorted set from there, so every validator gets a turn within `n` rounds
+    /// (a run of faulty proposers cannot stall a height for long).
     pub fn proposer(&self, height: u64, round: u32) -> &Validator {
-        let mut seed = [0u8; 12];
-        seed[..8].copy_from_slice(&height.to_be_bytes());
-        seed[8..].copy_from_slice(&round.to_be_bytes());
-        let h = Hash::derive("agora/v1/proposer", &seed);
+        let h = Hash::derive("agora/v1/proposer", &height.to_be_bytes());
         let x = u128::from_be_bytes(h.0[..16].try_into().unwrap_or([0; 16]));
         let mut target = (x % u128::from(self.total)) as u64;
-        for v in &self.validators {
+        let mut first = 0;
+        for (i, v) in self.validators.iter().enumerate() {
             if target < v.power {
-                return v;
+                first = i;
+                break;
             }
             target -= v.power;
         }
-        &self.validators[0]
+        let n = self.validators.len() as u64;
+        let idx = (first as u64 + u64::from(round) % n) % n;
+        &self.validators[idx as usize]
     }
 
     /// A stable digest of the set (addresses and powers), for logs and sync sanity checks.
@@ -198,6 +200,7 @@ mod tests {
         for h in 0..1000 {
             let p = vs.proposer(h, 0);
             assert_eq!(p, vs.proposer(h, 0));
+            assert_ne!(p, vs.proposer(h, 1));
             if p.address.0 == addr(2) {
                 heavy += 1;
             }

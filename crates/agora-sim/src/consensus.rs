@@ -44,7 +44,7 @@ impl Default for ConsensusSimOptions {
             seeds: 100,
             from: 0,
             chaos_ms: 4000,
-            liveness_ms: 6000,
+            liveness_ms: 8000,
             check_determinism: true,
             threads: 1,
             faults: true,
@@ -515,7 +515,7 @@ impl Sim {
                         self.send(i, to, bytes);
                     }
                 }
-                Effect::Committed { block, cert } => self.on_commit(i, &block, &cert),
+                Effect::Committed { block, cert, app_hash } => self.on_commit(i, &block, &cert, app_hash),
                 Effect::Evidence(ev) => {
                     self.evidence += 1;
                     if ev.verify(&self.genesis.chain_id).is_err() {
@@ -553,12 +553,11 @@ impl Sim {
         }
     }
 
-    fn on_commit(&mut self, i: usize, block: &Block, cert: &agora_consensus::Certificate) {
+    fn on_commit(&mut self, i: usize, block: &Block, cert: &agora_consensus::Certificate, app_hash: Hash) {
         let h = block.header.height;
         self.trace.update(&[5]);
         self.trace.update(&(i as u64).to_be_bytes());
         self.trace.update(block.hash().as_bytes());
-        let app_hash = self.nodes[i].replica.as_ref().map(|r| r.app_hash()).unwrap_or_default();
         if !self.honest(i) {
             return;
         }
@@ -678,7 +677,20 @@ impl Sim {
                 }
                 if r.height() < base + 2 {
                     let hgt = r.height();
-                    self.fail(format!("liveness: node {i} at height {hgt}, expected >= {} after heal", base + 2));
+                    let states: Vec<String> = self
+                        .nodes
+                        .iter()
+                        .map(|n| match &n.replica {
+                            Some(r) => r.debug_state(),
+                            None => "down".into(),
+                        })
+                        .collect();
+                    self.fail(format!(
+                        "liveness: node {i} at height {hgt}, expected >= {} after heal [{}; nodes {}]",
+                        base + 2,
+                        self.mix,
+                        states.join(" | ")
+                    ));
                     break;
                 }
                 let observed: Vec<_> = r.observed_equivocations().difference(r.reported_equivocations()).cloned().collect();
