@@ -865,6 +865,7 @@ impl Market {
             auction: AuctionRound::default(),
             assignments: BTreeMap::new(),
             reauctions: 0,
+            extra_replicas: 0,
             audit: None,
             result_hash: None,
             outcome: None,
@@ -1637,7 +1638,7 @@ impl Market {
             );
         }
         let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
-        let missing = job.spec.replicas.saturating_sub(job.live_slots());
+        let missing = job.target_replicas().saturating_sub(job.live_slots());
         let in_auction = job.state == JobState::Auction;
         if job.reauctions >= self.s.params.max_reauctions {
             return self.close_job(
@@ -1669,7 +1670,7 @@ impl Market {
             .filter(|(_, a)| a.is_live())
             .filter_map(|(c, a)| a.result.as_ref().map(|r| (*c, r.result_hash)))
             .collect();
-        if live.len() < job.spec.replicas as usize || job.live_slots() > live.len() as u32 {
+        if live.len() < job.target_replicas() as usize || job.live_slots() > live.len() as u32 {
             return Ok(());
         }
         let k = job.spec.replicas as usize;
@@ -1722,8 +1723,34 @@ impl Market {
                     .collect();
                 self.settle(id, &winners, &losers)
             }
-            None => self.close_job(id, JobState::Failed, "no majority among replica results"),
+            None => self.no_majority(id),
         }
+    }
+
+    /// No majority among the results: auction one more replica (bounded by the re-auction limit,
+    /// paid from the client's balance: one more max price), else fail and refund.
+    fn no_majority(&mut self, id: &JobId) -> Result<(), Rejection> {
+        let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
+        let (client, extra, round) = (job.client, job.spec.max_price, job.auction.round);
+        let can_pay = self.balance(&client) >= extra;
+        if job.reauctions >= self.s.params.max_reauctions || !can_pay {
+            return self.close_job(id, JobState::Failed, "no majority among replica results");
+        }
+        self.debit(client, extra)?;
+        let job = self.job_mut(id)?;
+        job.escrow = job.escrow.checked_add(extra)?;
+        job.extra_replicas += 1;
+        job.reauctions += 1;
+        let replicas = job.target_replicas();
+        self.emit_job(
+            id,
+            MarketEvent::ExtraReplica {
+                job: *id,
+                replicas,
+                escrow_added: extra,
+            },
+        );
+        self.open_round(id, 1, round + 1)
     }
 
     /// Stake-weighted choice of a non-jailed operator, excluding `exclude`.

@@ -217,6 +217,9 @@ pub struct Job {
     pub auction: AuctionRound,
     pub assignments: BTreeMap<Address, Assignment>,
     pub reauctions: u32,
+    /// Replicas added because the first `k` results had no majority.
+    #[serde(default)]
+    pub extra_replicas: u32,
     pub audit: Option<Audit>,
     pub result_hash: Option<Hash>,
     pub outcome: Option<Outcome>,
@@ -226,6 +229,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// Results needed before verification: `k` plus any extra replicas.
+    pub fn target_replicas(&self) -> u32 {
+        self.spec.replicas.saturating_add(self.extra_replicas)
+    }
+
     pub fn live_slots(&self) -> u32 {
         self.assignments.values().filter(|a| a.is_live()).count() as u32
     }
@@ -261,6 +269,11 @@ pub enum MarketEvent {
         coprocessor: Address,
         price: Amount,
         deadline: u64,
+    },
+    ExtraReplica {
+        job: JobId,
+        replicas: u32,
+        escrow_added: Amount,
     },
     AuctionUnfilled {
         job: JobId,

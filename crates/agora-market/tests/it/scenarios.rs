@@ -472,3 +472,76 @@ fn an_optimistic_result_that_fails_its_audit_is_slashed() {
         h7 {"failed":{"job":"job","reason":"the only replica was proven wrong","refund":1000}}
     "#]].assert_eq(&story);
 }
+
+#[test]
+fn two_replicas_that_disagree_get_a_third_to_break_the_tie() {
+    let mut h = Harness::new();
+    h.stake_all(3, 5_000, 4);
+    let job = h.submit(dutch(2));
+    let bids: Vec<Vec<u8>> = (0..2)
+        .map(|i| {
+            h.tx(
+                &format!("cop{i}"),
+                TxKind::Bid {
+                    job_id: job,
+                    bid: BidKind::Dutch {
+                        min_price: Amount(100),
+                    },
+                },
+            )
+        })
+        .collect();
+    h.block(bids);
+    h.block(vec![]);
+    let txs = vec![
+        result_tx(&mut h, "cop0", job, b"a"),
+        result_tx(&mut h, "cop1", job, b"b"),
+    ];
+    h.block(txs);
+    let j = h.market.job(&job).unwrap();
+    assert_eq!((j.state, j.extra_replicas), (JobState::Auction, 1));
+    let bid = h.tx(
+        "cop2",
+        TxKind::Bid {
+            job_id: job,
+            bid: BidKind::Dutch {
+                min_price: Amount(100),
+            },
+        },
+    );
+    h.block(vec![bid]);
+    let tx = result_tx(&mut h, "cop2", job, b"a");
+    h.block(vec![tx]);
+    let v = h.market.job_view(&job).unwrap();
+    assert_eq!(v.state, JobState::Settled);
+    assert_eq!(
+        v.result_hash,
+        Some(result_hash(Outcome::Success, 0, 42, b"a"))
+    );
+    assert_eq!(
+        h.market.coprocessor(&h.addr("cop1")).unwrap().stake,
+        Amount(4_500)
+    );
+    expect![[r#"
+        h2 {"job_submitted":{"job":"job","client":"client","escrow":2000}}
+        h2 {"auction_opened":{"job":"job","round":0,"slots":2}}
+        h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
+        h3 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop1","price":190,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
+        h5 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293"}}
+        h5 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"2134f3aaa19d8844675c471f4934d733846c36285f6b47d4f68f7d86e6a9152f"}}
+        h5 {"extra_replica":{"job":"job","replicas":3,"escrow_added":1000}}
+        h5 {"auction_opened":{"job":"job","round":1,"slots":1}}
+        h6 {"bid_accepted":{"job":"job","coprocessor":"cop2","kind":"dutch"}}
+        h6 {"awarded":{"job":"job","coprocessor":"cop2","price":190,"deadline":1700000011000}}
+        h7 {"result_committed":{"job":"job","coprocessor":"cop2","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293"}}
+        h7 {"reputation_updated":{"coprocessor":"cop0","outcome":true,"reputation_bps":7529}}
+        h7 {"paid":{"job":"job","coprocessor":"cop0","amount":181,"fee":9}}
+        h7 {"reputation_updated":{"coprocessor":"cop2","outcome":true,"reputation_bps":7529}}
+        h7 {"paid":{"job":"job","coprocessor":"cop2","amount":181,"fee":9}}
+        h7 {"slashed":{"coprocessor":"cop1","amount":500,"to_client":250,"burned":250,"reason":"wrong result"}}
+        h7 {"reputation_updated":{"coprocessor":"cop1","outcome":false,"reputation_bps":6489}}
+        h7 {"settled":{"job":"job","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293","refund":2620}}
+    "#]].assert_eq(&h.story(&job));
+}
