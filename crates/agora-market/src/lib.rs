@@ -35,5 +35,6 @@ pub use tx::{
     Transaction, TxBuilder, TxKind,
 };
 pub use views::{
-    AccountView, BidView, CoprocessorView, JobView, MarketStatus, OperatorView, SlotView,
+    AccountView, BidView, CoprocessorView, JobSummary, JobView, MarketStatus, OperatorView,
+    SlotView,
 };

@@ -57,6 +57,18 @@ pub struct JobView {
     pub why_not: Vec<DeclineRecord>,
 }
 
+/// One line of `agora job list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub client: Address,
+    pub state: JobState,
+    pub submitted_height: Height,
+    pub replicas: u32,
+    pub max_price: Amount,
+    pub result_hash: Option<Hash>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoprocessorView {
     pub address: Address,
@@ -176,6 +188,30 @@ impl Market {
             events: j.events.clone(),
             why_not: j.declines.clone(),
         })
+    }
+
+    /// The most recently submitted jobs (optionally of one client), newest first.
+    pub fn job_list(&self, client: Option<&Address>, limit: usize) -> Vec<JobSummary> {
+        let mut out: Vec<JobSummary> = self
+            .jobs()
+            .filter(|(_, j)| client.is_none_or(|c| j.client == *c))
+            .map(|(_, j)| JobSummary {
+                id: j.id,
+                client: j.client,
+                state: j.state,
+                submitted_height: j.submitted_height,
+                replicas: j.spec.replicas,
+                max_price: j.spec.max_price,
+                result_hash: j.result_hash,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.submitted_height
+                .cmp(&a.submitted_height)
+                .then(a.id.cmp(&b.id))
+        });
+        out.truncate(limit);
+        out
     }
 
     pub fn coprocessor_view(&self, a: &Address) -> Option<CoprocessorView> {

@@ -431,3 +431,40 @@ fn reserve_price_and_score_follow_the_load_curve() {
     assert!(f > p.gas_f0.checked_mul(p.gas_beta).unwrap());
     assert!(gas_update(Fixed::from_int(100), true, &p) <= p.gas_f_max);
 }
+
+#[test]
+fn reputation_rises_with_success_falls_with_failure_and_stays_bounded() {
+    let p = Params::default();
+    let mut f = p.gas_f0;
+    let start = f.sigmoid();
+    for _ in 0..50 {
+        f = gas_update(f, true, &p);
+    }
+    let good = f.sigmoid();
+    assert!(good > start && f <= p.gas_f_max);
+    for _ in 0..50 {
+        f = gas_update(f, false, &p);
+    }
+    assert!(f.sigmoid() < start && f >= p.gas_f_min);
+    // Recomputable by anyone: the same history gives the same bits.
+    let replay = (0..50).fold(p.gas_f0, |f, _| gas_update(f, true, &p));
+    assert_eq!(replay.sigmoid(), good);
+}
+
+#[test]
+fn job_list_and_account_views_serialise() {
+    let mut h = Harness::new();
+    h.stake_all(1, 5_000, 4);
+    let a = h.submit(dutch(1));
+    let b = h.submit(dutch(2));
+    let list = h.market.job_list(Some(&h.addr("client")), 10);
+    assert_eq!(list.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b, a]);
+    assert!(h.market.job_list(Some(&h.addr("cop0")), 10).is_empty());
+    let v = h.market.job_view(&a).unwrap();
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["state"], "auction");
+    let acct = serde_json::to_value(h.market.account_view(&h.addr("cop0"))).unwrap();
+    assert_eq!(acct["coprocessor"]["stake"], 5_000);
+    assert_eq!(h.market.coprocessor_list().len(), 1);
+    assert_eq!(h.market.status().open_jobs, 2);
+}
