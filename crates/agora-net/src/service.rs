@@ -40,6 +40,7 @@ const COMMAND_QUEUE: usize = 1024;
 const TICK: Duration = Duration::from_millis(500);
 const REDIAL_EVERY: Duration = Duration::from_secs(3);
 const SEEN_CAPACITY: usize = 16 * 1024;
+const REFUSE_GRACE: Duration = Duration::from_millis(250);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -171,6 +172,7 @@ impl Network {
             pending_sync: HashMap::new(),
             responders: commands_tx.downgrade(),
             last_redial: None,
+            refusing: BTreeMap::new(),
         };
         service.redial(Instant::now());
         let task = tokio::spawn(service.run(commands_rx, acceptor));
@@ -397,6 +399,8 @@ struct Service {
     pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<Bytes>>>,
     responders: mpsc::WeakSender<Command>,
     last_redial: Option<Instant>,
+    /// Peers refused for another genesis, disconnected (and blocked) at the given time.
+    refusing: BTreeMap<PeerId, Instant>,
 }
 
 impl Service {
@@ -583,6 +587,19 @@ impl Service {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .refusing
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.refusing.remove(&peer);
+            if self.scores.is_banned(&peer, now) {
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
         for peer in self.scores.tick(now) {
             debug!(%peer, "net.ban expired");
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
@@ -746,10 +763,16 @@ impl Service {
                 ),
             };
             warn!(%peer, "net.refused: {reason}");
+            if self.refusing.contains_key(&peer) {
+                return;
+            }
             inc(&self.stats.refused_genesis);
-            self.scores.ban(peer, Instant::now());
-            self.swarm.behaviour_mut().blocked.block_peer(peer);
-            let _ = self.swarm.disconnect_peer_id(peer);
+            // Banned at once (no redial, nothing delivered: the peer is never confirmed), but
+            // disconnected a moment later so that our own identify reaches it and it can log
+            // the mismatch too.
+            let now = Instant::now();
+            self.scores.ban(peer, now);
+            self.refusing.insert(peer, now + REFUSE_GRACE);
             if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                 kad.remove_peer(&peer);
             }

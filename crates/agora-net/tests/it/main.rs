@@ -155,9 +155,13 @@ async fn four_nodes_discover_each_other_and_fan_out_consensus() {
         let peers = node.net.peers().await.unwrap();
         assert!(peers.iter().all(|p| p.validator && p.address.is_some()));
     }
+    // Wait for subscriptions so the relay copy goes out directly too (a publish skips peers
+    // whose SUBSCRIBE has not arrived yet).
+    wait_topic_ready(&nodes, Topic::Consensus).await;
     let payload = Bytes::from_static(b"proposal h=1 r=0");
     nodes[0].net.send_consensus(payload.clone()).await.unwrap();
-    let from0 = nodes[0].net.local_peer_id();
+    let members: Vec<PeerId> = nodes.iter().map(|n| n.net.local_peer_id()).collect();
+    let from0 = members[0];
     for node in nodes.iter_mut().skip(1) {
         let (from, data) = next_matching(&mut node.events, |ev| match ev {
             NetEvent::Consensus { from, data } => Some((from, data)),
@@ -165,8 +169,9 @@ async fn four_nodes_discover_each_other_and_fan_out_consensus() {
         })
         .await;
         assert_eq!(data, payload);
-        assert_eq!(from, from0);
-        // The gossip copy of the same payload is not delivered a second time.
+        // Usually node 0 itself; a gossip relay may win the race under load.
+        assert!(members.contains(&from));
+        // The other copy of the same payload is not delivered a second time.
         let dup = sees_within(&mut node.events, Duration::from_millis(400), |ev| {
             matches!(ev, NetEvent::Consensus { .. })
         })
@@ -175,12 +180,12 @@ async fn four_nodes_discover_each_other_and_fan_out_consensus() {
     }
     wait_until(|| async { nodes[0].net.stats().stream_msgs_out == 3 }).await;
     for node in nodes.iter().skip(1) {
-        let s = node.net.stats();
-        assert_eq!(
-            s.stream_msgs_in + s.consensus_duplicates,
-            2,
-            "one stream frame + one gossip copy: {s:?}"
-        );
+        // One stream frame read; the gossip copy (or the late stream frame) dropped as duplicate.
+        wait_until(|| async {
+            let s = node.net.stats();
+            s.stream_msgs_in == 1 && s.consensus_duplicates == 1
+        })
+        .await;
     }
     // Peer ids are the nodes' accounts.
     assert_eq!(agora_net::address_of(&from0), Some(nodes[0].key.address()));
@@ -389,14 +394,27 @@ async fn a_node_with_another_genesis_is_refused() {
     assert!(reason.contains(&other_genesis.to_hex()), "{reason}");
     assert!(reason.contains(&genesis().to_hex()), "{reason}");
     assert!(nodes[0].net.stats().refused_genesis >= 1);
-    // It never becomes a confirmed peer on either side.
+    // The stranger refuses us for the same reason, and never sees a confirmed peer.
+    let node0 = nodes[0].net.local_peer_id();
+    let mut refused_by_stranger = None;
+    let connected = sees_within(
+        &mut stranger.events,
+        Duration::from_secs(2),
+        |ev| match ev {
+            NetEvent::PeerRefused { peer, reason } if *peer == node0 => {
+                refused_by_stranger = Some(reason.clone());
+                false
+            }
+            NetEvent::PeerConnected { .. } => true,
+            _ => false,
+        },
+    )
+    .await;
+    assert!(!connected);
+    let theirs = refused_by_stranger.expect("the stranger logs the mismatch too");
     assert!(
-        !sees_within(
-            &mut stranger.events,
-            Duration::from_millis(500),
-            |ev| matches!(ev, NetEvent::PeerConnected { .. })
-        )
-        .await
+        theirs.contains(&format!("we have {}", other_genesis.to_hex())),
+        "{theirs}"
     );
     let peers = nodes[0].net.peers().await.unwrap();
     assert!(peers.iter().all(|p| p.peer != stranger_id || !p.confirmed));
@@ -427,4 +445,36 @@ async fn shutdown_disconnects_and_later_calls_fail() {
         .await;
     }
     shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_transport_carries_consensus() {
+    let quic: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap();
+    let mut cfg0 = config(0, genesis(), &[0, 1], vec![]);
+    cfg0.listen = vec![quic.clone()];
+    let mut a = start(0, cfg0).await;
+    let boot = dial_addr(&a).await;
+    assert!(boot.to_string().contains("quic-v1"), "{boot}");
+    let mut cfg1 = config(1, genesis(), &[0, 1], vec![boot]);
+    cfg1.listen = vec![quic];
+    let mut b = start(1, cfg1).await;
+    for n in [&mut a, &mut b] {
+        next_matching(&mut n.events, |ev| {
+            matches!(ev, NetEvent::PeerConnected { .. }).then_some(())
+        })
+        .await;
+    }
+    b.net
+        .send_consensus(Bytes::from_static(b"vote over quic"))
+        .await
+        .unwrap();
+    let data = next_matching(&mut a.events, |ev| match ev {
+        NetEvent::Consensus { data, .. } => Some(data),
+        _ => None,
+    })
+    .await;
+    assert_eq!(data, Bytes::from_static(b"vote over quic"));
+    wait_until(|| async { a.net.stats().stream_msgs_in == 1 }).await;
+    b.net.shutdown().await;
+    a.net.shutdown().await;
 }
