@@ -93,6 +93,9 @@ struct State {
     jobs: BTreeMap<JobId, Job>,
     open_jobs: BTreeSet<JobId>,
     unbonding: VecDeque<Unbonding>,
+    /// Final jobs in closing order, for pruning.
+    #[serde(default)]
+    closed: VecDeque<(Timestamp, JobId)>,
     evidence_seen: BTreeSet<Hash>,
     liveness_last: BTreeMap<Hash, u64>,
     events: VecDeque<EventRecord>,
@@ -165,6 +168,7 @@ impl Market {
             jobs: BTreeMap::new(),
             open_jobs: BTreeSet::new(),
             unbonding: VecDeque::new(),
+            closed: VecDeque::new(),
             evidence_seen: BTreeSet::new(),
             liveness_last: BTreeMap::new(),
             events: VecDeque::new(),
@@ -870,6 +874,7 @@ impl Market {
             result_hash: None,
             outcome: None,
             failure: None,
+            closed_at: None,
             declines: Vec::new(),
             events: Vec::new(),
         };
@@ -1338,6 +1343,7 @@ impl Market {
 
     fn end_block(&mut self) {
         self.release_unbonding();
+        self.prune_closed();
         let open: Vec<JobId> = self.s.open_jobs.iter().copied().collect();
         for id in open {
             if let Err(e) = self.advance_job(&id) {
@@ -1346,6 +1352,19 @@ impl Market {
                     detail: format!("job {id}: {e}"),
                 });
             }
+        }
+    }
+
+    /// Drop final jobs older than the retention period from replicated state.
+    fn prune_closed(&mut self) {
+        let keep = self.s.params.job_retention_ms;
+        while let Some((at, id)) = self.s.closed.front().copied() {
+            if at.0.saturating_add(keep) > self.s.time.0 {
+                break;
+            }
+            self.s.closed.pop_front();
+            self.s.jobs.remove(&id);
+            self.dirty.insert(Key::Job(id));
         }
     }
 
@@ -1991,9 +2010,12 @@ impl Market {
         }
         let refund = escrow;
         self.credit(job.client, refund)?;
+        let now = self.s.time;
         let job_mut = self.job_mut(id)?;
         job_mut.escrow = Amount::ZERO;
         job_mut.state = JobState::Settled;
+        job_mut.closed_at = Some(now);
+        self.s.closed.push_back((now, *id));
         self.s.open_jobs.remove(id);
         let result_hash = result.map(|r| r.result_hash).unwrap_or_default();
         self.emit_job(
@@ -2062,6 +2084,7 @@ impl Market {
             self.credit(*c, *b)?;
         }
         self.credit(job.client, job.escrow)?;
+        let now = self.s.time;
         let j = self.job_mut(id)?;
         for a in j.assignments.values_mut() {
             if a.is_live() {
@@ -2071,7 +2094,9 @@ impl Market {
         j.bonds.clear();
         j.escrow = Amount::ZERO;
         j.state = state;
+        j.closed_at = Some(now);
         j.failure = Some(reason.to_owned());
+        self.s.closed.push_back((now, *id));
         self.s.open_jobs.remove(id);
         let ev = if state == JobState::Failed {
             MarketEvent::Failed {

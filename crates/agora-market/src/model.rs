@@ -224,6 +224,9 @@ pub struct Job {
     pub result_hash: Option<Hash>,
     pub outcome: Option<Outcome>,
     pub failure: Option<String>,
+    /// Block time the job reached a final state; it is pruned `job_retention_ms` later.
+    #[serde(default)]
+    pub closed_at: Option<Timestamp>,
     pub declines: Vec<DeclineRecord>,
     pub events: Vec<EventRecord>,
 }

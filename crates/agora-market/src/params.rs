@@ -127,6 +127,9 @@ pub struct Params {
     pub recovery_blocks: u32,
     /// Minimum interval between two liveness reports by one operator on one coprocessor.
     pub liveness_interval_ms: u64,
+    /// Final jobs are dropped from replicated state this long after they close (the node
+    /// keeps its own archive for the API).
+    pub job_retention_ms: u64,
 }
 
 impl Default for Params {
@@ -177,6 +180,7 @@ impl Default for Params {
             low_participation_bps: 6_667,
             recovery_blocks: 3,
             liveness_interval_ms: 60_000,
+            job_retention_ms: 86_400_000,
         }
     }
 }

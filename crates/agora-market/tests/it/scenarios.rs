@@ -248,9 +248,9 @@ fn a_lying_replica_is_slashed_while_the_honest_majority_is_paid() {
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop2","kind":"dutch"}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop2","price":190,"deadline":1700000008000}}
         h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
         h3 {"awarded":{"job":"job","coprocessor":"cop1","price":190,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop2","price":190,"deadline":1700000008000}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934"}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"229a1de252a4f77a18c69f5d14d52cd91d7ea4ea8b8a63426ed464ece16e9828"}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop2","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934"}}
@@ -527,8 +527,8 @@ fn two_replicas_that_disagree_get_a_third_to_break_the_tie() {
         h2 {"auction_opened":{"job":"job","round":0,"slots":2}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop1","price":190,"deadline":1700000008000}}
         h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop1","price":190,"deadline":1700000008000}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293"}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"2134f3aaa19d8844675c471f4934d733846c36285f6b47d4f68f7d86e6a9152f"}}
         h5 {"extra_replica":{"job":"job","replicas":3,"escrow_added":1000}}

@@ -468,3 +468,22 @@ fn job_list_and_account_views_serialise() {
     assert_eq!(h.market.coprocessor_list().len(), 1);
     assert_eq!(h.market.status().open_jobs, 2);
 }
+
+#[test]
+fn final_jobs_are_pruned_after_the_retention_period() {
+    let mut h = Harness::with_params(Params {
+        job_retention_ms: 5_000,
+        ..params()
+    });
+    let job = h.submit(dutch(1));
+    let cancel = h.tx("client", TxKind::CancelJob { job_id: job });
+    h.block(vec![cancel]);
+    assert_eq!(h.market.job(&job).unwrap().state, JobState::Refunded);
+    h.block_after(4_000, vec![]);
+    assert!(h.market.job(&job).is_some());
+    h.block_after(1_000, vec![]);
+    assert!(h.market.job(&job).is_none());
+    let late = h.tx("client", TxKind::CancelJob { job_id: job });
+    let r = h.block(vec![late]);
+    assert!(!r.receipts[0].applied());
+}
