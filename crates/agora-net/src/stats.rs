@@ -124,3 +124,153 @@ impl NetStats {
         self.topics[t.index()].1
     }
 }
+
+impl NetStats {
+    /// Append these counters in the Prometheus text format (`agora_net_*`), for a node's
+    /// `/metrics` endpoint.
+    pub fn write_prometheus(&self, out: &mut String) {
+        use std::fmt::Write;
+        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP agora_net_{name} {help}");
+            let _ = writeln!(out, "# TYPE agora_net_{name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "agora_net_{name}{labels} {v}");
+            }
+        };
+        let per_topic = |f: fn(&TopicStats) -> u64| -> Vec<(String, u64)> {
+            self.topics
+                .iter()
+                .map(|(t, s)| (format!("{{topic=\"{}\"}}", t.name()), f(s)))
+                .collect()
+        };
+        let one = |v: u64| vec![(String::new(), v)];
+        metric(
+            "gossip_messages_in_total",
+            "counter",
+            "Gossip messages delivered.",
+            &per_topic(|s| s.msgs_in),
+        );
+        metric(
+            "gossip_bytes_in_total",
+            "counter",
+            "Gossip payload bytes delivered.",
+            &per_topic(|s| s.bytes_in),
+        );
+        metric(
+            "gossip_messages_out_total",
+            "counter",
+            "Gossip messages published.",
+            &per_topic(|s| s.msgs_out),
+        );
+        metric(
+            "gossip_bytes_out_total",
+            "counter",
+            "Gossip payload bytes published.",
+            &per_topic(|s| s.bytes_out),
+        );
+        metric(
+            "stream_frames_out_total",
+            "counter",
+            "Consensus frames streamed to validators.",
+            &one(self.stream_msgs_out),
+        );
+        metric(
+            "stream_bytes_out_total",
+            "counter",
+            "Consensus bytes streamed to validators.",
+            &one(self.stream_bytes_out),
+        );
+        metric(
+            "stream_frames_in_total",
+            "counter",
+            "Consensus frames read from streams.",
+            &one(self.stream_msgs_in),
+        );
+        metric(
+            "stream_bytes_in_total",
+            "counter",
+            "Consensus bytes read from streams.",
+            &one(self.stream_bytes_in),
+        );
+        metric(
+            "stream_dropped_total",
+            "counter",
+            "Consensus frames not streamed.",
+            &one(self.stream_dropped),
+        );
+        metric(
+            "consensus_duplicates_total",
+            "counter",
+            "Consensus payloads already delivered.",
+            &one(self.consensus_duplicates),
+        );
+        metric(
+            "requests_out_total",
+            "counter",
+            "Requests sent.",
+            &one(self.requests_out),
+        );
+        metric(
+            "requests_in_total",
+            "counter",
+            "Requests received.",
+            &one(self.requests_in),
+        );
+        metric(
+            "request_failures_total",
+            "counter",
+            "Outbound requests that failed.",
+            &one(self.request_failures),
+        );
+        metric(
+            "oversize_dropped_total",
+            "counter",
+            "Inbound payloads over their cap.",
+            &one(self.oversize_dropped),
+        );
+        metric(
+            "events_dropped_total",
+            "counter",
+            "Events dropped on a full application queue.",
+            &one(self.events_dropped),
+        );
+        metric(
+            "penalties_total",
+            "counter",
+            "Penalties applied to peers.",
+            &one(self.penalties),
+        );
+        metric("bans_total", "counter", "Peers banned.", &one(self.bans));
+        metric(
+            "refused_genesis_total",
+            "counter",
+            "Peers refused for another genesis.",
+            &one(self.refused_genesis),
+        );
+        metric("peers", "gauge", "Confirmed peers.", &one(self.peers));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_carries_every_counter() {
+        let s = Stats::default();
+        s.topic_in(Topic::Bids, 10);
+        s.topic_in(Topic::Bids, 5);
+        inc(&s.penalties);
+        let mut out = String::new();
+        s.snapshot().write_prometheus(&mut out);
+        assert!(
+            out.contains("agora_net_gossip_messages_in_total{topic=\"bids\"} 2\n"),
+            "{out}"
+        );
+        assert!(out.contains("agora_net_gossip_bytes_in_total{topic=\"bids\"} 15\n"));
+        assert!(out.contains("agora_net_gossip_messages_in_total{topic=\"tx\"} 0\n"));
+        assert!(out.contains("agora_net_penalties_total 1\n"));
+        assert!(out.contains("# TYPE agora_net_peers gauge\n"));
+        assert_eq!(out.matches("# TYPE").count(), 19);
+    }
+}
