@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -23,6 +23,10 @@ pub(crate) const CONSENSUS_PROTOCOL: StreamProtocol = StreamProtocol::new("/agor
 const CONFIRM_WAIT: Duration = Duration::from_secs(5);
 /// How long opening a stream may take before the frame is dropped (gossip still carries it).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an outgoing frame may wait for its peer's handshake to finish.
+const UNCONFIRMED_WAIT: Duration = Duration::from_millis(500);
+/// After such a wait failed, frames for that peer are dropped at once for this long.
+const UNCONFIRMED_BACKOFF: Duration = Duration::from_secs(5);
 /// How many inbound consensus streams may be open at once.
 const MAX_INBOUND_STREAMS: usize = 256;
 
@@ -122,12 +126,28 @@ pub(crate) async fn run_writer(
     shared: Arc<Shared>,
 ) {
     let mut stream: Option<libp2p::Stream> = None;
+    let mut gave_up: Option<Instant> = None;
     while let Some(frame) = rx.recv().await {
         let mut sent = false;
         for _attempt in 0..2 {
             if stream.is_none() {
                 if !shared.is_confirmed(&peer) {
-                    break;
+                    // A peer in its handshake is confirmed within milliseconds: wait for it,
+                    // unless it recently failed to show up (down peers must not hold frames).
+                    if gave_up.is_some_and(|t| t.elapsed() < UNCONFIRMED_BACKOFF) {
+                        break;
+                    }
+                    let mut rx = shared.confirmed.clone();
+                    let confirmed = matches!(
+                        tokio::time::timeout(UNCONFIRMED_WAIT, rx.wait_for(|s| s.contains(&peer)))
+                            .await,
+                        Ok(Ok(_))
+                    );
+                    if !confirmed {
+                        gave_up = Some(Instant::now());
+                        break;
+                    }
+                    gave_up = None;
                 }
                 match tokio::time::timeout(
                     OPEN_TIMEOUT,
