@@ -11,7 +11,7 @@ mod keyfile;
 use std::fmt;
 
 use agora_types::{Address, Hash};
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use keyfile::{load_key, save_key, KeyFileError};
