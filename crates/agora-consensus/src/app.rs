@@ -19,7 +19,13 @@ pub trait Application {
     fn check_tx(&self, tx: &[u8]) -> Result<(), String>;
     /// Choose the txs of the next block from mempool `candidates` (in arrival order), within
     /// `max_bytes`.
-    fn prepare_block(&mut self, height: u64, time: u64, candidates: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<u8>>;
+    fn prepare_block(
+        &mut self,
+        height: u64,
+        time: u64,
+        candidates: &[Vec<u8>],
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>>;
     /// Whether a proposed block's txs are acceptable. Deterministic.
     fn validate_block(&self, block: &Block) -> bool;
     /// Execute a decided block; returns the new app hash.
@@ -61,7 +67,13 @@ impl Application for KvApp {
         }
     }
 
-    fn prepare_block(&mut self, _height: u64, _time: u64, candidates: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<u8>> {
+    fn prepare_block(
+        &mut self,
+        _height: u64,
+        _time: u64,
+        candidates: &[Vec<u8>],
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>> {
         let mut used = 0;
         let mut out = Vec::new();
         for tx in candidates {

@@ -52,9 +52,26 @@ impl BlockHeader {
 
 impl Block {
     /// Build a block, computing the tx commitment.
-    pub fn new(height: u64, time: u64, prev_hash: Hash, app_hash: Hash, proposer: Address, txs: Vec<Vec<u8>>) -> Block {
+    pub fn new(
+        height: u64,
+        time: u64,
+        prev_hash: Hash,
+        app_hash: Hash,
+        proposer: Address,
+        txs: Vec<Vec<u8>>,
+    ) -> Block {
         let txs_hash = txs_hash(&txs);
-        Block { header: BlockHeader { height, time, prev_hash, app_hash, proposer, txs_hash }, txs }
+        Block {
+            header: BlockHeader {
+                height,
+                time,
+                prev_hash,
+                app_hash,
+                proposer,
+                txs_hash,
+            },
+            txs,
+        }
     }
 
     pub fn hash(&self) -> Hash {

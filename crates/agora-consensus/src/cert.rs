@@ -41,10 +41,20 @@ pub type CommitCertificate = Certificate;
 
 impl Certificate {
     /// Build from signatures in any order (sorted and deduplicated here).
-    pub fn new(height: u64, round: u32, block_hash: Hash, mut signatures: Vec<(Address, Signature)>) -> Certificate {
+    pub fn new(
+        height: u64,
+        round: u32,
+        block_hash: Hash,
+        mut signatures: Vec<(Address, Signature)>,
+    ) -> Certificate {
         signatures.sort_by(|a, b| a.0.cmp(&b.0));
         signatures.dedup_by(|a, b| a.0 == b.0);
-        Certificate { height, round, block_hash, signatures }
+        Certificate {
+            height,
+            round,
+            block_hash,
+            signatures,
+        }
     }
 
     /// The vote each signature is over.
@@ -69,7 +79,12 @@ impl Certificate {
     }
 
     /// Structure, membership, quorum, then every signature (batched, one pass).
-    pub fn verify_as(&self, vote_type: VoteType, vs: &ValidatorSet, chain_id: &Hash) -> Result<u64, CertError> {
+    pub fn verify_as(
+        &self,
+        vote_type: VoteType,
+        vs: &ValidatorSet,
+        chain_id: &Hash,
+    ) -> Result<u64, CertError> {
         if self.signatures.len() > vs.len() {
             return Err(CertError::TooLarge(self.signatures.len()));
         }
@@ -79,16 +94,30 @@ impl Certificate {
                 return Err(CertError::Unsorted);
             }
             let p = vs.power_of(a).ok_or(CertError::UnknownSigner(*a))?;
-            signed = signed.checked_add(p).ok_or(CertError::NoQuorum { signed, total: vs.total_power() })?;
+            signed = signed.checked_add(p).ok_or(CertError::NoQuorum {
+                signed,
+                total: vs.total_power(),
+            })?;
         }
         if !vs.is_quorum(signed) {
-            return Err(CertError::NoQuorum { signed, total: vs.total_power() });
+            return Err(CertError::NoQuorum {
+                signed,
+                total: vs.total_power(),
+            });
         }
-        let msgs: Vec<Vec<u8>> =
-            self.signatures.iter().map(|(a, _)| self.vote_for(vote_type, *a).signing_bytes()).collect();
-        let items: Vec<(Address, &[u8], Signature)> =
-            self.signatures.iter().zip(&msgs).map(|((a, s), m)| (*a, m.as_slice(), *s)).collect();
-        agora_crypto::verify_batch(Domain::Vote, chain_id, &items).map_err(|_| CertError::BadSignature)?;
+        let msgs: Vec<Vec<u8>> = self
+            .signatures
+            .iter()
+            .map(|(a, _)| self.vote_for(vote_type, *a).signing_bytes())
+            .collect();
+        let items: Vec<(Address, &[u8], Signature)> = self
+            .signatures
+            .iter()
+            .zip(&msgs)
+            .map(|((a, s), m)| (*a, m.as_slice(), *s))
+            .collect();
+        agora_crypto::verify_batch(Domain::Vote, chain_id, &items)
+            .map_err(|_| CertError::BadSignature)?;
         Ok(signed)
     }
 }
@@ -102,7 +131,13 @@ mod tests {
 
     fn setup(n: u64) -> (Vec<Keypair>, ValidatorSet) {
         let keys: Vec<Keypair> = (0..n).map(Keypair::for_test).collect();
-        let vs = ValidatorSet::from_stakes(&keys.iter().map(|k| (k.address(), 10u128)).collect::<Vec<_>>()).unwrap();
+        let vs = ValidatorSet::from_stakes(
+            &keys
+                .iter()
+                .map(|k| (k.address(), 10u128))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         (keys, vs)
     }
 
@@ -110,7 +145,16 @@ mod tests {
         let c = Certificate::new(5, 1, block, vec![]);
         let sigs = keys
             .iter()
-            .map(|k| (k.address(), k.sign(Domain::Vote, &CHAIN, &c.vote_for(VoteType::Precommit, k.address()).signing_bytes())))
+            .map(|k| {
+                (
+                    k.address(),
+                    k.sign(
+                        Domain::Vote,
+                        &CHAIN,
+                        &c.vote_for(VoteType::Precommit, k.address()).signing_bytes(),
+                    ),
+                )
+            })
             .collect();
         Certificate::new(5, 1, block, sigs)
     }
@@ -132,7 +176,13 @@ mod tests {
     fn minority_duplicates_and_strangers_are_rejected() {
         let (keys, vs) = setup(4);
         let c = cert(&keys[..2], Hash([1; 32]));
-        assert_eq!(c.verify(&vs, &CHAIN), Err(CertError::NoQuorum { signed: 20, total: 40 }));
+        assert_eq!(
+            c.verify(&vs, &CHAIN),
+            Err(CertError::NoQuorum {
+                signed: 20,
+                total: 40
+            })
+        );
         let mut dup = cert(&keys[..3], Hash([1; 32]));
         let first = dup.signatures[0];
         dup.signatures.insert(0, first);
@@ -141,6 +191,9 @@ mod tests {
         let mut s = cert(&keys[..3], Hash([1; 32]));
         s.signatures.push((stranger.address(), s.signatures[0].1));
         s = Certificate::new(s.height, s.round, s.block_hash, s.signatures);
-        assert!(matches!(s.verify(&vs, &CHAIN), Err(CertError::UnknownSigner(_))));
+        assert!(matches!(
+            s.verify(&vs, &CHAIN),
+            Err(CertError::UnknownSigner(_))
+        ));
     }
 }

@@ -71,7 +71,10 @@ pub struct BlockValue {
 
 impl BlockValue {
     pub fn new(block: Block) -> BlockValue {
-        BlockValue { id: BlockId(block.hash()), block: Arc::new(block) }
+        BlockValue {
+            id: BlockId(block.hash()),
+            block: Arc::new(block),
+        }
     }
 }
 
@@ -112,11 +115,21 @@ pub struct ConsProposal {
 impl ConsProposal {
     /// The bytes a proposer signs: `"P" ‖ height ‖ round ‖ pol_round ‖ block hash`.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        proposal_signing_bytes(self.height.0, round_u32(self.round), self.pol_round.as_i64(), &self.value.id.0)
+        proposal_signing_bytes(
+            self.height.0,
+            round_u32(self.round),
+            self.pol_round.as_i64(),
+            &self.value.id.0,
+        )
     }
 }
 
-pub(crate) fn proposal_signing_bytes(height: u64, round: u32, pol_round: i64, block: &Hash) -> Vec<u8> {
+pub(crate) fn proposal_signing_bytes(
+    height: u64,
+    round: u32,
+    pol_round: i64,
+    block: &Hash,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 8 + 4 + 8 + 32);
     out.push(b'P');
     out.extend_from_slice(&height.to_be_bytes());
@@ -296,7 +309,12 @@ impl mt::Context for Ctx {
     type Extension = ();
     type SigningScheme = Ed25519;
 
-    fn select_proposer<'a>(&self, vs: &'a ValidatorSet, height: ConsHeight, round: Round) -> &'a Validator {
+    fn select_proposer<'a>(
+        &self,
+        vs: &'a ValidatorSet,
+        height: ConsHeight,
+        round: Round,
+    ) -> &'a Validator {
         vs.proposer(height.0, round_u32(round))
     }
 
@@ -308,15 +326,45 @@ impl mt::Context for Ctx {
         pol_round: Round,
         address: ValAddr,
     ) -> ConsProposal {
-        ConsProposal { height, round, value, pol_round, proposer: address }
+        ConsProposal {
+            height,
+            round,
+            value,
+            pol_round,
+            proposer: address,
+        }
     }
 
-    fn new_prevote(&self, height: ConsHeight, round: Round, value: NilOrVal<BlockId>, address: ValAddr) -> ConsVote {
-        ConsVote { vote_type: VoteType::Prevote, height, round, value, validator: address }
+    fn new_prevote(
+        &self,
+        height: ConsHeight,
+        round: Round,
+        value: NilOrVal<BlockId>,
+        address: ValAddr,
+    ) -> ConsVote {
+        ConsVote {
+            vote_type: VoteType::Prevote,
+            height,
+            round,
+            value,
+            validator: address,
+        }
     }
 
-    fn new_precommit(&self, height: ConsHeight, round: Round, value: NilOrVal<BlockId>, address: ValAddr) -> ConsVote {
-        ConsVote { vote_type: VoteType::Precommit, height, round, value, validator: address }
+    fn new_precommit(
+        &self,
+        height: ConsHeight,
+        round: Round,
+        value: NilOrVal<BlockId>,
+        address: ValAddr,
+    ) -> ConsVote {
+        ConsVote {
+            vote_type: VoteType::Precommit,
+            height,
+            round,
+            value,
+            validator: address,
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use agora_proto::v1 as pb;
 use agora_types::{Address, Hash};
 use arc_malachitebft_core_driver::{Driver, Input, Output};
 use arc_malachitebft_core_types::{
-    self as mt, LinearTimeouts, PolkaCertificate, PolkaSignature, Timeout, TimeoutKind, ThresholdParams, Validity,
+    self as mt, LinearTimeouts, PolkaCertificate, PolkaSignature, ThresholdParams, Timeout,
+    TimeoutKind, Validity,
 };
 use prost::Message as _;
 
@@ -19,8 +20,8 @@ use crate::app::Application;
 use crate::block::Block;
 use crate::cert::{CertError, Certificate, CommitCertificate};
 use crate::context::{
-    round_u32, vote_type_code, BlockId, BlockValue, ConsHeight, Ctx, NilOrVal, Round, SignedProposal, SignedVote,
-    ValAddr, VoteType,
+    round_u32, vote_type_code, BlockId, BlockValue, ConsHeight, Ctx, NilOrVal, Round,
+    SignedProposal, SignedVote, ValAddr, VoteType,
 };
 use crate::store::{trees, KvStore, StorageError};
 use crate::validators::ValidatorSet;
@@ -83,10 +84,18 @@ pub enum Effect {
     /// Send to one peer.
     SendTo(Address, Vec<u8>),
     /// Ask a peer (or, if it is gone, any peer) for committed blocks from `from_height`.
-    RequestSync { peer: Address, from_height: u64, bytes: Vec<u8> },
+    RequestSync {
+        peer: Address,
+        from_height: u64,
+        bytes: Vec<u8>,
+    },
     /// A block and its commit certificate are durably stored and executed; `app_hash` is the
     /// application state after it.
-    Committed { block: Arc<Block>, cert: CommitCertificate, app_hash: Hash },
+    Committed {
+        block: Arc<Block>,
+        cert: CommitCertificate,
+        app_hash: Hash,
+    },
     /// A validator equivocated (verified evidence, ready for an evidence tx).
     Evidence(Evidence),
     /// Call [`Replica::tick`] at this time (replaces any earlier wakeup).
@@ -219,7 +228,11 @@ fn to_polka(c: &Certificate) -> PolkaCertificate<Ctx> {
         height: ConsHeight(c.height),
         round: Round::new(c.round),
         value_id: BlockId(c.block_hash),
-        polka_signatures: c.signatures.iter().map(|(a, s)| PolkaSignature::new(ValAddr(*a), *s)).collect(),
+        polka_signatures: c
+            .signatures
+            .iter()
+            .map(|(a, s)| PolkaSignature::new(ValAddr(*a), *s))
+            .collect(),
     }
 }
 
@@ -237,13 +250,27 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     ) -> Result<(Self, Vec<Effect>), ConsensusError> {
         let me = ValAddr(key.as_ref().map(|k| k.address()).unwrap_or_default());
         let last = match store.last(trees::BLOCKS)? {
-            Some((k, _)) => u64::from_be_bytes(k.as_slice().try_into().map_err(|_| ConsensusError::Corrupt("block key".into()))?),
+            Some((k, _)) => u64::from_be_bytes(
+                k.as_slice()
+                    .try_into()
+                    .map_err(|_| ConsensusError::Corrupt("block key".into()))?,
+            ),
             None => 0,
         };
-        let driver = Driver::new(Ctx, ConsHeight(last + 1), genesis.validators.clone(), me, ThresholdParams::default());
+        let driver = Driver::new(
+            Ctx,
+            ConsHeight(last + 1),
+            genesis.validators.clone(),
+            me,
+            ThresholdParams::default(),
+        );
         let (_, genesis_app_hash) = app.info();
         let mut r = Replica {
-            tip: Tip { hash: Hash::ZERO, time: genesis.time, app_hash: genesis_app_hash },
+            tip: Tip {
+                hash: Hash::ZERO,
+                time: genesis.time,
+                app_hash: genesis_app_hash,
+            },
             genesis,
             cfg,
             key,
@@ -296,17 +323,39 @@ impl<S: KvStore, A: Application> Replica<S, A> {
 
     fn catch_up_app(&mut self, last: u64) -> Result<(), ConsensusError> {
         let (app_height, _) = self.app.info();
-        for h in 1..=last {
-            let block = self.stored_block(h)?.ok_or_else(|| ConsensusError::Corrupt(format!("block {h} missing")))?;
-            if h > app_height {
-                let hash = self.app.commit(&block.0, &block.1);
-                self.store.put(trees::APP_HASH, &be8(h), hash.as_bytes())?;
-            }
-            let app_hash = match self.store.get(trees::APP_HASH, &be8(h))? {
-                Some(v) => Hash::from_slice(&v).map_err(|_| ConsensusError::Corrupt("app hash".into()))?,
-                None => return Err(ConsensusError::Corrupt(format!("app hash {h} missing"))),
+        if app_height > last {
+            return Err(ConsensusError::Corrupt(format!(
+                "application at height {app_height}, blocks only to {last}"
+            )));
+        }
+        for h in app_height + 1..=last {
+            let (b, c) = self
+                .stored_block(h)?
+                .ok_or_else(|| ConsensusError::Corrupt(format!("block {h} missing")))?;
+            let hash = self.app.commit(&b, &c);
+            self.store.put(trees::APP_HASH, &be8(h), hash.as_bytes())?;
+        }
+        if last > 0 {
+            let (b, _) = self
+                .stored_block(last)?
+                .ok_or_else(|| ConsensusError::Corrupt(format!("block {last} missing")))?;
+            let app_hash = match self.store.get(trees::APP_HASH, &be8(last))? {
+                Some(v) => {
+                    Hash::from_slice(&v).map_err(|_| ConsensusError::Corrupt("app hash".into()))?
+                }
+                // Crashed between executing the block and recording its app hash.
+                None => self.app.info().1,
             };
-            self.tip = Tip { hash: block.0.hash(), time: block.0.header.time, app_hash };
+            if self.app.info().1 != app_hash {
+                return Err(ConsensusError::Corrupt(format!(
+                    "application state differs from the app hash of block {last}"
+                )));
+            }
+            self.tip = Tip {
+                hash: b.hash(),
+                time: b.header.time,
+                app_hash,
+            };
         }
         Ok(())
     }
@@ -327,7 +376,12 @@ impl<S: KvStore, A: Application> Replica<S, A> {
 
     /// Handle bytes from peer `from`. `Err` means the message was rejected (score the peer);
     /// the replica is unaffected.
-    pub fn handle_message(&mut self, from: Address, bytes: &[u8], now: u64) -> Result<Vec<Effect>, ConsensusError> {
+    pub fn handle_message(
+        &mut self,
+        from: Address,
+        bytes: &[u8],
+        now: u64,
+    ) -> Result<Vec<Effect>, ConsensusError> {
         self.check_halted()?;
         self.stats.messages_in += 1;
         let msg = match wire::decode(bytes) {
@@ -357,10 +411,18 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     pub fn tick(&mut self, now: u64) -> Result<Vec<Effect>, ConsensusError> {
         self.check_halted()?;
         let mut out = Vec::new();
-        let due: Vec<(u8, u32)> = self.timers.iter().filter(|(_, d)| **d <= now).map(|(k, _)| *k).collect();
+        let due: Vec<(u8, u32)> = self
+            .timers
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(k, _)| *k)
+            .collect();
         for (kind, round) in due {
             self.timers.remove(&(kind, round));
-            self.wal_append(pb::wal_entry::Kind::Timeout((u64::from(round) << 2) | u64::from(kind)), false)?;
+            self.wal_append(
+                pb::wal_entry::Kind::Timeout((u64::from(round) << 2) | u64::from(kind)),
+                false,
+            )?;
             self.queue.push_back(Work::Input(
                 self.height,
                 Input::TimeoutElapsed(Timeout::new(Round::new(round), tk_kind(kind))),
@@ -376,8 +438,13 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     self.stats.broadcasts += 1;
                 }
             }
-            self.next_rebroadcast =
-                now.saturating_add(ms(self.cfg.timeouts.duration_for(Timeout::new(self.driver.round(), TimeoutKind::Rebroadcast))).max(1));
+            self.next_rebroadcast = now.saturating_add(
+                ms(self
+                    .cfg
+                    .timeouts
+                    .duration_for(Timeout::new(self.driver.round(), TimeoutKind::Rebroadcast)))
+                .max(1),
+            );
         }
         if let Some((since, peer)) = self.ahead {
             if now >= since.saturating_add(self.cfg.sync_delay_ms) {
@@ -444,7 +511,9 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     /// One line for logs: height, round, step, lock and valid value.
     pub fn debug_state(&self) -> String {
         let rs = self.driver.round_state();
-        let rv = |v: &Option<arc_malachitebft_core_state_machine::state::RoundValue<BlockValue>>| match v {
+        let rv = |v: &Option<
+            arc_malachitebft_core_state_machine::state::RoundValue<BlockValue>,
+        >| match v {
             Some(v) => format!("{}@{}", v.value.id, round_u32(v.round)),
             None => "-".into(),
         };
@@ -502,7 +571,10 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         self.queue.clear();
         self.wal_seq = 0;
         self.next_rebroadcast = now.saturating_add(ms(self.cfg.timeouts.rebroadcast));
-        self.urgent.push_back(Work::Input(h, Input::NewRound(ConsHeight(h), Round::new(0), proposer)));
+        self.urgent.push_back(Work::Input(
+            h,
+            Input::NewRound(ConsHeight(h), Round::new(0), proposer),
+        ));
         let future = std::mem::take(&mut self.future);
         for (from, m) in future {
             match msg_height(&m) {
@@ -556,7 +628,12 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             next = next.min(*d);
         }
         if self.pending_value.is_some() {
-            next = next.min(self.tip.time.saturating_add(self.cfg.empty_block_interval_ms).max(now + 1));
+            next = next.min(
+                self.tip
+                    .time
+                    .saturating_add(self.cfg.empty_block_interval_ms)
+                    .max(now + 1),
+            );
         }
         if let Some((since, _)) = self.ahead {
             next = next.min(since.saturating_add(self.cfg.sync_delay_ms));
@@ -573,7 +650,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         key.extend_from_slice(&be8(self.height));
         key.extend_from_slice(&be8(self.wal_seq));
         self.wal_seq += 1;
-        let bytes = pb::WalEntry { kind: Some(kind), valid }.encode_to_vec();
+        let bytes = pb::WalEntry {
+            kind: Some(kind),
+            valid,
+        }
+        .encode_to_vec();
         self.store.put(trees::WAL, &key, &bytes)?;
         self.dirty = true;
         Ok(())
@@ -582,7 +663,8 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     fn replay_entry(&mut self, bytes: &[u8], _now: u64) -> Result<(), ConsensusError> {
         use pb::wal_entry::Kind;
         let corrupt = |e: WireError| ConsensusError::Corrupt(format!("wal: {e}"));
-        let e = pb::WalEntry::decode(bytes).map_err(|e| ConsensusError::Corrupt(format!("wal: {e}")))?;
+        let e = pb::WalEntry::decode(bytes)
+            .map_err(|e| ConsensusError::Corrupt(format!("wal: {e}")))?;
         let h = self.height;
         match e.kind {
             Some(Kind::Vote(v)) => {
@@ -592,24 +674,34 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             }
             Some(Kind::Proposal(p)) => {
                 let p = wire::proposal_from_pb(p).map_err(corrupt)?;
-                self.queue.push_back(Work::Input(h, Input::Proposal(p.signed, Validity::from_bool(e.valid))));
+                self.queue.push_back(Work::Input(
+                    h,
+                    Input::Proposal(p.signed, Validity::from_bool(e.valid)),
+                ));
             }
             Some(Kind::Polka(c)) => {
                 let c = wire::cert_from_pb(c).map_err(corrupt)?;
-                self.queue.push_back(Work::Input(h, Input::PolkaCertificate(to_polka(&c))));
+                self.queue
+                    .push_back(Work::Input(h, Input::PolkaCertificate(to_polka(&c))));
             }
             Some(Kind::Timeout(t)) => {
                 let round = (t >> 2) as u32;
                 let kind = (t & 3) as u8;
                 self.timers.remove(&(kind, round));
-                self.queue.push_back(Work::Input(h, Input::TimeoutElapsed(Timeout::new(Round::new(round), tk_kind(kind)))));
+                self.queue.push_back(Work::Input(
+                    h,
+                    Input::TimeoutElapsed(Timeout::new(Round::new(round), tk_kind(kind))),
+                ));
             }
             Some(Kind::OwnValue(p)) => {
                 let p = wire::proposal_from_pb(p).map_err(corrupt)?;
                 let r = round_u32(p.signed.message.round);
                 if self.pending_value == Some(r) && self.driver.round() == Round::new(r) {
                     self.pending_value = None;
-                    self.queue.push_back(Work::Input(h, Input::ProposeValue(Round::new(r), p.signed.message.value)));
+                    self.queue.push_back(Work::Input(
+                        h,
+                        Input::ProposeValue(Round::new(r), p.signed.message.value),
+                    ));
                 }
             }
             None => return Err(ConsensusError::Corrupt("empty wal entry".into())),
@@ -619,7 +711,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
 
     fn note_vote(&mut self, v: &SignedVote) {
         let m = &v.message;
-        let key = (round_u32(m.round), vote_type_code(m.vote_type), m.validator.0);
+        let key = (
+            round_u32(m.round),
+            vote_type_code(m.vote_type),
+            m.validator.0,
+        );
         match self.fed_votes.get(&key) {
             Some(prev) if *prev != m.value => {
                 if self.observed.len() < MAX_TRACKED {
@@ -633,7 +729,12 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         }
     }
 
-    fn process(&mut self, input: Input<Ctx>, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+    fn process(
+        &mut self,
+        input: Input<Ctx>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ConsensusError> {
         let outputs = match self.driver.process(input) {
             Ok(o) => o,
             Err(e) => {
@@ -660,7 +761,10 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 if self.reported.len() < MAX_TRACKED {
                     self.reported.insert((addr.0, h));
                 }
-                out.push(Effect::Evidence(Evidence::DoubleVote(Box::new((a.clone(), b.clone())))));
+                out.push(Effect::Evidence(Evidence::DoubleVote(Box::new((
+                    a.clone(),
+                    b.clone(),
+                )))));
             }
         }
         let props = self.driver.take_proposal_evidence();
@@ -670,21 +774,33 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     self.reported.insert((addr.0, h));
                 }
                 out.push(Effect::Evidence(Evidence::DoubleProposal(Box::new((
-                    ProposalMsg { signed: a.clone(), polka: None },
-                    ProposalMsg { signed: b.clone(), polka: None },
+                    ProposalMsg {
+                        signed: a.clone(),
+                        polka: None,
+                    },
+                    ProposalMsg {
+                        signed: b.clone(),
+                        polka: None,
+                    },
                 )))));
             }
         }
     }
 
-    fn on_output(&mut self, o: Output<Ctx>, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+    fn on_output(
+        &mut self,
+        o: Output<Ctx>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ConsensusError> {
         let h = self.height;
         match o {
             Output::NewRound(_, r) => {
                 self.timers.clear();
                 self.pending_value = None;
                 let proposer = self.genesis.validators.proposer(h, round_u32(r)).address;
-                self.urgent.push_back(Work::Input(h, Input::NewRound(ConsHeight(h), r, proposer)));
+                self.urgent
+                    .push_back(Work::Input(h, Input::NewRound(ConsHeight(h), r, proposer)));
             }
             Output::Propose(p) => {
                 if !self.is_validator() {
@@ -693,27 +809,41 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 let r = round_u32(p.round);
                 let sig = self.guarded_sign(
                     [&be8(h)[..], b"P", &r.to_be_bytes()].concat(),
-                    [&p.pol_round.as_i64().to_be_bytes()[..], p.value.id.0.as_bytes()].concat(),
+                    [
+                        &p.pol_round.as_i64().to_be_bytes()[..],
+                        p.value.id.0.as_bytes(),
+                    ]
+                    .concat(),
                     Domain::Proposal,
                     p.signing_bytes(),
                 )?;
                 let polka = match p.pol_round {
-                    Round::Some(pr) => self.driver.polka_certificate(Round::new(pr), &p.value.id).map(|c| {
-                        Certificate::new(
-                            h,
-                            pr,
-                            p.value.id.0,
-                            c.polka_signatures.iter().map(|s| (s.address.0, s.signature)).collect(),
-                        )
-                    }),
+                    Round::Some(pr) => self
+                        .driver
+                        .polka_certificate(Round::new(pr), &p.value.id)
+                        .map(|c| {
+                            Certificate::new(
+                                h,
+                                pr,
+                                p.value.id.0,
+                                c.polka_signatures
+                                    .iter()
+                                    .map(|s| (s.address.0, s.signature))
+                                    .collect(),
+                            )
+                        }),
                     Round::Nil => None,
                 };
                 let signed = SignedProposal::new(p, sig);
-                let bytes = wire::encode(&Message::Proposal(Box::new(ProposalMsg { signed: signed.clone(), polka })));
+                let bytes = wire::encode(&Message::Proposal(Box::new(ProposalMsg {
+                    signed: signed.clone(),
+                    polka,
+                })));
                 self.own.insert((r, 0), bytes.clone());
                 out.push(Effect::Broadcast(bytes));
                 self.stats.broadcasts += 1;
-                self.urgent.push_back(Work::Input(h, Input::Proposal(signed, Validity::Valid)));
+                self.urgent
+                    .push_back(Work::Input(h, Input::Proposal(signed, Validity::Valid)));
             }
             Output::Vote(v) => {
                 if !self.is_validator() {
@@ -747,9 +877,16 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     h,
                     round_u32(r),
                     id.0,
-                    votes.iter().map(|v| (v.message.validator.0, v.signature)).collect(),
+                    votes
+                        .iter()
+                        .map(|v| (v.message.validator.0, v.signature))
+                        .collect(),
                 );
-                let power: u64 = cert.signatures.iter().filter_map(|(a, _)| self.genesis.validators.power_of(a)).sum();
+                let power: u64 = cert
+                    .signatures
+                    .iter()
+                    .filter_map(|(a, _)| self.genesis.validators.power_of(a))
+                    .sum();
                 if !self.genesis.validators.is_quorum(power) {
                     // Cannot happen: the driver decides only on a precommit quorum.
                     tracing::error!(target: "consensus.decide", height = h, "decision without a quorum certificate");
@@ -762,7 +899,12 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     let mut d = ms(self.cfg.timeouts.duration_for(t));
                     if kind == TK_PROPOSE {
                         // Proposers wait for txs or the heartbeat: so do we.
-                        d = d.saturating_add(self.tip.time.saturating_add(self.cfg.empty_block_interval_ms).saturating_sub(now));
+                        d = d.saturating_add(
+                            self.tip
+                                .time
+                                .saturating_add(self.cfg.empty_block_interval_ms)
+                                .saturating_sub(now),
+                        );
                     }
                     self.timers.insert((kind, r), now.saturating_add(d));
                 }
@@ -777,44 +919,75 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     }
 
     /// Sign unless a different message was already signed under `key` (then refuse).
-    fn guarded_sign(&mut self, key: Vec<u8>, content: Vec<u8>, domain: Domain, msg: Vec<u8>) -> Result<agora_crypto::Signature, ConsensusError> {
+    fn guarded_sign(
+        &mut self,
+        key: Vec<u8>,
+        content: Vec<u8>,
+        domain: Domain,
+        msg: Vec<u8>,
+    ) -> Result<agora_crypto::Signature, ConsensusError> {
         if let Some(prev) = self.store.get(trees::SIGNED, &key)? {
             if prev.len() == content.len() + 64 && prev[..content.len()] == content[..] {
                 if let Some(s) = agora_crypto::Signature::from_slice(&prev[content.len()..]) {
                     return Ok(s);
                 }
             }
-            let reason = "refusing to sign a message conflicting with one already signed".to_owned();
+            let reason =
+                "refusing to sign a message conflicting with one already signed".to_owned();
             tracing::error!(target: "consensus.guard", height = self.height, "{reason}");
             self.halted = Some(reason.clone());
             return Err(ConsensusError::Halted(reason));
         }
-        let key_pair = self.key.as_ref().ok_or_else(|| ConsensusError::Halted("no key".into()))?;
+        let key_pair = self
+            .key
+            .as_ref()
+            .ok_or_else(|| ConsensusError::Halted("no key".into()))?;
         let sig = key_pair.sign(domain, &self.genesis.chain_id, &msg);
         self.stats.signatures_made += 1;
-        self.store.put(trees::SIGNED, &key, &[&content[..], &sig.0[..]].concat())?;
+        self.store
+            .put(trees::SIGNED, &key, &[&content[..], &sig.0[..]].concat())?;
         self.dirty = true;
         Ok(sig)
     }
 
     fn try_propose(&mut self, now: u64) -> Result<(), ConsensusError> {
-        let Some(r) = self.pending_value else { return Ok(()) };
-        if self.replaying || self.driver.round() != Round::new(r) || !self.driver.step_is_propose() {
+        let Some(r) = self.pending_value else {
+            return Ok(());
+        };
+        if self.replaying || self.driver.round() != Round::new(r) || !self.driver.step_is_propose()
+        {
             return Ok(());
         }
-        let due = now >= self.tip.time.saturating_add(self.cfg.empty_block_interval_ms);
+        let due = now
+            >= self
+                .tip
+                .time
+                .saturating_add(self.cfg.empty_block_interval_ms);
         if self.mempool.is_empty() && !due {
             return Ok(());
         }
         let time = now.max(self.tip.time + 1);
-        let candidates: Vec<Vec<u8>> =
-            self.mempool.iter().take(self.cfg.max_block_txs).map(|(_, t)| t.clone()).collect();
-        let mut txs = self.app.prepare_block(self.height, time, &candidates, self.cfg.max_block_bytes);
+        let candidates: Vec<Vec<u8>> = self
+            .mempool
+            .iter()
+            .take(self.cfg.max_block_txs)
+            .map(|(_, t)| t.clone())
+            .collect();
+        let mut txs =
+            self.app
+                .prepare_block(self.height, time, &candidates, self.cfg.max_block_bytes);
         txs.truncate(self.cfg.max_block_txs);
         if txs.is_empty() && !due {
             return Ok(());
         }
-        let block = Block::new(self.height, time, self.tip.hash, self.tip.app_hash, self.me.0, txs);
+        let block = Block::new(
+            self.height,
+            time,
+            self.tip.hash,
+            self.tip.app_hash,
+            self.me.0,
+            txs,
+        );
         let value = BlockValue::new(block);
         let record = ProposalMsg {
             signed: SignedProposal::new(
@@ -823,9 +996,15 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             ),
             polka: None,
         };
-        self.wal_append(pb::wal_entry::Kind::OwnValue(wire::proposal_to_pb(&record)), true)?;
+        self.wal_append(
+            pb::wal_entry::Kind::OwnValue(wire::proposal_to_pb(&record)),
+            true,
+        )?;
         self.pending_value = None;
-        self.urgent.push_back(Work::Input(self.height, Input::ProposeValue(Round::new(r), value)));
+        self.urgent.push_back(Work::Input(
+            self.height,
+            Input::ProposeValue(Round::new(r), value),
+        ));
         Ok(())
     }
 
@@ -869,7 +1048,14 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         self.seen.insert(id)
     }
 
-    fn buffer_future(&mut self, from: Address, m: Message, mh: u64, now: u64, out: &mut Vec<Effect>) {
+    fn buffer_future(
+        &mut self,
+        from: Address,
+        m: Message,
+        mh: u64,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         if mh <= self.height + 2 && self.future.len() < self.cfg.future_buffer {
             self.future.push((from, m));
         }
@@ -888,16 +1074,29 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             }
         }
         self.last_sync_request = Some(now);
-        let bytes = wire::encode(&Message::SyncRequest { from_height: self.height, max_blocks: wire::MAX_SYNC_BLOCKS as u32 });
-        out.push(Effect::RequestSync { peer, from_height: self.height, bytes });
+        let bytes = wire::encode(&Message::SyncRequest {
+            from_height: self.height,
+            max_blocks: wire::MAX_SYNC_BLOCKS as u32,
+        });
+        out.push(Effect::RequestSync {
+            peer,
+            from_height: self.height,
+            bytes,
+        });
     }
 
-    fn sync_response(&self, from_height: u64, max: usize) -> Result<Vec<(Block, Certificate)>, ConsensusError> {
+    fn sync_response(
+        &self,
+        from_height: u64,
+        max: usize,
+    ) -> Result<Vec<(Block, Certificate)>, ConsensusError> {
         let mut blocks = Vec::new();
         let mut bytes = 0usize;
         let mut h = from_height.max(1);
         while h < self.height && blocks.len() < max.min(wire::MAX_SYNC_BLOCKS) {
-            let Some((b, c)) = self.stored_block(h)? else { break };
+            let Some((b, c)) = self.stored_block(h)? else {
+                break;
+            };
             bytes += b.tx_bytes() + 1024;
             blocks.push((b, c));
             if bytes > wire::MAX_MESSAGE_BYTES / 2 {
@@ -908,7 +1107,13 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         Ok(blocks)
     }
 
-    fn help_behind(&mut self, peer: Address, their_height: u64, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+    fn help_behind(
+        &mut self,
+        peer: Address,
+        their_height: u64,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ConsensusError> {
         if let Some(t) = self.helped.get(&peer) {
             if now < t.saturating_add(self.cfg.sync_retry_ms) {
                 return Ok(());
@@ -920,12 +1125,22 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         self.helped.insert(peer, now);
         let blocks = self.sync_response(their_height, wire::MAX_SYNC_BLOCKS)?;
         if !blocks.is_empty() {
-            out.push(Effect::SendTo(peer, wire::encode(&Message::SyncResponse(blocks))));
+            out.push(Effect::SendTo(
+                peer,
+                wire::encode(&Message::SyncResponse(blocks)),
+            ));
         }
         Ok(())
     }
 
-    fn on_message(&mut self, from: Address, m: Message, pre: bool, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+    fn on_message(
+        &mut self,
+        from: Address,
+        m: Message,
+        pre: bool,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ConsensusError> {
         let h = self.height;
         match m {
             Message::Vote(v) => {
@@ -943,8 +1158,14 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                         return Ok(());
                     }
                     self.stats.signatures_verified += 1;
-                    agora_crypto::verify(&signer, Domain::Vote, &self.genesis.chain_id, &sb, &v.signature)
-                        .map_err(|_| ConsensusError::BadSignature(signer))?;
+                    agora_crypto::verify(
+                        &signer,
+                        Domain::Vote,
+                        &self.genesis.chain_id,
+                        &sb,
+                        &v.signature,
+                    )
+                    .map_err(|_| ConsensusError::BadSignature(signer))?;
                 }
                 if mh > h {
                     self.buffer_future(from, Message::Vote(v), mh, now, out);
@@ -980,8 +1201,14 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                         return Ok(());
                     }
                     self.stats.signatures_verified += 1;
-                    agora_crypto::verify(&p.proposer.0, Domain::Proposal, &self.genesis.chain_id, &sb, &pm.signed.signature)
-                        .map_err(|_| ConsensusError::BadSignature(p.proposer.0))?;
+                    agora_crypto::verify(
+                        &p.proposer.0,
+                        Domain::Proposal,
+                        &self.genesis.chain_id,
+                        &sb,
+                        &pm.signed.signature,
+                    )
+                    .map_err(|_| ConsensusError::BadSignature(p.proposer.0))?;
                 }
                 if mh > h {
                     self.buffer_future(from, Message::Proposal(pm), mh, now, out);
@@ -993,24 +1220,46 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 if let (Some(c), Round::Some(pr)) = (&pm.polka, p.pol_round) {
                     if c.height == h && c.round == pr && c.block_hash == p.value.id.0 {
                         self.stats.signatures_verified += c.signatures.len() as u64;
-                        if c.verify_polka(&self.genesis.validators, &self.genesis.chain_id).is_ok() {
-                            self.wal_append(pb::wal_entry::Kind::Polka(wire::cert_to_pb(c)), false)?;
-                            self.queue.push_back(Work::Input(h, Input::PolkaCertificate(to_polka(c))));
+                        if c.verify_polka(&self.genesis.validators, &self.genesis.chain_id)
+                            .is_ok()
+                        {
+                            self.wal_append(
+                                pb::wal_entry::Kind::Polka(wire::cert_to_pb(c)),
+                                false,
+                            )?;
+                            self.queue
+                                .push_back(Work::Input(h, Input::PolkaCertificate(to_polka(c))));
                         }
                     }
                 }
                 let valid = self.validity(p, now);
-                let rec = ProposalMsg { signed: pm.signed.clone(), polka: None };
-                self.wal_append(pb::wal_entry::Kind::Proposal(wire::proposal_to_pb(&rec)), valid)?;
-                self.queue.push_back(Work::Input(h, Input::Proposal(pm.signed, Validity::from_bool(valid))));
+                let rec = ProposalMsg {
+                    signed: pm.signed.clone(),
+                    polka: None,
+                };
+                self.wal_append(
+                    pb::wal_entry::Kind::Proposal(wire::proposal_to_pb(&rec)),
+                    valid,
+                )?;
+                self.queue.push_back(Work::Input(
+                    h,
+                    Input::Proposal(pm.signed, Validity::from_bool(valid)),
+                ));
             }
-            Message::SyncRequest { from_height, max_blocks } => {
+            Message::SyncRequest {
+                from_height,
+                max_blocks,
+            } => {
                 let blocks = self.sync_response(from_height, max_blocks as usize)?;
                 if !blocks.is_empty() {
-                    out.push(Effect::SendTo(from, wire::encode(&Message::SyncResponse(blocks))));
+                    out.push(Effect::SendTo(
+                        from,
+                        wire::encode(&Message::SyncResponse(blocks)),
+                    ));
                 }
             }
             Message::SyncResponse(blocks) => {
+                let mut applied = 0;
                 for (b, c) in blocks {
                     let bh = b.header.height;
                     if bh < self.height {
@@ -1019,7 +1268,21 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     if bh > self.height {
                         break;
                     }
-                    self.apply_synced(b, c, now, out)?;
+                    match self.apply_synced(b, c, now, out) {
+                        Ok(()) => applied += 1,
+                        // Keep what was applied (and its effects); drop the rest.
+                        Err(e)
+                            if applied > 0
+                                && !matches!(
+                                    e,
+                                    ConsensusError::Storage(_) | ConsensusError::Halted(_)
+                                ) =>
+                        {
+                            tracing::debug!(target: "consensus.sync", error = %e, "rest of sync response rejected");
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Message::Tx(t) => self.add_tx(t)?,
@@ -1027,19 +1290,35 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         Ok(())
     }
 
-    fn apply_synced(&mut self, b: Block, c: Certificate, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+    fn apply_synced(
+        &mut self,
+        b: Block,
+        c: Certificate,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ConsensusError> {
         let hd = &b.header;
         if c.height != self.height || c.block_hash != b.hash() {
-            return Err(ConsensusError::InvalidSyncBlock("certificate does not match block"));
+            return Err(ConsensusError::InvalidSyncBlock(
+                "certificate does not match block",
+            ));
         }
-        if hd.prev_hash != self.tip.hash || hd.app_hash != self.tip.app_hash || hd.time <= self.tip.time {
-            return Err(ConsensusError::InvalidSyncBlock("block does not extend our chain"));
+        if hd.prev_hash != self.tip.hash
+            || hd.app_hash != self.tip.app_hash
+            || hd.time <= self.tip.time
+        {
+            return Err(ConsensusError::InvalidSyncBlock(
+                "block does not extend our chain",
+            ));
         }
         self.stats.signatures_verified += c.signatures.len() as u64;
         c.verify(&self.genesis.validators, &self.genesis.chain_id)?;
         if !self.app.validate_block(&b) {
             // A quorum certified a block our app rejects: our state has diverged.
-            let reason = format!("certified block {} rejected by the application", self.height);
+            let reason = format!(
+                "certified block {} rejected by the application",
+                self.height
+            );
             self.halted = Some(reason.clone());
             return Err(ConsensusError::Halted(reason));
         }
@@ -1047,15 +1326,24 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         self.commit(BlockValue::new(b), c, now, out)
     }
 
-    fn commit(&mut self, value: BlockValue, cert: CommitCertificate, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+    fn commit(
+        &mut self,
+        value: BlockValue,
+        cert: CommitCertificate,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ConsensusError> {
         let h = self.height;
         let block = value.block;
-        self.store.put(trees::BLOCKS, &be8(h), &wire::encode_block(&block))?;
-        self.store.put(trees::CERTS, &be8(h), &wire::encode_cert(&cert))?;
+        self.store
+            .put(trees::BLOCKS, &be8(h), &wire::encode_block(&block))?;
+        self.store
+            .put(trees::CERTS, &be8(h), &wire::encode_cert(&cert))?;
         self.store.flush()?;
         self.stats.flushes += 1;
         let app_hash = self.app.commit(&block, &cert);
-        self.store.put(trees::APP_HASH, &be8(h), app_hash.as_bytes())?;
+        self.store
+            .put(trees::APP_HASH, &be8(h), app_hash.as_bytes())?;
         for (k, _) in self.store.scan_from(trees::WAL, &be8(h), usize::MAX)? {
             if k.len() < 8 || k[..8] != be8(h) {
                 break;
@@ -1069,7 +1357,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             self.store.delete(trees::SIGNED, &k)?;
         }
         self.dirty = true;
-        self.tip = Tip { hash: block.hash(), time: block.header.time, app_hash };
+        self.tip = Tip {
+            hash: block.hash(),
+            time: block.header.time,
+            app_hash,
+        };
         let included: BTreeSet<Hash> = block.txs.iter().map(|t| Hash::of(t)).collect();
         let old = std::mem::take(&mut self.mempool);
         self.mempool_ids.clear();
@@ -1081,9 +1373,14 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         }
         self.stats.heights_committed += 1;
         self.drain_evidence(out);
-        out.push(Effect::Committed { block, cert, app_hash });
+        out.push(Effect::Committed {
+            block,
+            cert,
+            app_hash,
+        });
         self.height = h + 1;
-        self.driver.move_to_height(ConsHeight(self.height), self.genesis.validators.clone());
+        self.driver
+            .move_to_height(ConsHeight(self.height), self.genesis.validators.clone());
         self.begin_height(now);
         Ok(())
     }
@@ -1098,8 +1395,21 @@ fn msg_height(m: &Message) -> Option<u64> {
 }
 
 impl Ctx {
-    fn new_own(&self, h: u64, r: u32, value: BlockValue, me: ValAddr) -> crate::context::ConsProposal {
-        <Ctx as mt::Context>::new_proposal(self, ConsHeight(h), Round::new(r), value, Round::Nil, me)
+    fn new_own(
+        &self,
+        h: u64,
+        r: u32,
+        value: BlockValue,
+        me: ValAddr,
+    ) -> crate::context::ConsProposal {
+        <Ctx as mt::Context>::new_proposal(
+            self,
+            ConsHeight(h),
+            Round::new(r),
+            value,
+            Round::Nil,
+            me,
+        )
     }
 }
 

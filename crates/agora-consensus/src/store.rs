@@ -31,11 +31,42 @@ pub trait KvStore {
     fn put(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
     fn delete(&mut self, tree: &str, key: &[u8]) -> Result<(), StorageError>;
     /// Entries with `key >= from` in key order, at most `limit`.
-    fn scan_from(&self, tree: &str, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn scan_from(
+        &self,
+        tree: &str,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
     /// The entry with the largest key.
     fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
     /// Make every write so far durable.
     fn flush(&mut self) -> Result<(), StorageError>;
+}
+
+impl<T: KvStore + ?Sized> KvStore for Box<T> {
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).get(tree, key)
+    }
+    fn put(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        (**self).put(tree, key, value)
+    }
+    fn delete(&mut self, tree: &str, key: &[u8]) -> Result<(), StorageError> {
+        (**self).delete(tree, key)
+    }
+    fn scan_from(
+        &self,
+        tree: &str,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        (**self).scan_from(tree, from, limit)
+    }
+    fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        (**self).last(tree)
+    }
+    fn flush(&mut self) -> Result<(), StorageError> {
+        (**self).flush()
+    }
 }
 
 type Key = (String, Vec<u8>);
@@ -57,7 +88,12 @@ impl MemStore {
 
     /// What survives a crash: flushed writes only.
     pub fn crash(self) -> MemStore {
-        MemStore { view: self.durable.clone(), durable: self.durable, pending: 0, flushes: self.flushes }
+        MemStore {
+            view: self.durable.clone(),
+            durable: self.durable,
+            pending: 0,
+            flushes: self.flushes,
+        }
     }
 
     /// Number of flushes (each one an fsync in a real store).
@@ -71,7 +107,8 @@ impl KvStore for MemStore {
         Ok(self.view.get(&(tree.to_owned(), key.to_vec())).cloned())
     }
     fn put(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.view.insert((tree.to_owned(), key.to_vec()), value.to_vec());
+        self.view
+            .insert((tree.to_owned(), key.to_vec()), value.to_vec());
         self.pending += 1;
         Ok(())
     }
@@ -80,7 +117,12 @@ impl KvStore for MemStore {
         self.pending += 1;
         Ok(())
     }
-    fn scan_from(&self, tree: &str, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan_from(
+        &self,
+        tree: &str,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         Ok(self
             .view
             .range((tree.to_owned(), from.to_vec())..)
@@ -117,15 +159,30 @@ fn se(e: agora_store::StoreError) -> StorageError {
 
 impl KvStore for SledStore {
     fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.0.tree(tree).map_err(se)?.get(key).map_err(se)?.map(|v| v.to_vec()))
+        Ok(self
+            .0
+            .tree(tree)
+            .map_err(se)?
+            .get(key)
+            .map_err(se)?
+            .map(|v| v.to_vec()))
     }
     fn put(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.0.tree(tree).map_err(se)?.insert(key, value).map_err(se)
+        self.0
+            .tree(tree)
+            .map_err(se)?
+            .insert(key, value)
+            .map_err(se)
     }
     fn delete(&mut self, tree: &str, key: &[u8]) -> Result<(), StorageError> {
         self.0.tree(tree).map_err(se)?.remove(key).map_err(se)
     }
-    fn scan_from(&self, tree: &str, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan_from(
+        &self,
+        tree: &str,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         self.0
             .tree(tree)
             .map_err(se)?
@@ -135,7 +192,13 @@ impl KvStore for SledStore {
             .collect()
     }
     fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
-        Ok(self.0.tree(tree).map_err(se)?.last().map_err(se)?.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        Ok(self
+            .0
+            .tree(tree)
+            .map_err(se)?
+            .last()
+            .map_err(se)?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
     fn flush(&mut self) -> Result<(), StorageError> {
         self.0.flush().map_err(se).map(|_| ())

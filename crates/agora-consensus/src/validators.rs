@@ -80,7 +80,11 @@ impl ValidatorSet {
             .iter()
             .zip(powers)
             .filter(|(_, p)| *p > 0)
-            .map(|((a, _), p)| Validator { address: ValAddr(*a), public_key: *a, power: p })
+            .map(|((a, _), p)| Validator {
+                address: ValAddr(*a),
+                public_key: *a,
+                power: p,
+            })
             .collect();
         if validators.is_empty() {
             return Err(ValidatorSetError::Empty);
@@ -210,8 +214,14 @@ mod tests {
 
     #[test]
     fn duplicates_and_empty_are_rejected() {
-        assert_eq!(ValidatorSet::from_stakes(&[]), Err(ValidatorSetError::Empty));
-        assert_eq!(ValidatorSet::from_stakes(&[(addr(1), 0)]), Err(ValidatorSetError::Empty));
+        assert_eq!(
+            ValidatorSet::from_stakes(&[]),
+            Err(ValidatorSetError::Empty)
+        );
+        assert_eq!(
+            ValidatorSet::from_stakes(&[(addr(1), 0)]),
+            Err(ValidatorSetError::Empty)
+        );
         assert!(matches!(
             ValidatorSet::from_stakes(&[(addr(1), 1), (addr(1), 2)]),
             Err(ValidatorSetError::Duplicate(_))

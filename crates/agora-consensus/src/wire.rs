@@ -12,8 +12,8 @@ use prost::Message as _;
 use crate::block::{Block, BlockHeader};
 use crate::cert::Certificate;
 use crate::context::{
-    round_u32, vote_type_code, BlockId, BlockValue, ConsHeight, ConsProposal, ConsVote, NilOrVal, Round,
-    SignedProposal, SignedVote, ValAddr, VoteType,
+    round_u32, vote_type_code, BlockId, BlockValue, ConsHeight, ConsProposal, ConsVote, NilOrVal,
+    Round, SignedProposal, SignedVote, ValAddr, VoteType,
 };
 
 /// Largest consensus message accepted from the network.
@@ -124,7 +124,10 @@ pub fn cert_to_pb(c: &Certificate) -> pb::Certificate {
         signatures: c
             .signatures
             .iter()
-            .map(|(a, s)| pb::VoteSignature { validator: a.0.to_vec().into(), signature: s.0.to_vec().into() })
+            .map(|(a, s)| pb::VoteSignature {
+                validator: a.0.to_vec().into(),
+                signature: s.0.to_vec().into(),
+            })
             .collect(),
     }
 }
@@ -137,9 +140,19 @@ pub fn cert_from_pb(c: pb::Certificate) -> Result<Certificate, WireError> {
     let sigs = c
         .signatures
         .iter()
-        .map(|s| Ok((addr32(&s.validator, "signature.validator")?, sig64(&s.signature, "signature.signature")?)))
+        .map(|s| {
+            Ok((
+                addr32(&s.validator, "signature.validator")?,
+                sig64(&s.signature, "signature.signature")?,
+            ))
+        })
         .collect::<Result<Vec<_>, WireError>>()?;
-    Ok(Certificate { height: c.height, round: c.round, block_hash: hash32(&c.block_hash, "certificate.block_hash")?, signatures: sigs })
+    Ok(Certificate {
+        height: c.height,
+        round: c.round,
+        block_hash: hash32(&c.block_hash, "certificate.block_hash")?,
+        signatures: sigs,
+    })
 }
 
 pub fn vote_to_pb(v: &SignedVote) -> pb::Vote {
@@ -163,7 +176,11 @@ pub fn vote_from_pb(v: pb::Vote) -> Result<SignedVote, WireError> {
         1 => VoteType::Precommit,
         _ => return Err(WireError::Bad("vote.vote_type")),
     };
-    let value = if v.value_id.is_empty() { NilOrVal::Nil } else { NilOrVal::Val(BlockId(hash32(&v.value_id, "vote.value_id")?)) };
+    let value = if v.value_id.is_empty() {
+        NilOrVal::Nil
+    } else {
+        NilOrVal::Val(BlockId(hash32(&v.value_id, "vote.value_id")?))
+    };
     let vote = ConsVote {
         vote_type,
         height: ConsHeight(v.height),
@@ -171,7 +188,10 @@ pub fn vote_from_pb(v: pb::Vote) -> Result<SignedVote, WireError> {
         value,
         validator: ValAddr(addr32(&v.validator, "vote.validator")?),
     };
-    Ok(SignedVote::new(vote, sig64(&v.signature, "vote.signature")?))
+    Ok(SignedVote::new(
+        vote,
+        sig64(&v.signature, "vote.signature")?,
+    ))
 }
 
 pub fn proposal_to_pb(p: &ProposalMsg) -> pb::Proposal {
@@ -202,7 +222,10 @@ pub fn proposal_from_pb(p: pb::Proposal) -> Result<ProposalMsg, WireError> {
         proposer: ValAddr(addr32(&p.proposer, "proposal.proposer")?),
     };
     let polka = p.polka.map(cert_from_pb).transpose()?;
-    Ok(ProposalMsg { signed: SignedProposal::new(proposal, sig64(&p.signature, "proposal.signature")?), polka })
+    Ok(ProposalMsg {
+        signed: SignedProposal::new(proposal, sig64(&p.signature, "proposal.signature")?),
+        polka,
+    })
 }
 
 /// Encode a message for the network.
@@ -211,13 +234,20 @@ pub fn encode(m: &Message) -> Vec<u8> {
     let kind = match m {
         Message::Proposal(p) => Kind::Proposal(proposal_to_pb(p)),
         Message::Vote(v) => Kind::Vote(vote_to_pb(v)),
-        Message::SyncRequest { from_height, max_blocks } => {
-            Kind::SyncRequest(pb::SyncRequest { from_height: *from_height, max_blocks: *max_blocks })
-        }
+        Message::SyncRequest {
+            from_height,
+            max_blocks,
+        } => Kind::SyncRequest(pb::SyncRequest {
+            from_height: *from_height,
+            max_blocks: *max_blocks,
+        }),
         Message::SyncResponse(blocks) => Kind::SyncResponse(pb::SyncResponse {
             blocks: blocks
                 .iter()
-                .map(|(b, c)| pb::CommittedBlock { block: Some(block_to_pb(b)), cert: Some(cert_to_pb(c)) })
+                .map(|(b, c)| pb::CommittedBlock {
+                    block: Some(block_to_pb(b)),
+                    cert: Some(cert_to_pb(c)),
+                })
                 .collect(),
         }),
         Message::Tx(t) => Kind::Tx(t.clone().into()),
@@ -235,7 +265,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
     Ok(match m.kind.ok_or(WireError::Missing("kind"))? {
         Kind::Proposal(p) => Message::Proposal(Box::new(proposal_from_pb(p)?)),
         Kind::Vote(v) => Message::Vote(vote_from_pb(v)?),
-        Kind::SyncRequest(r) => Message::SyncRequest { from_height: r.from_height, max_blocks: r.max_blocks },
+        Kind::SyncRequest(r) => Message::SyncRequest {
+            from_height: r.from_height,
+            max_blocks: r.max_blocks,
+        },
         Kind::SyncResponse(r) => {
             if r.blocks.len() > MAX_SYNC_BLOCKS {
                 return Err(WireError::Bad("sync_response.blocks"));
@@ -323,18 +356,31 @@ impl Evidence {
                     return Err(EvidenceError::NoConflict);
                 }
                 for v in [&p.0, &p.1] {
-                    agora_crypto::verify(&a.validator.0, Domain::Vote, chain_id, &v.message.signing_bytes(), &v.signature)
-                        .map_err(|_| EvidenceError::BadSignature)?;
+                    agora_crypto::verify(
+                        &a.validator.0,
+                        Domain::Vote,
+                        chain_id,
+                        &v.message.signing_bytes(),
+                        &v.signature,
+                    )
+                    .map_err(|_| EvidenceError::BadSignature)?;
                 }
             }
             Evidence::DoubleProposal(p) => {
                 let (a, b) = (&p.0.signed.message, &p.1.signed.message);
-                if a.proposer != b.proposer || a.height != b.height || a.round != b.round || a == b {
+                if a.proposer != b.proposer || a.height != b.height || a.round != b.round || a == b
+                {
                     return Err(EvidenceError::NoConflict);
                 }
                 for s in [&p.0.signed, &p.1.signed] {
-                    agora_crypto::verify(&a.proposer.0, Domain::Proposal, chain_id, &s.message.signing_bytes(), &s.signature)
-                        .map_err(|_| EvidenceError::BadSignature)?;
+                    agora_crypto::verify(
+                        &a.proposer.0,
+                        Domain::Proposal,
+                        chain_id,
+                        &s.message.signing_bytes(),
+                        &s.signature,
+                    )
+                    .map_err(|_| EvidenceError::BadSignature)?;
                 }
             }
         }
@@ -344,9 +390,11 @@ impl Evidence {
     /// Encode as `agora.v1.VoteEvidence` or `agora.v1.ProposalEvidence` (for an evidence tx).
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Evidence::DoubleVote(p) => {
-                pb::VoteEvidence { first: Some(vote_to_pb(&p.0)), second: Some(vote_to_pb(&p.1)) }.encode_to_vec()
+            Evidence::DoubleVote(p) => pb::VoteEvidence {
+                first: Some(vote_to_pb(&p.0)),
+                second: Some(vote_to_pb(&p.1)),
             }
+            .encode_to_vec(),
             Evidence::DoubleProposal(p) => pb::ProposalEvidence {
                 first: Some(proposal_to_pb(&p.0)),
                 second: Some(proposal_to_pb(&p.1)),
@@ -369,7 +417,8 @@ impl Evidence {
         if bytes.len() > MAX_MESSAGE_BYTES * 2 {
             return Err(WireError::TooLarge(bytes.len()));
         }
-        let e = pb::ProposalEvidence::decode(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
+        let e =
+            pb::ProposalEvidence::decode(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
         Ok(Evidence::DoubleProposal(Box::new((
             proposal_from_pb(e.first.ok_or(WireError::Missing("first"))?)?,
             proposal_from_pb(e.second.ok_or(WireError::Missing("second"))?)?,
@@ -397,12 +446,22 @@ mod tests {
         }
         assert!(decode(&[0xff, 0xff, 0xff]).is_err());
         assert_eq!(decode(&[]), Err(WireError::Missing("kind")));
-        assert!(matches!(decode(&vec![0u8; MAX_MESSAGE_BYTES + 1]), Err(WireError::TooLarge(_))));
+        assert!(matches!(
+            decode(&vec![0u8; MAX_MESSAGE_BYTES + 1]),
+            Err(WireError::TooLarge(_))
+        ));
     }
 
     #[test]
     fn block_round_trips_and_tampering_is_caught() {
-        let b = Block::new(3, 1000, Hash([1; 32]), Hash([2; 32]), Address([3; 32]), vec![b"a=1".to_vec()]);
+        let b = Block::new(
+            3,
+            1000,
+            Hash([1; 32]),
+            Hash([2; 32]),
+            Address([3; 32]),
+            vec![b"a=1".to_vec()],
+        );
         let bytes = encode_block(&b);
         assert_eq!(decode_block(&bytes).unwrap(), b);
         let mut pbb = block_to_pb(&b);

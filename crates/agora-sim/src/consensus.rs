@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use agora_consensus::context::{BlockId, NilOrVal, SignedProposal, SignedVote};
 use agora_consensus::{
-    wire, Application, Block, Config, Effect, Genesis, KvApp, MemStore, Message, ProposalMsg, Replica, ValidatorSet,
+    wire, Application, Block, Config, Effect, Genesis, KvApp, MemStore, Message, ProposalMsg,
+    Replica, ValidatorSet,
 };
 use agora_crypto::{Domain, Keypair};
 use agora_types::{Address, Hash};
@@ -137,7 +138,11 @@ pub fn run_consensus_seeds(opts: &ConsensusSimOptions) -> Summary {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
-                s.spawn(move || mine.into_iter().map(|seed| run_consensus_seed(opts, seed)).collect::<Vec<_>>())
+                s.spawn(move || {
+                    mine.into_iter()
+                        .map(|seed| run_consensus_seed(opts, seed))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         for h in handles {
@@ -158,7 +163,11 @@ pub fn run_consensus_seeds(opts: &ConsensusSimOptions) -> Summary {
         }
     });
     outcomes.sort_by_key(|o| o.seed);
-    let mut sum = Summary { nodes: opts.nodes, byzantine: opts.byzantine, ..Summary::default() };
+    let mut sum = Summary {
+        nodes: opts.nodes,
+        byzantine: opts.byzantine,
+        ..Summary::default()
+    };
     for o in outcomes {
         sum.runs += 1;
         sum.heights += o.heights;
@@ -177,7 +186,10 @@ pub fn run_consensus_seeds(opts: &ConsensusSimOptions) -> Summary {
 
 fn cpu_now() -> f64 {
     // Wall time is what the summary reports; the bench measures CPU separately.
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
 }
 
 /// Run one seed (twice if determinism is checked).
@@ -186,15 +198,26 @@ pub fn run_consensus_seed(opts: &ConsensusSimOptions, seed: u64) -> SeedOutcome 
     if opts.check_determinism && a.failure.is_none() {
         let b = Sim::new(opts, seed).run();
         if a.trace != b.trace {
-            a.failure = Some(format!("nondeterminism: trace {} vs {}", a.trace.short(), b.trace.short()));
+            a.failure = Some(format!(
+                "nondeterminism: trace {} vs {}",
+                a.trace.short(),
+                b.trace.short()
+            ));
         }
     }
     a
 }
 
 enum Ev {
-    Deliver { to: usize, from: usize, bytes: Vec<u8> },
-    Wake { node: usize, at: u64 },
+    Deliver {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    Wake {
+        node: usize,
+        at: u64,
+    },
     Crash(usize),
     Restart(usize),
     Tx(usize),
@@ -243,19 +266,38 @@ impl Sim {
     fn new(opts: &ConsensusSimOptions, seed: u64) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n = opts.nodes.max(1);
-        let keys: Vec<Keypair> = (0..n).map(|i| Keypair::for_test(seed.wrapping_mul(1000).wrapping_add(i as u64))).collect();
+        let keys: Vec<Keypair> = (0..n)
+            .map(|i| Keypair::for_test(seed.wrapping_mul(1000).wrapping_add(i as u64)))
+            .collect();
         // Byzantine nodes are the first `k`; stakes keep their power under 1/3.
         let k = opts.byzantine.min((n - 1) / 3);
         let unit: u128 = 1_000_000_000_000_000_000_000;
-        let mut stakes: Vec<u128> = (0..n).map(|i| if i < k { unit } else { unit * rng.random_range(1..=3u128) }).collect();
+        let mut stakes: Vec<u128> = (0..n)
+            .map(|i| {
+                if i < k {
+                    unit
+                } else {
+                    unit * rng.random_range(1..=3u128)
+                }
+            })
+            .collect();
         let total: u128 = stakes.iter().sum();
         if 3 * unit * k as u128 >= total {
             stakes = vec![unit; n];
         }
-        let validators =
-            ValidatorSet::from_stakes(&keys.iter().zip(&stakes).map(|(k, s)| (k.address(), *s)).collect::<Vec<_>>())
-                .expect("simulated validator set is valid");
-        let genesis = Genesis { chain_id: Hash::derive("agora/sim-chain", &seed.to_be_bytes()), time: T0, validators };
+        let validators = ValidatorSet::from_stakes(
+            &keys
+                .iter()
+                .zip(&stakes)
+                .map(|(k, s)| (k.address(), *s))
+                .collect::<Vec<_>>(),
+        )
+        .expect("simulated validator set is valid");
+        let genesis = Genesis {
+            chain_id: Hash::derive("agora/sim-chain", &seed.to_be_bytes()),
+            time: T0,
+            validators,
+        };
         let cfg = Config {
             timeouts: arc_malachitebft_core_types::LinearTimeouts {
                 propose: Duration::from_millis(400),
@@ -274,7 +316,13 @@ impl Sim {
             ..Config::default()
         };
         let faults = opts.faults;
-        let behaviours = [Byz::Equivocate, Byz::DoubleVote, Byz::Silent, Byz::Replay, Byz::Garbage];
+        let behaviours = [
+            Byz::Equivocate,
+            Byz::DoubleVote,
+            Byz::Silent,
+            Byz::Replay,
+            Byz::Garbage,
+        ];
         let mut mix = Vec::new();
         let nodes: Vec<Node> = keys
             .into_iter()
@@ -285,12 +333,30 @@ impl Sim {
                     mix.push(format!("{b:?}").to_lowercase());
                 }
                 let offset = if faults { rng.random_range(0..300) } else { 0 };
-                Node { key, replica: None, crashed_store: None, offset, wake: 0, byz, sent: Vec::new() }
+                Node {
+                    key,
+                    replica: None,
+                    crashed_store: None,
+                    offset,
+                    wake: 0,
+                    byz,
+                    sent: Vec::new(),
+                }
             })
             .collect();
-        let latency = (0..n).map(|_| (0..n).map(|_| rng.random_range(2..40)).collect()).collect();
-        let drop_p = if faults && rng.random_bool(0.6) { rng.random_range(0.0..0.2) } else { 0.0 };
-        let dup_p = if faults && rng.random_bool(0.5) { rng.random_range(0.0..0.1) } else { 0.0 };
+        let latency = (0..n)
+            .map(|_| (0..n).map(|_| rng.random_range(2..40)).collect())
+            .collect();
+        let drop_p = if faults && rng.random_bool(0.6) {
+            rng.random_range(0.0..0.2)
+        } else {
+            0.0
+        };
+        let dup_p = if faults && rng.random_bool(0.5) {
+            rng.random_range(0.0..0.1)
+        } else {
+            0.0
+        };
         let jitter = if faults { rng.random_range(0..60) } else { 0 };
         let heal_at = T0 + opts.chaos_ms;
         let partition = if faults && rng.random_bool(0.4) {
@@ -393,7 +459,9 @@ impl Sim {
                     self.trace.update(Hash::of(&bytes).as_bytes());
                     let local = at + self.nodes[to].offset;
                     let from_addr = self.nodes[from].key.address();
-                    let Some(r) = self.nodes[to].replica.as_mut() else { continue };
+                    let Some(r) = self.nodes[to].replica.as_mut() else {
+                        continue;
+                    };
                     match r.handle_message(from_addr, &bytes, local) {
                         Ok(effects) => self.effects(to, effects),
                         Err(_) => self.rejected += 1,
@@ -406,16 +474,25 @@ impl Sim {
                     self.trace.update(&[2]);
                     self.trace.update(&at.to_be_bytes());
                     let local = at + self.nodes[node].offset;
-                    let Some(r) = self.nodes[node].replica.as_mut() else { continue };
+                    let Some(r) = self.nodes[node].replica.as_mut() else {
+                        continue;
+                    };
                     match r.tick(local) {
                         Ok(effects) => self.effects(node, effects),
                         Err(e) => self.fail(format!("node {node} tick failed: {e}")),
                     }
                 }
                 Ev::Tx(node) => {
-                    let tx = format!("k{}={}", self.rng.random_range(0..20u32), self.rng.random_range(0..1000u32)).into_bytes();
+                    let tx = format!(
+                        "k{}={}",
+                        self.rng.random_range(0..20u32),
+                        self.rng.random_range(0..1000u32)
+                    )
+                    .into_bytes();
                     let local = at + self.nodes[node].offset;
-                    let Some(r) = self.nodes[node].replica.as_mut() else { continue };
+                    let Some(r) = self.nodes[node].replica.as_mut() else {
+                        continue;
+                    };
                     if let Ok(effects) = r.submit_tx(tx, local) {
                         self.effects(node, effects);
                     }
@@ -441,7 +518,14 @@ impl Sim {
     fn open(&mut self, i: usize, store: MemStore) {
         let local = self.now + self.nodes[i].offset;
         let key = self.nodes[i].key.clone();
-        match Replica::open(self.genesis.clone(), self.cfg.clone(), Some(key), store, KvApp::new(), local) {
+        match Replica::open(
+            self.genesis.clone(),
+            self.cfg.clone(),
+            Some(key),
+            store,
+            KvApp::new(),
+            local,
+        ) {
             Ok((r, effects)) => {
                 self.nodes[i].replica = Some(r);
                 self.effects(i, effects);
@@ -477,12 +561,27 @@ impl Sim {
                 return;
             }
         }
-        let copies = if chaos && self.dup_p > 0.0 && self.rng.random_bool(self.dup_p) { 2 } else { 1 };
+        let copies = if chaos && self.dup_p > 0.0 && self.rng.random_bool(self.dup_p) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
-            let j = if self.jitter > 0 { self.rng.random_range(0..self.jitter) } else { 0 };
+            let j = if self.jitter > 0 {
+                self.rng.random_range(0..self.jitter)
+            } else {
+                0
+            };
             let at = self.now + self.latency[from][to] + j;
             self.messages += 1;
-            self.push(at, Ev::Deliver { to, from, bytes: bytes.clone() });
+            self.push(
+                at,
+                Ev::Deliver {
+                    to,
+                    from,
+                    bytes: bytes.clone(),
+                },
+            );
         }
     }
 
@@ -515,7 +614,11 @@ impl Sim {
                         self.send(i, to, bytes);
                     }
                 }
-                Effect::Committed { block, cert, app_hash } => self.on_commit(i, &block, &cert, app_hash),
+                Effect::Committed {
+                    block,
+                    cert,
+                    app_hash,
+                } => self.on_commit(i, &block, &cert, app_hash),
                 Effect::Evidence(ev) => {
                     self.evidence += 1;
                     if ev.verify(&self.genesis.chain_id).is_err() {
@@ -540,20 +643,34 @@ impl Sim {
     fn check_own_vote(&mut self, i: usize, bytes: &[u8]) {
         if let Ok(Message::Vote(v)) = wire::decode(bytes) {
             let m = &v.message;
-            let key = (i, m.height.0, m.round.as_u32().unwrap_or(u32::MAX), m.vote_type as u8);
+            let key = (
+                i,
+                m.height.0,
+                m.round.as_u32().unwrap_or(u32::MAX),
+                m.vote_type as u8,
+            );
             let val = match m.value {
                 NilOrVal::Nil => None,
                 NilOrVal::Val(id) => Some(id.0),
             };
             if let Some(prev) = self.votes.insert(key, val) {
                 if prev != val {
-                    self.fail(format!("honest node {i} signed conflicting votes at height {} round {:?}", m.height.0, m.round));
+                    self.fail(format!(
+                        "honest node {i} signed conflicting votes at height {} round {:?}",
+                        m.height.0, m.round
+                    ));
                 }
             }
         }
     }
 
-    fn on_commit(&mut self, i: usize, block: &Block, cert: &agora_consensus::Certificate, app_hash: Hash) {
+    fn on_commit(
+        &mut self,
+        i: usize,
+        block: &Block,
+        cert: &agora_consensus::Certificate,
+        app_hash: Hash,
+    ) {
         let h = block.header.height;
         self.trace.update(&[5]);
         self.trace.update(&(i as u64).to_be_bytes());
@@ -564,15 +681,20 @@ impl Sim {
         match self.decided.get(&h) {
             Some((bh, ah)) => {
                 if *bh != block.hash() {
-                    self.fail(format!("agreement violated at height {h}: node {i} committed a different block"));
+                    self.fail(format!(
+                        "agreement violated at height {h}: node {i} committed a different block"
+                    ));
                 } else if *ah != app_hash {
                     self.fail(format!("app hash diverged at height {h} on node {i}"));
                 }
             }
             None => {
                 if cert.block_hash != block.hash() || cert.height != h {
-                    self.fail(format!("certificate for height {h} does not match its block"));
-                } else if let Err(e) = cert.verify(&self.genesis.validators, &self.genesis.chain_id) {
+                    self.fail(format!(
+                        "certificate for height {h} does not match its block"
+                    ));
+                } else if let Err(e) = cert.verify(&self.genesis.validators, &self.genesis.chain_id)
+                {
                     self.fail(format!("invalid certificate at height {h}: {e}"));
                 }
                 let app = KvApp::new();
@@ -600,13 +722,20 @@ impl Sim {
                     b.header.time += 1;
                     let mut alt = p.signed.message.clone();
                     alt.value = agora_consensus::context::BlockValue::new(b);
-                    let sig = self.nodes[i].key.sign(Domain::Proposal, &chain, &alt.signing_bytes());
+                    let sig =
+                        self.nodes[i]
+                            .key
+                            .sign(Domain::Proposal, &chain, &alt.signing_bytes());
                     let alt_bytes = wire::encode(&Message::Proposal(Box::new(ProposalMsg {
                         signed: SignedProposal::new(alt, sig),
                         polka: p.polka.clone(),
                     })));
                     for to in 0..n {
-                        let b = if to % 2 == 0 { bytes.clone() } else { alt_bytes.clone() };
+                        let b = if to % 2 == 0 {
+                            bytes.clone()
+                        } else {
+                            alt_bytes.clone()
+                        };
                         self.send(i, to, b);
                     }
                 } else {
@@ -617,10 +746,14 @@ impl Sim {
                 if let Ok(Message::Vote(v)) = wire::decode(&bytes) {
                     let mut alt = v.message.clone();
                     alt.value = match alt.value {
-                        NilOrVal::Nil => NilOrVal::Val(BlockId(Hash::of(&self.rng.random::<u64>().to_be_bytes()))),
+                        NilOrVal::Nil => NilOrVal::Val(BlockId(Hash::of(
+                            &self.rng.random::<u64>().to_be_bytes(),
+                        ))),
                         NilOrVal::Val(_) => NilOrVal::Nil,
                     };
-                    let sig = self.nodes[i].key.sign(Domain::Vote, &chain, &alt.signing_bytes());
+                    let sig = self.nodes[i]
+                        .key
+                        .sign(Domain::Vote, &chain, &alt.signing_bytes());
                     let alt_bytes = wire::encode(&Message::Vote(SignedVote::new(alt, sig)));
                     for to in 0..n {
                         if self.rng.random_bool(0.5) {
@@ -693,9 +826,16 @@ impl Sim {
                     ));
                     break;
                 }
-                let observed: Vec<_> = r.observed_equivocations().difference(r.reported_equivocations()).cloned().collect();
+                let observed: Vec<_> = r
+                    .observed_equivocations()
+                    .difference(r.reported_equivocations())
+                    .cloned()
+                    .collect();
                 if let Some((a, h)) = observed.first() {
-                    self.fail(format!("node {i} saw {} equivocate at height {h} but raised no evidence", a.short()));
+                    self.fail(format!(
+                        "node {i} saw {} equivocate at height {h} but raised no evidence",
+                        a.short()
+                    ));
                     break;
                 }
             }

@@ -7,4 +7,6 @@
 
 pub mod consensus;
 
-pub use consensus::{run_consensus_seed, run_consensus_seeds, ConsensusSimOptions, SeedOutcome, Summary};
+pub use consensus::{
+    run_consensus_seed, run_consensus_seeds, ConsensusSimOptions, SeedOutcome, Summary,
+};
