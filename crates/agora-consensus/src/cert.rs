@@ -47,7 +47,7 @@ impl Certificate {
         block_hash: Hash,
         mut signatures: Vec<(Address, Signature)>,
     ) -> Certificate {
-        signatures.sort_by(|a, b| a.0.cmp(&b.0));
+        signatures.sort_by_key(|a| a.0);
         signatures.dedup_by(|a, b| a.0 == b.0);
         Certificate {
             height,

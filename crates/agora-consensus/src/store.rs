@@ -25,20 +25,18 @@ pub mod trees {
     pub const SIGNED: &str = "cons_signed";
 }
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Ordered key-value storage with named trees and an explicit durability point.
 pub trait KvStore {
     fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     fn put(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
     fn delete(&mut self, tree: &str, key: &[u8]) -> Result<(), StorageError>;
     /// Entries with `key >= from` in key order, at most `limit`.
-    fn scan_from(
-        &self,
-        tree: &str,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn scan_from(&self, tree: &str, from: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError>;
     /// The entry with the largest key.
-    fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn last(&self, tree: &str) -> Result<Option<Entry>, StorageError>;
     /// Make every write so far durable.
     fn flush(&mut self) -> Result<(), StorageError>;
 }
@@ -53,15 +51,10 @@ impl<T: KvStore + ?Sized> KvStore for Box<T> {
     fn delete(&mut self, tree: &str, key: &[u8]) -> Result<(), StorageError> {
         (**self).delete(tree, key)
     }
-    fn scan_from(
-        &self,
-        tree: &str,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan_from(&self, tree: &str, from: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
         (**self).scan_from(tree, from, limit)
     }
-    fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last(&self, tree: &str) -> Result<Option<Entry>, StorageError> {
         (**self).last(tree)
     }
     fn flush(&mut self) -> Result<(), StorageError> {
@@ -117,12 +110,7 @@ impl KvStore for MemStore {
         self.pending += 1;
         Ok(())
     }
-    fn scan_from(
-        &self,
-        tree: &str,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan_from(&self, tree: &str, from: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
         Ok(self
             .view
             .range((tree.to_owned(), from.to_vec())..)
@@ -131,7 +119,7 @@ impl KvStore for MemStore {
             .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect())
     }
-    fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last(&self, tree: &str) -> Result<Option<Entry>, StorageError> {
         Ok(self
             .view
             .range((tree.to_owned(), Vec::new())..)
@@ -177,12 +165,7 @@ impl KvStore for SledStore {
     fn delete(&mut self, tree: &str, key: &[u8]) -> Result<(), StorageError> {
         self.0.tree(tree).map_err(se)?.remove(key).map_err(se)
     }
-    fn scan_from(
-        &self,
-        tree: &str,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan_from(&self, tree: &str, from: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
         self.0
             .tree(tree)
             .map_err(se)?
@@ -191,7 +174,7 @@ impl KvStore for SledStore {
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(se))
             .collect()
     }
-    fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last(&self, tree: &str) -> Result<Option<Entry>, StorageError> {
         Ok(self
             .0
             .tree(tree)
