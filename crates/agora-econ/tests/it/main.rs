@@ -1,0 +1,203 @@
+//! Integration tests of the economic simulation: determinism, market invariants, and the
+//! qualitative claims on fixed seeds.
+
+use agora_econ::*;
+
+/// A small, fast population: every test here runs in the dev profile.
+fn small(extra: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "test"
+seed = 3
+blocks = 80
+drain_blocks = 30
+invariant_every = 1
+mechanisms = ["dutch", "sealed", "random", "round_robin", "lowest_price"]
+sample_participants = 4
+
+[market]
+min_stake = 1000
+collateral_bps = 20000
+slash_bps = 2000
+timeout_slash_bps = 2000
+
+[population]
+operators = 3
+coprocessors = 12
+dishonest_share = 0.25
+lie_rate = 0.8
+stake_min = 1.05
+stake_max = 1.5
+capacity_min = 2
+capacity_max = 4
+
+[jobs]
+clients = 4
+rate = 1.5
+replicas = [[1, 0.5], [3, 0.5]]
+audit = 0.5
+{extra}
+"#
+    );
+    Scenario::parse(&text).expect("test scenario parses")
+}
+
+#[test]
+fn same_seed_same_digest_other_seed_differs() {
+    let sc = small("");
+    let a = run(&sc, 3).unwrap();
+    let b = run(&sc, 3).unwrap();
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(a, b);
+    let c = run(&sc, 4).unwrap();
+    assert_ne!(digest(&a), digest(&c));
+}
+
+#[test]
+fn market_runs_keep_invariants_and_do_work() {
+    // invariant_every = 1: run_market checks supply conservation and bookkeeping every block
+    // and fails the run on the first violation.
+    let sc = small("");
+    let runs = run(&sc, 9).unwrap();
+    for r in runs.iter().filter(|r| r.mechanism.is_market()) {
+        let m = &r.metrics;
+        assert!(m.jobs > 50, "{} saw only {} jobs", m.mechanism, m.jobs);
+        assert_eq!(
+            m.submitted, m.jobs,
+            "{}: every submission applies",
+            m.mechanism
+        );
+        assert!(
+            m.completion_rate > 0.5,
+            "{} completed only {:.2}",
+            m.mechanism,
+            m.completion_rate
+        );
+        assert!(r.series.iter().all(|s| s.completed <= m.jobs));
+        assert!(m.txs > m.jobs as u64 * 2);
+    }
+}
+
+#[test]
+fn every_mechanism_sees_the_same_job_stream() {
+    let sc = small("");
+    let runs = run(&sc, 5).unwrap();
+    let jobs: Vec<u32> = runs.iter().map(|r| r.metrics.jobs).collect();
+    assert!(jobs.iter().all(|j| *j == jobs[0]), "{jobs:?}");
+    assert_eq!(runs.len(), 5);
+}
+
+#[test]
+fn dishonest_reputation_falls_below_honest() {
+    let sc = small("");
+    let runs = run(&sc, 3).unwrap();
+    for r in runs.iter().filter(|r| r.mechanism.is_market()) {
+        let h = r.metrics.mean_reputation_honest.unwrap();
+        let d = r.metrics.mean_reputation_dishonest.unwrap();
+        assert!(
+            d < h,
+            "{}: dishonest {d:.3} vs honest {h:.3}",
+            r.mechanism.name()
+        );
+        assert!(r.metrics.profit_dishonest_mean < r.metrics.profit_honest_mean);
+    }
+}
+
+#[test]
+fn higher_slashing_removes_dishonest_sooner() {
+    let sweep = r#"
+[[variants]]
+label = "s=0.05"
+market = { slash_bps = 500, timeout_slash_bps = 500 }
+[[variants]]
+label = "s=0.5"
+market = { slash_bps = 5000, timeout_slash_bps = 5000 }
+"#;
+    let mut sc = small(sweep);
+    sc.file.mechanisms = vec![Mechanism::Dutch];
+    let runs = run(&sc, 3).unwrap();
+    let (lo, hi) = (&runs[0].metrics, &runs[1].metrics);
+    assert!(
+        hi.dishonest_active_end < lo.dishonest_active_end,
+        "s=0.5 left {} dishonest active, s=0.05 left {}",
+        hi.dishonest_active_end,
+        lo.dishonest_active_end
+    );
+    // Removal over time: at every block at least as many dishonest are gone under s = 0.5.
+    let gone = |r: &RunRecord| -> u64 { r.series.iter().map(|s| s.active_dishonest as u64).sum() };
+    assert!(gone(&runs[1]) < gone(&runs[0]));
+}
+
+#[test]
+fn builtin_scenarios_parse_and_are_listed() {
+    let names = list_scenarios();
+    assert!(names.contains(&"paper-slashing"));
+    for n in names {
+        let sc = Scenario::load(n).unwrap();
+        assert!(!sc.variants.is_empty(), "{n}");
+        assert_eq!(sc.file.name, n);
+    }
+    let paper = Scenario::load("paper-slashing").unwrap();
+    let s: Vec<u32> = paper.variants.iter().map(|v| v.params.slash_bps).collect();
+    assert_eq!(s, vec![500, 1000, 2000, 5000]);
+}
+
+#[test]
+fn bad_scenarios_are_rejected() {
+    assert!(Scenario::parse("name = 'x'").is_err());
+    assert!(
+        Scenario::parse("name = 'x'\nblocks = 10\n[population]\ndishonest_share = 2.0").is_err()
+    );
+    assert!(Scenario::parse("name = 'x'\nblocks = 10\n[market]\nno_such_param = 1").is_err());
+    assert!(Scenario::load("no-such-scenario").is_err());
+}
+
+#[test]
+fn run_scenario_writes_csvs_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.toml");
+    let text = r#"
+name = "tiny"
+seed = 2
+blocks = 40
+drain_blocks = 20
+mechanisms = ["dutch", "random"]
+[population]
+operators = 2
+coprocessors = 6
+[jobs]
+clients = 3
+rate = 1.0
+"#;
+    std::fs::write(&path, text).unwrap();
+    let out = dir.path().join("out");
+    let s = run_scenario(path.to_str().unwrap(), Some(&out), Some(8)).unwrap();
+    assert_eq!(s.seed, 8);
+    assert_eq!(s.runs.len(), 2);
+    for f in &s.files {
+        let meta = std::fs::metadata(out.join(f)).unwrap();
+        assert!(meta.len() > 100, "{f} is nearly empty");
+    }
+    for f in [
+        "active_and_reward.svg",
+        "reputation_vs_reward.svg",
+        "task_graph.svg",
+    ] {
+        assert!(s.files.iter().any(|x| x == f), "{f} missing");
+        let svg = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
+    }
+    let ts = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    assert_eq!(ts.lines().count(), 1 + 2 * 60);
+    let again = run_scenario(path.to_str().unwrap(), None, Some(8)).unwrap();
+    assert_eq!(again.digest, s.digest);
+}
+
+#[test]
+fn jain_and_pearson() {
+    assert!((jain(&[1.0, 1.0, 1.0, 1.0]) - 1.0).abs() < 1e-12);
+    assert!((jain(&[1.0, 0.0, 0.0, 0.0]) - 0.25).abs() < 1e-12);
+    assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]).unwrap() - 1.0).abs() < 1e-12);
+    assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
+    assert_eq!(pearson(&[1.0, 1.0], &[1.0, 2.0]), None);
+}
