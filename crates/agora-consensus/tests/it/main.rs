@@ -30,15 +30,21 @@ struct Net {
 }
 
 impl Net {
+    /// `n` validators; with `follower`, one more node (the last) that holds no stake and
+    /// opens without a key.
     fn new(n: usize) -> Net {
-        let keys: Vec<Keypair> = (0..n as u64).map(|i| Keypair::for_test(100 + i)).collect();
-        let vs = ValidatorSet::from_stakes(
-            &keys
-                .iter()
-                .map(|k| (k.address(), 1_000u128))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+        Net::with_follower(n, false)
+    }
+
+    fn with_follower(n: usize, follower: bool) -> Net {
+        let total = n + usize::from(follower);
+        let keys: Vec<Keypair> = (0..total as u64)
+            .map(|i| Keypair::for_test(100 + i))
+            .collect();
+        let stakes: Vec<(Address, u128)> =
+            keys[..n].iter().map(|k| (k.address(), 1_000u128)).collect();
+        let vs = ValidatorSet::from_stakes(&stakes).unwrap();
+        let n = total;
         let genesis = Genesis {
             chain_id: Hash::of(b"test-chain"),
             time: T0 - 1000,
@@ -159,8 +165,8 @@ impl Net {
 
 #[test]
 fn four_validators_commit_identical_blocks_with_offline_certificates() {
-    let mut net = Net::new(4);
-    for i in 0..4 {
+    let mut net = Net::with_follower(4, true);
+    for i in 0..5 {
         net.open(i, Box::new(MemStore::new()));
     }
     let eff = net.nodes[2]
@@ -171,10 +177,14 @@ fn four_validators_commit_identical_blocks_with_offline_certificates() {
     net.effects(2, eff);
     for _ in 0..2000 {
         net.step();
-        if (0..4).all(|i| net.height(i) >= 3) {
+        if (0..5).all(|i| net.height(i) >= 3) {
             break;
         }
     }
+    // The full node (no key, no stake) follows the same chain and never votes.
+    assert!(net.height(4) >= 3);
+    assert_eq!(net.votes.keys().filter(|k| k.0 == 4).count(), 0);
+    assert_eq!(net.nodes[4].as_ref().unwrap().stats().signatures_made, 0);
     assert!(
         (0..4).all(|i| net.height(i) >= 3),
         "heights {:?}",

@@ -24,12 +24,12 @@ fn run(nodes: usize, byzantine: usize, default_seeds: u64, salt: u64) {
 
 #[test]
 fn four_nodes_one_byzantine() {
-    run(4, 1, 120, 0);
+    run(4, 1, 200, 0);
 }
 
 #[test]
 fn seven_nodes_two_byzantine() {
-    run(7, 2, 40, 1_000_000);
+    run(7, 2, 60, 1_000_000);
 }
 
 #[test]
