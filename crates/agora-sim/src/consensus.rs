@@ -103,8 +103,9 @@ impl fmt::Display for Summary {
         for (seed, why) in &self.failures {
             writeln!(
                 f,
-                "FAIL seed {seed}: {why}\n  replay: AGORA_SIM_SEED={seed} AGORA_SIM_SEEDS=1 cargo test -p agora-sim --release replay -- --nocapture  (or: agora sim consensus --nodes {} --byzantine {} --seeds 1 --from {seed})",
-                self.nodes, self.byzantine
+                "FAIL seed {seed}: {why}\n  replay: AGORA_SIM_NODES={n} AGORA_SIM_BYZANTINE={k} AGORA_SIM_SEED={seed} AGORA_SIM_SEEDS=1 cargo test -p agora-sim --release --test it replay -- --nocapture  (or: agora sim consensus --nodes {n} --byzantine {k} --seeds 1 --from {seed})",
+                n = self.nodes,
+                k = self.byzantine
             )?;
         }
         writeln!(

@@ -1,5 +1,6 @@
 //! Simulator runs: a few hundred seeds across fault mixes by default; `AGORA_SIM_SEEDS` (how
-//! many) and `AGORA_SIM_SEED` (first) select any range.
+//! many) and `AGORA_SIM_SEED` (first) select any range; `AGORA_SIM_NODES` and
+//! `AGORA_SIM_BYZANTINE` pick the network of the `replay` test.
 
 use agora_sim::{run_consensus_seeds, ConsensusSimOptions};
 
@@ -32,7 +33,11 @@ fn seven_nodes_two_byzantine() {
     run(7, 2, 60, 1_000_000);
 }
 
+/// Replays whatever the env selects (`AGORA_SIM_NODES`, `AGORA_SIM_BYZANTINE` too), as
+/// printed by a failing run.
 #[test]
 fn replay() {
-    run(4, 1, 2, 7);
+    let nodes = env_u64("AGORA_SIM_NODES").unwrap_or(4) as usize;
+    let byzantine = env_u64("AGORA_SIM_BYZANTINE").unwrap_or(1) as usize;
+    run(nodes, byzantine, 2, 7);
 }
