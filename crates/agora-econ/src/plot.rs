@@ -22,6 +22,11 @@ const COLORS: [RGBColor; 10] = [
 const HONEST: RGBColor = RGBColor(31, 119, 180);
 const DISHONEST: RGBColor = RGBColor(214, 39, 40);
 
+/// A labelled, coloured line.
+type Line = (String, RGBColor, Vec<(f64, f64)>);
+/// A labelled bar metric.
+type Bar = (&'static str, fn(&RunRecord) -> f64);
+
 fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
@@ -39,7 +44,7 @@ fn lines<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     y_desc: &str,
-    series: &[(String, RGBColor, Vec<(f64, f64)>)],
+    series: &[Line],
 ) -> Result<(), EconError>
 where
     DB::ErrorType: 'static,
@@ -305,7 +310,7 @@ fn task_graph(dir: &Path, run: &RunRecord) -> Result<String, EconError> {
         ) else {
             continue;
         };
-        let w = 1 + (6 * k / maxw) as u32;
+        let w = 1 + 6 * k / maxw;
         root.draw(&PathElement::new(
             vec![pos(a), pos(clients.len() + b)],
             color(a).mix(0.6).stroke_width(w),
@@ -370,7 +375,7 @@ fn baselines(dir: &Path, runs: &[RunRecord]) -> Result<String, EconError> {
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(50)
-        .build_cartesian_2d(-0.5f64..(m as f64 - 0.5), 0f64..1.05f64)
+        .build_cartesian_2d(-0.5f64..(m as f64 - 0.5), 0f64..1.3f64)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -379,7 +384,7 @@ fn baselines(dir: &Path, runs: &[RunRecord]) -> Result<String, EconError> {
         .x_label_formatter(&fmt)
         .draw()
         .map_err(err)?;
-    let bars: [(&str, fn(&RunRecord) -> f64); 3] = [
+    let bars: [Bar; 3] = [
         ("completion rate", |r| r.metrics.completion_rate),
         ("wrong results accepted (share)", |r| {
             r.metrics.wrong_accepted_share
