@@ -169,11 +169,15 @@ pub fn write_plots(dir: &Path, runs: &[RunRecord]) -> Result<Vec<String>, EconEr
     let series: Vec<_> = first_market
         .samples
         .iter()
-        .map(|(idx, honest, v)| {
+        .enumerate()
+        .map(|(k, (idx, honest, v))| {
             let label = format!("c{idx} ({})", if *honest { "honest" } else { "dishonest" });
-            let c = if *honest { HONEST } else { DISHONEST };
-            let c = c.mix(0.4 + 0.6 * ((*idx as f64 * 0.37) % 1.0));
-            let c = RGBColor(c.0, c.1, c.2);
+            // Dishonest in red; honest in the other palette colours.
+            let c = if *honest {
+                color(if k % 9 >= 3 { k % 9 + 1 } else { k % 9 })
+            } else {
+                DISHONEST
+            };
             let pts = v
                 .iter()
                 .enumerate()

@@ -201,3 +201,34 @@ fn jain_and_pearson() {
     assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
     assert_eq!(pearson(&[1.0, 1.0], &[1.0, 2.0]), None);
 }
+
+#[test]
+fn a_stall_is_detected_and_resilience_spares_timeouts() {
+    let extra = r#"
+[[variants]]
+label = "on"
+[[variants]]
+label = "off"
+market = { stall_gap_ms = 1000000000000, low_participation_bps = 0 }
+"#;
+    let mut sc = small(extra);
+    sc.file.mechanisms = vec![Mechanism::Dutch];
+    sc.file.stalls = vec![Stall {
+        at_block: 40,
+        gap_ms: 60_000,
+        low_power_blocks: 5,
+        commit_power_bps: 5_000,
+    }];
+    let runs = run(&sc, 3).unwrap();
+    let (on, off) = (&runs[0], &runs[1]);
+    assert_eq!(on.metrics.stalls, 1);
+    assert_eq!(off.metrics.stalls, 0);
+    assert!(on.series.iter().any(|s| s.stalled));
+    assert!(!off.series.iter().any(|s| s.stalled));
+    assert!(
+        on.metrics.timeouts < off.metrics.timeouts,
+        "timeouts with rules {} vs without {}",
+        on.metrics.timeouts,
+        off.metrics.timeouts
+    );
+}
