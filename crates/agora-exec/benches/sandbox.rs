@@ -2,7 +2,13 @@
 //! against the same algorithm compiled natively, and module compile time against a cache hit.
 //!
 //! A bench binary that prints its figures (best of several runs). Run with
-//! `cargo bench -p agora-exec --bench sandbox`.
+//! `cargo bench -p agora-exec --bench sandbox`, or, reusing the dev build of wasmtime (whose
+//! dependencies are already optimised) with this crate optimised too:
+//! `cargo bench -p agora-exec --bench sandbox --profile dev
+//!  --config 'profile.dev.package.agora-exec.opt-level=3'
+//!  --config 'profile.dev.package.agora-exec.overflow-checks=false'
+//!  --config 'profile.dev.package.agora-exec.debug-assertions=false'`.
+//! The "wasm" column runs without fuel metering (epoch interruption stays on in both).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -349,3 +349,16 @@ async fn async_executor_runs_off_the_workers_with_bounded_concurrency() {
     assert_eq!(exec.busy(), 0);
     assert!(exec.prepare(Arc::from(&b"bad"[..])).await.is_err());
 }
+
+#[test]
+fn misuse_on_an_async_worker_is_an_internal_outcome_not_a_panic() {
+    // Sync WASI cannot block on a tokio worker thread; the executor reports it instead of
+    // unwinding into the caller.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let m = wasm(include_str!("../../../../examples/hello.wat"));
+    let r = rt.block_on(async { run(&m, b"x", &[]) });
+    assert!(matches!(r.outcome, Outcome::Internal(_)), "{r:?}");
+    assert!(!r.outcome.is_deterministic());
+}
