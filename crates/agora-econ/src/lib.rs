@@ -130,6 +130,14 @@ pub fn run_scenario(
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // The scenario as run, with the seed actually used, so the directory reproduces itself.
+        let mut file = scenario.file.clone();
+        file.seed = seed;
+        let text = toml::to_string(&file).map_err(|e| EconError::Io(e.to_string()))?;
+        let path = dir.join("scenario.toml");
+        std::fs::write(&path, text)
+            .map_err(|e| EconError::Io(format!("{}: {e}", path.display())))?;
+        summary.files.push("scenario.toml".into());
         summary.files.extend(plot::write_plots(dir, &runs)?);
         output::write_json(dir, &summary)?;
     }
