@@ -669,7 +669,6 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         match e.kind {
             Some(Kind::Vote(v)) => {
                 let v = wire::vote_from_pb(v).map_err(corrupt)?;
-                self.note_vote(&v);
                 self.queue.push_back(Work::Input(h, Input::Vote(v)));
             }
             Some(Kind::Proposal(p)) => {
@@ -735,8 +734,19 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         now: u64,
         out: &mut Vec<Effect>,
     ) -> Result<(), ConsensusError> {
+        // Conflicts are noted only for votes the driver accepted, so the simulator can check
+        // that each one it saw produced evidence.
+        let vote = match &input {
+            Input::Vote(v) => Some(v.clone()),
+            _ => None,
+        };
         let outputs = match self.driver.process(input) {
-            Ok(o) => o,
+            Ok(o) => {
+                if let Some(v) = vote {
+                    self.note_vote(&v);
+                }
+                o
+            }
             Err(e) => {
                 tracing::debug!(target: "consensus.driver", error = %e, "driver refused input");
                 Vec::new()
@@ -866,7 +876,6 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 self.own.insert((r, 1 + t), bytes.clone());
                 out.push(Effect::Broadcast(bytes));
                 self.stats.broadcasts += 1;
-                self.note_vote(&signed);
                 self.urgent.push_back(Work::Input(h, Input::Vote(signed)));
             }
             Output::Decide(_, p) => {
@@ -1176,7 +1185,6 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     return Err(ConsensusError::RoundTooFar(r));
                 }
                 self.wal_append(pb::wal_entry::Kind::Vote(wire::vote_to_pb(&v)), false)?;
-                self.note_vote(&v);
                 self.queue.push_back(Work::Input(h, Input::Vote(v)));
             }
             Message::Proposal(pm) => {
