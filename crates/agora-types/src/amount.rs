@@ -40,19 +40,31 @@ impl Amount {
     }
 
     pub fn checked_add(self, other: Amount) -> Result<Amount, AmountError> {
-        self.0.checked_add(other.0).map(Amount).ok_or(AmountError::Overflow)
+        self.0
+            .checked_add(other.0)
+            .map(Amount)
+            .ok_or(AmountError::Overflow)
     }
 
     pub fn checked_sub(self, other: Amount) -> Result<Amount, AmountError> {
-        self.0.checked_sub(other.0).map(Amount).ok_or(AmountError::Underflow)
+        self.0
+            .checked_sub(other.0)
+            .map(Amount)
+            .ok_or(AmountError::Underflow)
     }
 
     pub fn checked_mul(self, factor: u128) -> Result<Amount, AmountError> {
-        self.0.checked_mul(factor).map(Amount).ok_or(AmountError::Overflow)
+        self.0
+            .checked_mul(factor)
+            .map(Amount)
+            .ok_or(AmountError::Overflow)
     }
 
     pub fn checked_div(self, divisor: u128) -> Result<Amount, AmountError> {
-        self.0.checked_div(divisor).map(Amount).ok_or(AmountError::DivisionByZero)
+        self.0
+            .checked_div(divisor)
+            .map(Amount)
+            .ok_or(AmountError::DivisionByZero)
     }
 
     /// `self * num / den`, rounded down, without intermediate overflow for `num <= den`.
@@ -63,7 +75,10 @@ impl Amount {
         let (q, r) = (self.0 / den, self.0 % den);
         let whole = q.checked_mul(num).ok_or(AmountError::Overflow)?;
         let part = r.checked_mul(num).ok_or(AmountError::Overflow)? / den;
-        whole.checked_add(part).map(Amount).ok_or(AmountError::Overflow)
+        whole
+            .checked_add(part)
+            .map(Amount)
+            .ok_or(AmountError::Overflow)
     }
 
     /// Sum of an iterator of amounts, failing on overflow.
@@ -96,13 +111,19 @@ mod tests {
 
     #[test]
     fn add_overflows_at_max() {
-        assert_eq!(Amount::MAX.checked_add(Amount(1)), Err(AmountError::Overflow));
+        assert_eq!(
+            Amount::MAX.checked_add(Amount(1)),
+            Err(AmountError::Overflow)
+        );
         assert_eq!(Amount(2).checked_add(Amount(3)), Ok(Amount(5)));
     }
 
     #[test]
     fn sub_underflows_below_zero() {
-        assert_eq!(Amount(2).checked_sub(Amount(3)), Err(AmountError::Underflow));
+        assert_eq!(
+            Amount(2).checked_sub(Amount(3)),
+            Err(AmountError::Underflow)
+        );
         assert_eq!(Amount(3).checked_sub(Amount(3)), Ok(Amount::ZERO));
     }
 

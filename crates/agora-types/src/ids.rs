@@ -178,7 +178,10 @@ mod tests {
     fn wrong_length_is_rejected() {
         assert_eq!(
             Address::from_slice(&[1, 2, 3]),
-            Err(IdError::Length { expected: 32, got: 3 })
+            Err(IdError::Length {
+                expected: 32,
+                got: 3
+            })
         );
         assert!("zz".parse::<Hash>().is_err());
     }
