@@ -8,7 +8,7 @@ use agora_client::{resolve_api, ApiSource, Client, API_ENV, DEFAULT_TESTNET_DIR}
 use anyhow::{bail, Context};
 
 use crate::cli::{ApiArg, InitArgs};
-use crate::config::{annotated_config, Config, Overrides};
+use crate::config::{annotated_config, Config, Overrides, Role};
 use crate::home::{peer_id, Home};
 
 /// A command that is part of the contract but not implemented in this build.
@@ -16,14 +16,46 @@ use crate::home::{peer_id, Home};
 #[error("not yet available: agora {0}")]
 pub struct NotYetAvailable(pub &'static str);
 
-/// `agora init`: create the home, a fresh key (0600) and the annotated config.
+/// `agora init`: create the home, a fresh key (0600), the annotated config and a one-node
+/// development genesis.
 pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     let home = Home::new(&args.home.home);
+    let key = init_home(&home, &args.role)?;
+    let config = Config::default();
+    let mut roles = args.role.clone();
+    roles.sort();
+    roles.dedup();
+    let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    println!("initialised {}", home.root().display());
+    println!("  address  {}", key.address());
+    println!("  peer id  {}", peer_id(&key));
+    println!(
+        "  roles    {}",
+        if role_names.is_empty() {
+            "full".into()
+        } else {
+            role_names.join(", ")
+        }
+    );
+    println!("  key      {}", home.resolve(&config.node.key_file).display());
+    println!("  config   {}", home.config_file().display());
+    println!(
+        "  genesis  {} (one-node development chain)",
+        home.resolve(&config.node.genesis_file).display()
+    );
+    Ok(())
+}
+
+/// Create a node home: key file (0600), annotated config with `roles`, and a development
+/// genesis in which this key is the only operator and holds a starting balance. Refuses to
+/// touch a home that is already initialised. Returns the new key.
+pub fn init_home(home: &Home, roles: &[Role]) -> anyhow::Result<agora_crypto::Keypair> {
     let root = home.root().display().to_string();
     let config_path = home.config_file();
     let config = Config::default();
     let key_path = home.resolve(&config.node.key_file);
-    for existing in [&config_path, &key_path] {
+    let genesis_path = home.resolve(&config.node.genesis_file);
+    for existing in [&config_path, &key_path, &genesis_path] {
         if existing.exists() {
             bail!(
                 "home {root} is already initialised ({} exists); refusing to overwrite",
@@ -38,7 +70,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
 
     let key = agora_crypto::Keypair::generate();
     agora_crypto::save_key(&key_path, &key)?;
-    let mut roles = args.role.clone();
+    let mut roles = roles.to_vec();
     roles.sort();
     roles.dedup();
     let mut file = std::fs::OpenOptions::new()
@@ -48,22 +80,10 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", config_path.display()))?;
     file.write_all(annotated_config(&roles).as_bytes())
         .with_context(|| format!("cannot write {}", config_path.display()))?;
-
-    let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    println!("initialised {root}");
-    println!("  address  {}", key.address());
-    println!("  peer id  {}", peer_id(&key));
-    println!(
-        "  roles    {}",
-        if role_names.is_empty() {
-            "full".into()
-        } else {
-            role_names.join(", ")
-        }
-    );
-    println!("  key      {}", key_path.display());
-    println!("  config   {}", config_path.display());
-    Ok(())
+    let genesis = crate::genesis::dev_genesis(&key);
+    std::fs::write(&genesis_path, genesis.to_json_pretty())
+        .with_context(|| format!("cannot write {}", genesis_path.display()))?;
+    Ok(key)
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {

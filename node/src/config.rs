@@ -63,6 +63,7 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node: NodeSection,
+    pub consensus: ConsensusSection,
     pub network: NetworkSection,
     pub api: ApiSection,
     pub log: LogSection,
@@ -76,6 +77,8 @@ pub struct NodeSection {
     pub roles: Vec<Role>,
     /// The node key file, relative to the home unless absolute.
     pub key_file: PathBuf,
+    /// The genesis file, relative to the home unless absolute.
+    pub genesis_file: PathBuf,
 }
 
 impl Default for NodeSection {
@@ -83,6 +86,22 @@ impl Default for NodeSection {
         NodeSection {
             roles: Vec::new(),
             key_file: PathBuf::from("node.key"),
+            genesis_file: PathBuf::from("genesis.json"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// Least time between two empty blocks, in milliseconds.
+    pub empty_block_interval_ms: u64,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            empty_block_interval_ms: 1000,
         }
     }
 }

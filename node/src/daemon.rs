@@ -19,7 +19,12 @@ use agora_crypto::Keypair;
 use agora_store::Store;
 use agora_types::Hash;
 use anyhow::Context;
-use tokio::sync::watch;
+use agora_consensus::{Replica, SledStore};
+use agora_net::{Multiaddr, NetConfig, Network};
+use tokio::sync::{mpsc, watch};
+
+use crate::app::{MarketApp, SharedMarket};
+use crate::chain::{now_ms, ChainCommand};
 
 use crate::config::Config;
 use crate::home::{peer_id, Home};
@@ -117,12 +122,16 @@ impl ChainView {
 }
 
 /// What API handlers share. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub identity: Arc<Identity>,
     pub chain: watch::Receiver<ChainView>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The replicated market, read by query routes.
+    pub market: SharedMarket,
+    /// Requests to the chain task (transaction submission).
+    pub chain_commands: mpsc::Sender<ChainCommand>,
 }
 
 /// A broadcast shutdown signal.
@@ -173,14 +182,59 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     // Holding the store lock, this is the only node on this home: a leftover api.addr is from
     // a killed run and must not be mistaken for this one's.
     let _ = std::fs::remove_file(home.api_addr_file());
-    let view = ChainView::load(&store)?;
+    let genesis_path = home.resolve(&config.node.genesis_file);
+    let genesis = crate::genesis::load(&genesis_path)?;
+    let cgen = crate::genesis::consensus_genesis(&genesis)?;
+    check_chain_id(&store, &cgen.chain_id, &genesis_path)?;
+    let app = MarketApp::open(&genesis, store.clone())?;
+    let market = app.shared();
+    let is_validator = cgen.validators.contains(&key.address());
+    let consensus_cfg = agora_consensus::Config {
+        empty_block_interval_ms: config.consensus.empty_block_interval_ms,
+        ..agora_consensus::Config::default()
+    };
+    let (replica, initial) = Replica::open(
+        cgen.clone(),
+        consensus_cfg,
+        is_validator.then(|| key.clone()),
+        SledStore(store.clone()),
+        app,
+        now_ms(),
+    )
+    .with_context(|| format!("cannot open the chain in {}", store_path.display()))?;
+    let view = ChainView {
+        height: replica.height().saturating_sub(1),
+        app_hash: replica.app_hash(),
+        last_block_time: Some(replica.last_block_time()),
+        chain_id: Some(cgen.chain_id),
+        peers: 0,
+        syncing: false,
+    };
+
+    let mut net_cfg = NetConfig::new(key.seed(), cgen.chain_id);
+    net_cfg.listen = vec![to_libp2p(&config.network.listen, "network.listen")?];
+    net_cfg.bootstrap = config
+        .network
+        .bootstrap
+        .iter()
+        .map(|a| to_libp2p(a, "network.bootstrap"))
+        .collect::<anyhow::Result<_>>()?;
+    net_cfg.validators = cgen.validators.validators().iter().map(|v| v.public_key).collect();
+    let (net, net_events) = Network::start(net_cfg)
+        .await
+        .context("cannot start the p2p network (network.listen)")?;
+    let p2p_addr = write_p2p_addr(&home, &net).await?;
+
     let (chain_tx, chain_rx) = watch::channel(view.clone());
+    let (commands_tx, commands_rx) = mpsc::channel(1024);
     let metrics = Arc::new(Metrics::new(VERSION, &identity.roles));
     let state = AppState {
         identity: identity.clone(),
         chain: chain_rx,
         store: store.clone(),
         metrics,
+        market,
+        chain_commands: commands_tx,
     };
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -208,13 +262,12 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         "node started"
     );
 
-    // The p2p layer (agora-net) is not wired into this build: the addresses are validated
-    // config, reported here so nobody mistakes them for live connections.
     tracing::info!(
         target: "node.start",
-        listen = %config.network.listen,
-        bootstrap = ?config.network.bootstrap.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "p2p networking not started in this build"
+        p2p = %p2p_addr,
+        validator = is_validator,
+        chain_id = %cgen.chain_id,
+        "p2p network started"
     );
 
     let shutdown = Shutdown::default();
@@ -226,6 +279,16 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
             shutdown.trigger();
         }
     });
+
+    let chain_task = tokio::spawn(crate::chain::run(
+        replica,
+        initial,
+        net.clone(),
+        net_events,
+        commands_rx,
+        chain_tx,
+        Box::pin(shutdown.wait()),
+    ));
 
     let mut server = tokio::spawn(
         axum::serve(listener, crate::api::router(state))
@@ -253,7 +316,17 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     // Whatever ended the server, stop everything else too.
     shutdown.trigger();
     signals.abort();
-    drop(chain_tx);
+    match chain_task.await {
+        Ok(replica) => {
+            let (_, app) = replica.into_parts();
+            if let Err(e) = app.snapshot_now() {
+                tracing::error!(target: "node.stop", error = %e, "cannot write the market snapshot");
+            }
+        }
+        Err(e) => tracing::error!(target: "node.stop", error = %e, "chain task failed"),
+    }
+    net.shutdown().await;
+    let _ = std::fs::remove_file(home.p2p_addr_file());
 
     let _ = std::fs::remove_file(home.api_addr_file());
     store
@@ -262,6 +335,55 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     served?;
     tracing::info!(target: "node.stop", "stopped cleanly");
     Ok(())
+}
+
+/// Refuse a store that belongs to another chain; remember the chain id in a fresh one.
+fn check_chain_id(store: &Store, chain_id: &Hash, genesis_path: &std::path::Path) -> anyhow::Result<()> {
+    let tree = store.tree(chain_meta::TREE)?;
+    match tree.get(chain_meta::CHAIN_ID)? {
+        Some(stored) if stored.as_ref() != chain_id.as_bytes() => anyhow::bail!(
+            "the store at {} belongs to chain {}, but {} is chain {}; use another home or the matching genesis",
+            store.path().display(),
+            hex::encode(&stored),
+            genesis_path.display(),
+            chain_id
+        ),
+        Some(_) => Ok(()),
+        None => {
+            tree.insert(chain_meta::CHAIN_ID, chain_id.as_bytes())?;
+            store.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn to_libp2p(addr: &multiaddr::Multiaddr, key: &str) -> anyhow::Result<Multiaddr> {
+    addr.to_string()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{key}: invalid multiaddr {addr}: {e}"))
+}
+
+/// Wait until libp2p reports a listen address and record it, with our peer id, in
+/// `HOME/p2p.addr` so that testnets and scripts can bootstrap from it.
+async fn write_p2p_addr(home: &Home, net: &agora_net::NetworkHandle) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let addr = loop {
+        let addrs = net.listen_addrs().await.context("reading the p2p listen addresses")?;
+        if let Some(a) = addrs.first() {
+            break a.clone();
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the p2p network did not start listening within 10 s (network.listen)");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let full = format!("{addr}/p2p/{}", net.local_peer_id());
+    let path = home.p2p_addr_file();
+    let tmp = path.with_extension("addr.tmp");
+    std::fs::write(&tmp, format!("{full}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(full)
 }
 
 /// Record the bound API URL in `HOME/api.addr` (atomically), so scripts and tests that asked

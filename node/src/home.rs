@@ -12,6 +12,8 @@ use crate::config::Config;
 pub const CONFIG_FILE: &str = "config.toml";
 /// Written by a running node once its API is bound: the `http://` URL, one line.
 pub const API_ADDR_FILE: &str = "api.addr";
+/// Written by a running node once libp2p listens: its dialable multiaddr with `/p2p/<peer id>`.
+pub const P2P_ADDR_FILE: &str = "p2p.addr";
 
 /// A node home directory.
 #[derive(Debug, Clone)]
@@ -34,6 +36,15 @@ impl Home {
 
     pub fn api_addr_file(&self) -> PathBuf {
         self.root.join(API_ADDR_FILE)
+    }
+
+    pub fn p2p_addr_file(&self) -> PathBuf {
+        self.root.join(P2P_ADDR_FILE)
+    }
+
+    /// Load the home's config file alone (no env or flag layers).
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&self.config_file(), &crate::config::Overrides::default(), &[])?)
     }
 
     /// A path from the config, relative to the home unless absolute.

@@ -7,20 +7,24 @@
 //! a panic or a backtrace.
 
 mod api;
+mod app;
+mod chain;
 mod cli;
 mod commands;
 mod config;
 mod daemon;
+mod genesis;
 mod home;
 mod logging;
 mod metrics;
+mod testnet;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, KeyCommand, NodeArgs};
+use crate::cli::{Cli, Command, KeyCommand, NodeArgs, TestnetCommand};
 use crate::commands::NotYetAvailable;
 use crate::config::{ApiOverrides, Config, LogOverrides, NetworkOverrides, Overrides};
 use crate::home::Home;
@@ -78,7 +82,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init_cli();
             commands::status(&args.api, args.json)
         }
+        Command::Testnet(cmd) => {
+            logging::init_cli();
+            run_testnet(cmd)
+        }
         other => Err(NotYetAvailable(other.name()).into()),
+    }
+}
+
+fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
+    match cmd {
+        TestnetCommand::Up {
+            operators,
+            coprocessors,
+            dir,
+            detach,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(testnet::up(operators, coprocessors, &dir.dir, detach))
+        }
+        TestnetCommand::Status { dir } => testnet::status(&dir.dir, false),
+        TestnetCommand::Down { dir } => testnet::down(&dir.dir),
     }
 }
 

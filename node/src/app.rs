@@ -1,0 +1,151 @@
+//! The market as the consensus application: adapts `agora_market::Market` to
+//! `agora_consensus::Application` and persists it.
+//!
+//! Persistence is a snapshot of the market state in the node's store, written after every
+//! `SNAPSHOT_EVERY` blocks; the consensus replica keeps every block, so on restart the market
+//! resumes from its snapshot and the replica re-applies the blocks above it (see
+//! `Application::info`). Receipts and events of each block are stored for the API.
+
+use std::sync::{Arc, RwLock};
+
+use agora_consensus::{Application, Block, CommitCertificate};
+use agora_market::{BlockContext, BlockResult, Market};
+use agora_store::Store;
+use agora_types::{Hash, Height, Timestamp};
+use anyhow::Context;
+
+/// Store tree holding the latest market snapshot.
+pub const SNAPSHOT_TREE: &str = "market_snapshot";
+/// Store tree holding each block's result (receipts and events), by big-endian height.
+pub const RESULTS_TREE: &str = "market_results";
+const SNAPSHOT_KEY: &[u8] = b"latest";
+const SNAPSHOT_EVERY: u64 = 20;
+
+/// The market state shared with the API and the coprocessor agent (read-mostly).
+pub type SharedMarket = Arc<RwLock<Market>>;
+
+/// The consensus application of a node.
+pub struct MarketApp {
+    market: SharedMarket,
+    store: Store,
+    /// Called with each block's result after it is applied (agent, API notifications).
+    on_block: Box<dyn FnMut(&BlockResult, &Market) + Send>,
+}
+
+impl MarketApp {
+    /// Open the market: from the latest snapshot in `store`, else from genesis.
+    pub fn open(genesis: &agora_market::Genesis, store: Store) -> anyhow::Result<MarketApp> {
+        let tree = store.tree(SNAPSHOT_TREE)?;
+        let market = match tree.get(SNAPSHOT_KEY)? {
+            Some(bytes) => Market::from_snapshot_bytes(&bytes)
+                .map_err(|e| anyhow::anyhow!("market snapshot in {} is unreadable: {e}", store.path().display()))?,
+            None => Market::new(genesis).context("genesis is invalid")?,
+        };
+        if market.chain_id() != genesis.hash() {
+            anyhow::bail!(
+                "the store at {} belongs to chain {}, but the genesis file is chain {}",
+                store.path().display(),
+                market.chain_id(),
+                genesis.hash()
+            );
+        }
+        Ok(MarketApp { market: Arc::new(RwLock::new(market)), store, on_block: Box::new(|_, _| {}) })
+    }
+
+    pub fn shared(&self) -> SharedMarket {
+        self.market.clone()
+    }
+
+    pub fn set_on_block(&mut self, f: impl FnMut(&BlockResult, &Market) + Send + 'static) {
+        self.on_block = Box::new(f);
+    }
+
+    fn persist(&self, market: &Market, result: &BlockResult) -> anyhow::Result<()> {
+        let mut batch = agora_store::Batch::new();
+        batch.put(RESULTS_TREE, result.height.0.to_be_bytes(), serde_json::to_vec(result)?);
+        if result.height.0 % SNAPSHOT_EVERY == 0 {
+            batch.put(SNAPSHOT_TREE, SNAPSHOT_KEY, market.to_snapshot_bytes());
+        }
+        self.store.apply(batch)?;
+        Ok(())
+    }
+
+    /// Write a snapshot now (at shutdown).
+    pub fn snapshot_now(&self) -> anyhow::Result<()> {
+        let m = self.market.read().expect("market lock");
+        self.store.tree(SNAPSHOT_TREE)?.insert(SNAPSHOT_KEY, m.to_snapshot_bytes())?;
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+/// A block's stored result, for the API.
+pub fn block_result(store: &Store, height: u64) -> anyhow::Result<Option<BlockResult>> {
+    let tree = store.tree(RESULTS_TREE)?;
+    Ok(match tree.get(height.to_be_bytes())? {
+        Some(b) => Some(serde_json::from_slice(&b)?),
+        None => None,
+    })
+}
+
+impl Application for MarketApp {
+    fn info(&self) -> (u64, Hash) {
+        let m = self.market.read().expect("market lock");
+        (m.height().0, m.app_hash())
+    }
+
+    fn check_tx(&self, tx: &[u8]) -> Result<(), String> {
+        let mut m = self.market.write().expect("market lock");
+        m.check_tx_bytes(tx).map_err(|e| e.to_string())
+    }
+
+    fn prepare_block(&mut self, _height: u64, _time: u64, candidates: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<u8>> {
+        // Arrival order; txs the state would reject are still harmless (recorded as rejected),
+        // but we keep out what fails the mempool check against the last committed state.
+        let mut m = self.market.write().expect("market lock");
+        let mut used = 0usize;
+        let mut out = Vec::new();
+        for tx in candidates {
+            if used + tx.len() > max_bytes {
+                break;
+            }
+            if m.check_tx_bytes(tx).is_ok() {
+                used += tx.len();
+                out.push(tx.clone());
+            }
+        }
+        out
+    }
+
+    fn validate_block(&self, _block: &Block) -> bool {
+        // Every tx is either applied or recorded as rejected by `apply_block`, so any ordered
+        // list the consensus layer accepted (sizes are bounded there) is a valid block.
+        true
+    }
+
+    fn commit(&mut self, block: &Block, _cert: &CommitCertificate) -> Hash {
+        let ctx = BlockContext {
+            height: Height(block.header.height),
+            time: Timestamp(block.header.time),
+            proposer: block.header.proposer,
+            // The certificate a replica holds is any >2/3 subset and differs between
+            // replicas, so it cannot feed replicated state; see ADR 004.
+            commit_power_bps: 10_000,
+            seed: block.header.prev_hash,
+        };
+        let mut m = self.market.write().expect("market lock");
+        let result = match m.apply_block(&ctx, &block.txs) {
+            Ok(r) => r,
+            Err(e) => {
+                // Consensus only hands us the next height with a non-decreasing time, so this is
+                // a store/replay mismatch: refusing to continue is the only safe answer.
+                panic!("market cannot apply committed block {}: {e}", block.header.height);
+            }
+        };
+        if let Err(e) = self.persist(&m, &result) {
+            tracing::error!(target: "node.app", error = %e, "cannot persist block result");
+        }
+        (self.on_block)(&result, &m);
+        result.app_hash
+    }
+}

@@ -1,0 +1,233 @@
+//! The chain task: one tokio task that owns the consensus replica (and through it the market)
+//! and moves bytes between it and the network. Everything else talks to it by message.
+
+use std::time::Duration;
+
+use agora_consensus::{ConsensusError, Effect, Replica, SledStore};
+use agora_net::{NetEvent, NetworkHandle, Penalty, Protocol, Topic};
+use agora_types::Address;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::app::MarketApp;
+use crate::daemon::ChainView;
+
+/// Requests to the chain task.
+pub enum ChainCommand {
+    /// Admit a signed tx (encoded envelope) to the mempool and gossip it.
+    SubmitTx { tx: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+}
+
+/// A handle for the API.
+#[derive(Clone)]
+pub struct ChainHandle {
+    pub commands: mpsc::Sender<ChainCommand>,
+    pub status: watch::Receiver<ChainView>,
+}
+
+impl ChainHandle {
+    pub async fn submit_tx(&self, tx: Vec<u8>) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(ChainCommand::SubmitTx { tx, reply })
+            .await
+            .map_err(|_| "node is shutting down".to_string())?;
+        rx.await.map_err(|_| "node is shutting down".to_string())?
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+type R = Replica<SledStore, MarketApp>;
+
+/// Run until `shutdown` fires. Returns the replica so the caller can flush and snapshot.
+pub async fn run(
+    mut replica: R,
+    initial: Vec<Effect>,
+    net: NetworkHandle,
+    mut events: mpsc::Receiver<NetEvent>,
+    mut commands: mpsc::Receiver<ChainCommand>,
+    status: watch::Sender<ChainView>,
+    mut shutdown: impl std::future::Future<Output = ()> + Unpin,
+) -> R {
+    // Responses to our own requests come back through this queue.
+    let (resp_tx, mut resp_rx) = mpsc::channel::<(Address, Vec<u8>)>(256);
+    let mut wakeup = now_ms() + 10;
+    let mut peers = 0usize;
+    let mut syncing = false;
+    let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
+    ctx.apply(initial);
+    loop {
+        let sleep = tokio::time::sleep(Duration::from_millis(wakeup.saturating_sub(now_ms()).min(1000)));
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = sleep => {
+                let r = replica.tick(now_ms());
+                let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
+                ctx.result(r, None);
+            }
+            Some(ev) = events.recv() => {
+                let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
+                match ev {
+                    NetEvent::Consensus { from, data } => {
+                        let Some(addr) = agora_net::address_of(&from) else { continue };
+                        let r = replica.handle_message(addr, &data, now_ms());
+                        ctx.result(r, Some(from));
+                    }
+                    NetEvent::Request { protocol: Protocol::Sync, from, data, reply } => {
+                        let Some(addr) = agora_net::address_of(&from) else { continue };
+                        match replica.handle_message(addr, &data, now_ms()) {
+                            Ok(effects) => {
+                                let mut reply = Some(reply);
+                                let mut rest = Vec::new();
+                                for e in effects {
+                                    match e {
+                                        Effect::SendTo(to, bytes) if to == addr && reply.is_some() => {
+                                            let _ = reply.take().expect("checked").send(bytes.into());
+                                        }
+                                        other => rest.push(other),
+                                    }
+                                }
+                                if let Some(reply) = reply {
+                                    let _ = reply.send(bytes::Bytes::new());
+                                }
+                                ctx.apply(rest);
+                            }
+                            Err(e) => ctx.reject(e, from),
+                        }
+                    }
+                    NetEvent::Request { protocol: Protocol::Blob, reply, .. } => {
+                        // Blobs are served by the blob service; an empty reply means "not here".
+                        let _ = reply.send(bytes::Bytes::new());
+                    }
+                    NetEvent::Message { topic: Topic::Transactions, from, data } => {
+                        if let Err(e) = replica.submit_tx(data.to_vec(), now_ms()).map(|eff| ctx.apply(eff)) {
+                            if matches!(e, ConsensusError::Wire(_)) {
+                                let _ = net.report(from, Penalty::Malformed).await;
+                            }
+                        }
+                    }
+                    NetEvent::Message { .. } => {}
+                    NetEvent::PeerConnected { .. } => peers += 1,
+                    NetEvent::PeerDisconnected { .. } => peers = peers.saturating_sub(1),
+                    NetEvent::PeerRefused { peer, reason } => {
+                        tracing::warn!(target: "node.net", %peer, %reason, "peer refused");
+                    }
+                    NetEvent::PeerBanned { peer, points } => {
+                        tracing::warn!(target: "node.net", %peer, points, "peer banned");
+                    }
+                }
+            }
+            Some((from, bytes)) = resp_rx.recv() => {
+                if !bytes.is_empty() {
+                    let r = replica.handle_message(from, &bytes, now_ms());
+                    let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
+                    ctx.result(r, agora_net::peer_id_for(&from));
+                }
+            }
+            Some(cmd) = commands.recv() => match cmd {
+                ChainCommand::SubmitTx { tx, reply } => {
+                    let r = replica.submit_tx(tx, now_ms());
+                    let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
+                    match r {
+                        Ok(effects) => { ctx.apply(effects); let _ = reply.send(Ok(())); }
+                        Err(e) => { let _ = reply.send(Err(e.to_string())); }
+                    }
+                }
+            },
+        }
+        let view = ChainView {
+            height: replica.height().saturating_sub(1),
+            app_hash: replica.app_hash(),
+            last_block_time: Some(replica.last_block_time()),
+            chain_id: Some(replica.chain_id()),
+            peers: peers as u32,
+            syncing,
+        };
+        status.send_if_modified(|v| {
+            let changed = *v != view;
+            *v = view;
+            changed
+        });
+    }
+    replica
+}
+
+struct Ctx<'a> {
+    net: &'a NetworkHandle,
+    resp_tx: &'a mpsc::Sender<(Address, Vec<u8>)>,
+    wakeup: &'a mut u64,
+    syncing: &'a mut bool,
+}
+
+impl Ctx<'_> {
+    fn result(&mut self, r: Result<Vec<Effect>, ConsensusError>, from: Option<agora_net::PeerId>) {
+        match r {
+            Ok(effects) => self.apply(effects),
+            Err(e) => match from {
+                Some(peer) => self.reject(e, peer),
+                None => tracing::error!(target: "node.chain", error = %e, "consensus error"),
+            },
+        }
+    }
+
+    fn reject(&mut self, e: ConsensusError, peer: agora_net::PeerId) {
+        tracing::debug!(target: "node.chain", %peer, error = %e, "rejected consensus message");
+        let penalty = match e {
+            ConsensusError::Wire(_) => Some(Penalty::Malformed),
+            ConsensusError::BadSignature(_)
+            | ConsensusError::InvalidSyncBlock(_)
+            | ConsensusError::Cert(_)
+            | ConsensusError::WrongProposer(_) => Some(Penalty::Invalid),
+            ConsensusError::NotValidator(_) | ConsensusError::RoundTooFar(_) => Some(Penalty::Minor),
+            _ => None,
+        };
+        if let Some(p) = penalty {
+            let net = self.net.clone();
+            tokio::spawn(async move {
+                let _ = net.report(peer, p).await;
+            });
+        }
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Broadcast(bytes) => {
+                    let net = self.net.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = net.send_consensus(bytes.into()).await {
+                            tracing::debug!(target: "node.chain", error = %e, "broadcast failed");
+                        }
+                    });
+                }
+                Effect::SendTo(to, bytes) | Effect::RequestSync { peer: to, bytes, .. } => {
+                    *self.syncing = true;
+                    let Some(peer) = agora_net::peer_id_for(&to) else { continue };
+                    let net = self.net.clone();
+                    let back = self.resp_tx.clone();
+                    tokio::spawn(async move {
+                        match net.request(peer, Protocol::Sync, bytes.into()).await {
+                            Ok(resp) => {
+                                let _ = back.send((to, resp.to_vec())).await;
+                            }
+                            Err(e) => tracing::debug!(target: "node.chain", %peer, error = %e, "sync request failed"),
+                        }
+                    });
+                }
+                Effect::Committed { block, .. } => {
+                    *self.syncing = false;
+                    tracing::info!(target: "node.chain", height = block.header.height, txs = block.txs.len(), hash = %block.hash().short(), "committed");
+                }
+                Effect::Evidence(ev) => {
+                    tracing::warn!(target: "node.chain", ?ev, "equivocation evidence");
+                }
+                Effect::NextWakeup(at) => *self.wakeup = at,
+            }
+        }
+    }
+}

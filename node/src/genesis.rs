@@ -1,0 +1,54 @@
+//! Loading the network's genesis file and deriving what consensus needs from it.
+
+use std::path::Path;
+
+use agora_crypto::Keypair;
+use agora_market::{Genesis, GenesisAccount, GenesisOperator, Params};
+use agora_types::{Amount, Timestamp};
+use anyhow::Context;
+
+/// Stake of the single operator of a development genesis.
+pub const DEV_OPERATOR_STAKE: u128 = 1_000_000;
+/// Starting balance of the development genesis' account.
+pub const DEV_BALANCE: u128 = 1_000_000_000;
+
+/// Read and validate a genesis file.
+pub fn load(path: &Path) -> anyhow::Result<Genesis> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read genesis file {} (node.genesis_file); `agora init` writes one, `agora testnet up` writes the testnet's",
+            path.display()
+        )
+    })?;
+    Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
+}
+
+/// A one-node development chain: `key` is the only operator and holds a starting balance.
+pub fn dev_genesis(key: &Keypair) -> Genesis {
+    Genesis {
+        chain_name: format!("agora-dev-{}", key.address().short()),
+        genesis_time: Timestamp(crate::chain::now_ms()),
+        operators: vec![GenesisOperator {
+            address: key.address(),
+            stake: Amount(DEV_OPERATOR_STAKE),
+        }],
+        accounts: vec![GenesisAccount {
+            address: key.address(),
+            balance: Amount(DEV_BALANCE),
+        }],
+        params: Params::default(),
+    }
+}
+
+/// The consensus view of a genesis: chain id, time and the stake-weighted validator set.
+pub fn consensus_genesis(g: &Genesis) -> anyhow::Result<agora_consensus::Genesis> {
+    let stakes: Vec<(agora_types::Address, u128)> =
+        g.operators.iter().map(|o| (o.address, o.stake.0)).collect();
+    let validators = agora_consensus::ValidatorSet::from_stakes(&stakes)
+        .map_err(|e| anyhow::anyhow!("genesis operators do not form a validator set: {e}"))?;
+    Ok(agora_consensus::Genesis {
+        chain_id: g.hash(),
+        time: g.genesis_time.0,
+        validators,
+    })
+}
