@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .merge(crate::api_market::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -128,6 +129,10 @@ mod tests {
             chain: rx,
             store: agora_store::Store::temporary().unwrap(),
             metrics: Arc::new(Metrics::new(VERSION, &["full".to_owned()])),
+            market: Arc::new(std::sync::RwLock::new(
+                agora_market::Market::new(&crate::genesis::dev_genesis(&key)).unwrap(),
+            )),
+            chain_commands: tokio::sync::mpsc::channel(1).0,
         };
         (state, tx)
     }

@@ -28,8 +28,6 @@ pub type SharedMarket = Arc<RwLock<Market>>;
 pub struct MarketApp {
     market: SharedMarket,
     store: Store,
-    /// Called with each block's result after it is applied (agent, API notifications).
-    on_block: Box<dyn FnMut(&BlockResult, &Market) + Send>,
 }
 
 impl MarketApp {
@@ -37,8 +35,12 @@ impl MarketApp {
     pub fn open(genesis: &agora_market::Genesis, store: Store) -> anyhow::Result<MarketApp> {
         let tree = store.tree(SNAPSHOT_TREE)?;
         let market = match tree.get(SNAPSHOT_KEY)? {
-            Some(bytes) => Market::from_snapshot_bytes(&bytes)
-                .map_err(|e| anyhow::anyhow!("market snapshot in {} is unreadable: {e}", store.path().display()))?,
+            Some(bytes) => Market::from_snapshot_bytes(&bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "market snapshot in {} is unreadable: {e}",
+                    store.path().display()
+                )
+            })?,
             None => Market::new(genesis).context("genesis is invalid")?,
         };
         if market.chain_id() != genesis.hash() {
@@ -49,21 +51,24 @@ impl MarketApp {
                 genesis.hash()
             );
         }
-        Ok(MarketApp { market: Arc::new(RwLock::new(market)), store, on_block: Box::new(|_, _| {}) })
+        Ok(MarketApp {
+            market: Arc::new(RwLock::new(market)),
+            store,
+        })
     }
 
     pub fn shared(&self) -> SharedMarket {
         self.market.clone()
     }
 
-    pub fn set_on_block(&mut self, f: impl FnMut(&BlockResult, &Market) + Send + 'static) {
-        self.on_block = Box::new(f);
-    }
-
     fn persist(&self, market: &Market, result: &BlockResult) -> anyhow::Result<()> {
         let mut batch = agora_store::Batch::new();
-        batch.put(RESULTS_TREE, result.height.0.to_be_bytes(), serde_json::to_vec(result)?);
-        if result.height.0 % SNAPSHOT_EVERY == 0 {
+        batch.put(
+            RESULTS_TREE,
+            result.height.0.to_be_bytes(),
+            serde_json::to_vec(result)?,
+        );
+        if result.height.0.is_multiple_of(SNAPSHOT_EVERY) {
             batch.put(SNAPSHOT_TREE, SNAPSHOT_KEY, market.to_snapshot_bytes());
         }
         self.store.apply(batch)?;
@@ -73,7 +78,9 @@ impl MarketApp {
     /// Write a snapshot now (at shutdown).
     pub fn snapshot_now(&self) -> anyhow::Result<()> {
         let m = self.market.read().expect("market lock");
-        self.store.tree(SNAPSHOT_TREE)?.insert(SNAPSHOT_KEY, m.to_snapshot_bytes())?;
+        self.store
+            .tree(SNAPSHOT_TREE)?
+            .insert(SNAPSHOT_KEY, m.to_snapshot_bytes())?;
         self.store.flush()?;
         Ok(())
     }
@@ -99,7 +106,13 @@ impl Application for MarketApp {
         m.check_tx_bytes(tx).map_err(|e| e.to_string())
     }
 
-    fn prepare_block(&mut self, _height: u64, _time: u64, candidates: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<u8>> {
+    fn prepare_block(
+        &mut self,
+        _height: u64,
+        _time: u64,
+        candidates: &[Vec<u8>],
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>> {
         // Arrival order; txs the state would reject are still harmless (recorded as rejected),
         // but we keep out what fails the mempool check against the last committed state.
         let mut m = self.market.write().expect("market lock");
@@ -139,13 +152,15 @@ impl Application for MarketApp {
             Err(e) => {
                 // Consensus only hands us the next height with a non-decreasing time, so this is
                 // a store/replay mismatch: refusing to continue is the only safe answer.
-                panic!("market cannot apply committed block {}: {e}", block.header.height);
+                panic!(
+                    "market cannot apply committed block {}: {e}",
+                    block.header.height
+                );
             }
         };
         if let Err(e) = self.persist(&m, &result) {
             tracing::error!(target: "node.app", error = %e, "cannot persist block result");
         }
-        (self.on_block)(&result, &m);
         result.app_hash
     }
 }

@@ -14,26 +14,20 @@ use crate::daemon::ChainView;
 /// Requests to the chain task.
 pub enum ChainCommand {
     /// Admit a signed tx (encoded envelope) to the mempool and gossip it.
-    SubmitTx { tx: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+    SubmitTx {
+        tx: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// A committed block and its certificate.
+    GetBlock {
+        height: u64,
+        reply: oneshot::Sender<BlockReply>,
+    },
 }
 
-/// A handle for the API.
-#[derive(Clone)]
-pub struct ChainHandle {
-    pub commands: mpsc::Sender<ChainCommand>,
-    pub status: watch::Receiver<ChainView>,
-}
-
-impl ChainHandle {
-    pub async fn submit_tx(&self, tx: Vec<u8>) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(ChainCommand::SubmitTx { tx, reply })
-            .await
-            .map_err(|_| "node is shutting down".to_string())?;
-        rx.await.map_err(|_| "node is shutting down".to_string())?
-    }
-}
+/// The answer to [`ChainCommand::GetBlock`].
+pub type BlockReply =
+    Result<Option<(agora_consensus::Block, agora_consensus::Certificate)>, String>;
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -41,6 +35,9 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// A node committing blocks younger than this is not syncing.
+const CAUGHT_UP_MS: u64 = 5_000;
 
 type R = Replica<SledStore, MarketApp>;
 
@@ -59,10 +56,17 @@ pub async fn run(
     let mut wakeup = now_ms() + 10;
     let mut peers = 0usize;
     let mut syncing = false;
-    let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
+    let mut ctx = Ctx {
+        net: &net,
+        resp_tx: &resp_tx,
+        wakeup: &mut wakeup,
+        syncing: &mut syncing,
+    };
     ctx.apply(initial);
     loop {
-        let sleep = tokio::time::sleep(Duration::from_millis(wakeup.saturating_sub(now_ms()).min(1000)));
+        let sleep = tokio::time::sleep(Duration::from_millis(
+            wakeup.saturating_sub(now_ms()).min(1000),
+        ));
         tokio::select! {
             _ = &mut shutdown => break,
             _ = sleep => {
@@ -130,6 +134,9 @@ pub async fn run(
                 }
             }
             Some(cmd) = commands.recv() => match cmd {
+                ChainCommand::GetBlock { height, reply } => {
+                    let _ = reply.send(replica.block(height).map_err(|e| e.to_string()));
+                }
                 ChainCommand::SubmitTx { tx, reply } => {
                     let r = replica.submit_tx(tx, now_ms());
                     let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
@@ -183,7 +190,9 @@ impl Ctx<'_> {
             | ConsensusError::InvalidSyncBlock(_)
             | ConsensusError::Cert(_)
             | ConsensusError::WrongProposer(_) => Some(Penalty::Invalid),
-            ConsensusError::NotValidator(_) | ConsensusError::RoundTooFar(_) => Some(Penalty::Minor),
+            ConsensusError::NotValidator(_) | ConsensusError::RoundTooFar(_) => {
+                Some(Penalty::Minor)
+            }
             _ => None,
         };
         if let Some(p) = penalty {
@@ -196,6 +205,7 @@ impl Ctx<'_> {
 
     fn apply(&mut self, effects: Vec<Effect>) {
         for e in effects {
+            let is_sync = matches!(e, Effect::RequestSync { .. });
             match e {
                 Effect::Broadcast(bytes) => {
                     let net = self.net.clone();
@@ -205,9 +215,16 @@ impl Ctx<'_> {
                         }
                     });
                 }
-                Effect::SendTo(to, bytes) | Effect::RequestSync { peer: to, bytes, .. } => {
-                    *self.syncing = true;
-                    let Some(peer) = agora_net::peer_id_for(&to) else { continue };
+                Effect::SendTo(to, bytes)
+                | Effect::RequestSync {
+                    peer: to, bytes, ..
+                } => {
+                    if is_sync {
+                        *self.syncing = true;
+                    }
+                    let Some(peer) = agora_net::peer_id_for(&to) else {
+                        continue;
+                    };
                     let net = self.net.clone();
                     let back = self.resp_tx.clone();
                     tokio::spawn(async move {
@@ -215,12 +232,17 @@ impl Ctx<'_> {
                             Ok(resp) => {
                                 let _ = back.send((to, resp.to_vec())).await;
                             }
-                            Err(e) => tracing::debug!(target: "node.chain", %peer, error = %e, "sync request failed"),
+                            Err(e) => {
+                                tracing::debug!(target: "node.chain", %peer, error = %e, "sync request failed")
+                            }
                         }
                     });
                 }
                 Effect::Committed { block, .. } => {
-                    *self.syncing = false;
+                    // Caught up once the blocks we commit are recent.
+                    if now_ms().saturating_sub(block.header.time) < CAUGHT_UP_MS {
+                        *self.syncing = false;
+                    }
                     tracing::info!(target: "node.chain", height = block.header.height, txs = block.txs.len(), hash = %block.hash().short(), "committed");
                 }
                 Effect::Evidence(ev) => {

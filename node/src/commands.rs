@@ -37,7 +37,10 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
             role_names.join(", ")
         }
     );
-    println!("  key      {}", home.resolve(&config.node.key_file).display());
+    println!(
+        "  key      {}",
+        home.resolve(&config.node.key_file).display()
+    );
     println!("  config   {}", home.config_file().display());
     println!(
         "  genesis  {} (one-node development chain)",

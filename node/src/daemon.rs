@@ -1,12 +1,13 @@
-//! The node daemon (`agora node`): opens the store, serves the API, and stops cleanly.
+//! The node daemon (`agora node`): opens the store and the chain, starts the p2p network and
+//! the chain task, serves the API, and stops cleanly.
 //!
-//! Shape, so that later pieces plug in without reshaping it:
+//! Shape:
 //! - [`Identity`] is the node's key-derived identity, fixed for the process.
-//! - [`ChainView`] is the summary of the replicated chain the API reports. It lives in a
-//!   `tokio::sync::watch` channel: the component that commits blocks (consensus + application)
-//!   holds the [`watch::Sender`] and publishes a new view after each commit; API handlers and
-//!   long-polls read or await the receiver. Today the view is read from the store at start.
-//! - [`AppState`] is what API handlers see: identity, chain view, store, metrics.
+//! - The chain task (`crate::chain`) owns the consensus replica, which owns the market
+//!   application; it is the only writer of chain state. It publishes a [`ChainView`] through a
+//!   `tokio::sync::watch` channel after every step; API handlers read the receiver.
+//! - [`AppState`] is what API handlers see: identity, chain view, store, metrics, a read
+//!   handle on the market and the chain task's command queue.
 //! - [`Shutdown`] is one broadcast signal; every task the daemon spawns takes a
 //!   [`Shutdown::wait`] future, and [`run`] waits for the API server to drain before flushing the
 //!   store, so accepted work is durable when the process exits.
@@ -15,12 +16,12 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use agora_consensus::{Replica, SledStore};
 use agora_crypto::Keypair;
+use agora_net::{Multiaddr, NetConfig, Network};
 use agora_store::Store;
 use agora_types::Hash;
 use anyhow::Context;
-use agora_consensus::{Replica, SledStore};
-use agora_net::{Multiaddr, NetConfig, Network};
 use tokio::sync::{mpsc, watch};
 
 use crate::app::{MarketApp, SharedMarket};
@@ -30,17 +31,10 @@ use crate::config::Config;
 use crate::home::{peer_id, Home};
 use crate::metrics::Metrics;
 
-/// Store tree holding the chain summary, and its keys. The block-committing component writes
-/// these in the same atomic batch as each block, so the view read at start matches the store.
+/// Store tree holding node-level chain facts.
 pub mod chain_meta {
     pub const TREE: &str = "chain";
-    /// Height of the last committed block, u64 big-endian.
-    pub const HEIGHT: &[u8] = b"height";
-    /// App hash after the last committed block, 32 bytes.
-    pub const APP_HASH: &[u8] = b"app_hash";
-    /// Proposer timestamp of the last committed block, u64 big-endian milliseconds.
-    pub const LAST_BLOCK_TIME: &[u8] = b"last_block_time";
-    /// Genesis hash (chain id), 32 bytes.
+    /// Genesis hash (chain id), 32 bytes: a store serves one chain only.
     pub const CHAIN_ID: &[u8] = b"chain_id";
 }
 
@@ -77,48 +71,6 @@ pub struct ChainView {
     pub chain_id: Option<Hash>,
     pub peers: u32,
     pub syncing: bool,
-}
-
-impl ChainView {
-    /// Read the last committed chain summary from the store (all zero on a fresh store).
-    pub fn load(store: &Store) -> anyhow::Result<ChainView> {
-        let path = store.path().display().to_string();
-        let tree = store.tree(chain_meta::TREE)?;
-        let u64_at = |key: &[u8]| -> anyhow::Result<Option<u64>> {
-            match tree.get(key)? {
-                None => Ok(None),
-                Some(v) => {
-                    let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
-                        anyhow::anyhow!(
-                            "store at {path} is corrupt: chain/{} has {} bytes, expected 8",
-                            String::from_utf8_lossy(key),
-                            v.len()
-                        )
-                    })?;
-                    Ok(Some(u64::from_be_bytes(bytes)))
-                }
-            }
-        };
-        let hash_at = |key: &[u8]| -> anyhow::Result<Option<Hash>> {
-            match tree.get(key)? {
-                None => Ok(None),
-                Some(v) => Hash::from_slice(&v).map(Some).map_err(|e| {
-                    anyhow::anyhow!(
-                        "store at {path} is corrupt: chain/{}: {e}",
-                        String::from_utf8_lossy(key)
-                    )
-                }),
-            }
-        };
-        Ok(ChainView {
-            height: u64_at(chain_meta::HEIGHT)?.unwrap_or(0),
-            app_hash: hash_at(chain_meta::APP_HASH)?.unwrap_or(Hash::ZERO),
-            last_block_time: u64_at(chain_meta::LAST_BLOCK_TIME)?,
-            chain_id: hash_at(chain_meta::CHAIN_ID)?,
-            peers: 0,
-            syncing: false,
-        })
-    }
 }
 
 /// What API handlers share. Cheap to clone.
@@ -182,6 +134,17 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     // Holding the store lock, this is the only node on this home: a leftover api.addr is from
     // a killed run and must not be mistaken for this one's.
     let _ = std::fs::remove_file(home.api_addr_file());
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for the API on {} (api.listen)",
+                config.api.listen
+            )
+        })?;
+    let api_addr = listener
+        .local_addr()
+        .context("reading the API's bound address")?;
     let genesis_path = home.resolve(&config.node.genesis_file);
     let genesis = crate::genesis::load(&genesis_path)?;
     let cgen = crate::genesis::consensus_genesis(&genesis)?;
@@ -219,7 +182,12 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         .iter()
         .map(|a| to_libp2p(a, "network.bootstrap"))
         .collect::<anyhow::Result<_>>()?;
-    net_cfg.validators = cgen.validators.validators().iter().map(|v| v.public_key).collect();
+    net_cfg.validators = cgen
+        .validators
+        .validators()
+        .iter()
+        .map(|v| v.public_key)
+        .collect();
     let (net, net_events) = Network::start(net_cfg)
         .await
         .context("cannot start the p2p network (network.listen)")?;
@@ -237,17 +205,6 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         chain_commands: commands_tx,
     };
 
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for the API on {} (api.listen)",
-                config.api.listen
-            )
-        })?;
-    let api_addr = listener
-        .local_addr()
-        .context("reading the API's bound address")?;
     write_api_addr(&home, api_addr)?;
 
     tracing::info!(
@@ -338,7 +295,11 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
 }
 
 /// Refuse a store that belongs to another chain; remember the chain id in a fresh one.
-fn check_chain_id(store: &Store, chain_id: &Hash, genesis_path: &std::path::Path) -> anyhow::Result<()> {
+fn check_chain_id(
+    store: &Store,
+    chain_id: &Hash,
+    genesis_path: &std::path::Path,
+) -> anyhow::Result<()> {
     let tree = store.tree(chain_meta::TREE)?;
     match tree.get(chain_meta::CHAIN_ID)? {
         Some(stored) if stored.as_ref() != chain_id.as_bytes() => anyhow::bail!(
@@ -368,7 +329,10 @@ fn to_libp2p(addr: &multiaddr::Multiaddr, key: &str) -> anyhow::Result<Multiaddr
 async fn write_p2p_addr(home: &Home, net: &agora_net::NetworkHandle) -> anyhow::Result<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let addr = loop {
-        let addrs = net.listen_addrs().await.context("reading the p2p listen addresses")?;
+        let addrs = net
+            .listen_addrs()
+            .await
+            .context("reading the p2p listen addresses")?;
         if let Some(a) = addrs.first() {
             break a.clone();
         }
@@ -425,24 +389,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chain_view_comes_from_the_store() {
+    fn a_store_of_another_chain_is_refused() {
         let store = Store::temporary().unwrap();
-        assert_eq!(ChainView::load(&store).unwrap(), ChainView::default());
-        let tree = store.tree(chain_meta::TREE).unwrap();
-        tree.insert(chain_meta::HEIGHT, 7u64.to_be_bytes()).unwrap();
-        tree.insert(chain_meta::APP_HASH, [3u8; 32]).unwrap();
-        tree.insert(chain_meta::LAST_BLOCK_TIME, 1_000u64.to_be_bytes())
-            .unwrap();
-        let view = ChainView::load(&store).unwrap();
-        assert_eq!(view.height, 7);
-        assert_eq!(view.app_hash, Hash([3; 32]));
-        assert_eq!(view.last_block_time, Some(1_000));
-        assert_eq!(view.chain_id, None);
-
-        tree.insert(chain_meta::HEIGHT, [1u8; 3]).unwrap();
-        let err = ChainView::load(&store).unwrap_err().to_string();
+        let genesis = std::path::Path::new("genesis.json");
+        check_chain_id(&store, &Hash([1; 32]), genesis).unwrap();
+        check_chain_id(&store, &Hash([1; 32]), genesis).unwrap();
+        let err = check_chain_id(&store, &Hash([2; 32]), genesis)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("corrupt") && err.contains("chain/height"),
+            err.contains("belongs to chain") && err.contains("genesis.json"),
             "{err}"
         );
     }

@@ -44,7 +44,11 @@ impl Home {
 
     /// Load the home's config file alone (no env or flag layers).
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        Ok(Config::load(&self.config_file(), &crate::config::Overrides::default(), &[])?)
+        Ok(Config::load(
+            &self.config_file(),
+            &crate::config::Overrides::default(),
+            &[],
+        )?)
     }
 
     /// A path from the config, relative to the home unless absolute.

@@ -7,6 +7,7 @@
 //! a panic or a backtrace.
 
 mod api;
+mod api_market;
 mod app;
 mod chain;
 mod cli;
@@ -17,6 +18,7 @@ mod genesis;
 mod home;
 mod logging;
 mod metrics;
+mod sim;
 mod testnet;
 
 use std::process::ExitCode;
@@ -81,6 +83,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => {
             logging::init_cli();
             commands::status(&args.api, args.json)
+        }
+        Command::Sim(args) => {
+            logging::init_cli();
+            sim::run(&args.rest)
         }
         Command::Testnet(cmd) => {
             logging::init_cli();

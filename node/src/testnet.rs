@@ -43,8 +43,11 @@ pub async fn up(operators: u32, coprocessors: u32, dir: &Path, detach: bool) -> 
     let tn_file = dir.join(TESTNET_FILE);
     if tn_file.exists() {
         let existing = TestnetFile::read(&tn_file)?;
-        let alive: Vec<&TestnetNode> =
-            existing.nodes.iter().filter(|n| n.pid.is_some_and(process_alive)).collect();
+        let alive: Vec<&TestnetNode> = existing
+            .nodes
+            .iter()
+            .filter(|n| n.pid.is_some_and(process_alive))
+            .collect();
         if !alive.is_empty() {
             bail!(
                 "testnet in {} is already running ({} live nodes); stop it with `agora testnet down --dir {}`",
@@ -74,20 +77,26 @@ pub async fn up(operators: u32, coprocessors: u32, dir: &Path, detach: bool) -> 
             .open(&log_path)
             .with_context(|| format!("cannot open log {}", log_path.display()))?;
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.arg("node")
-            .arg("--home")
-            .arg(p.home.root())
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]);
+        cmd.arg("node").arg("--home").arg(p.home.root()).args([
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+        ]);
         for b in &bootstrap {
             cmd.args(["--bootstrap", b]);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
         if detach {
             cmd.process_group(0);
         } else {
             cmd.kill_on_drop(true);
         }
-        let child = cmd.spawn().with_context(|| format!("cannot start node {}", p.name))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start node {}", p.name))?;
         let pid = child.id();
         children.push(child);
         let (api, listen) = wait_ready(&p.home, &log_path, &mut children).await?;
@@ -104,7 +113,10 @@ pub async fn up(operators: u32, coprocessors: u32, dir: &Path, detach: bool) -> 
             pid,
         });
     }
-    let file = TestnetFile { nodes, client_key: dir.join(CLIENT_KEY) };
+    let file = TestnetFile {
+        nodes,
+        client_key: dir.join(CLIENT_KEY),
+    };
     file.write(&tn_file)?;
     println!(
         "testnet up: {} nodes in {:.1}s, described in {}",
@@ -113,14 +125,26 @@ pub async fn up(operators: u32, coprocessors: u32, dir: &Path, detach: bool) -> 
         tn_file.display()
     );
     for n in &file.nodes {
-        println!("  {:<14} {:<11} {}  pid {}", n.name, n.role, n.api, n.pid.unwrap_or(0));
+        println!(
+            "  {:<14} {:<11} {}  pid {}",
+            n.name,
+            n.role,
+            n.api,
+            n.pid.unwrap_or(0)
+        );
     }
     println!("  client key     {}", file.client_key.display());
     if let Some(first) = wait_first_block(&file, Duration::from_secs(60)).await {
-        println!("first block decided {:.1}s after start", (first - started).as_secs_f64());
+        println!(
+            "first block decided {:.1}s after start",
+            (first - started).as_secs_f64()
+        );
     }
     if detach {
-        println!("detached; stop with `agora testnet down --dir {}`", dir.display());
+        println!(
+            "detached; stop with `agora testnet down --dir {}`",
+            dir.display()
+        );
         return Ok(());
     }
     println!("press Ctrl-C to stop");
@@ -144,11 +168,24 @@ fn plan_or_resume(operators: u32, coprocessors: u32, dir: &Path) -> anyhow::Resu
             .collect();
         entries.sort_by_key(|p| node_order(p));
         for path in entries {
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            let role = if name.starts_with("operator") { Role::Operator } else { Role::Coprocessor };
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let role = if name.starts_with("operator") {
+                Role::Operator
+            } else {
+                Role::Coprocessor
+            };
             let home = Home::new(&path);
             let key = home.load_key(&home.load_config()?)?;
-            plan.push(Planned { name, role, home, key });
+            plan.push(Planned {
+                name,
+                role,
+                home,
+                key,
+            });
         }
         if plan.is_empty() {
             bail!("{} has a genesis but no node homes", dir.display());
@@ -161,7 +198,11 @@ fn plan_or_resume(operators: u32, coprocessors: u32, dir: &Path) -> anyhow::Resu
         plan.push(new_node(dir, format!("operator-{i}"), Role::Operator)?);
     }
     for i in 0..coprocessors {
-        plan.push(new_node(dir, format!("coprocessor-{i}"), Role::Coprocessor)?);
+        plan.push(new_node(
+            dir,
+            format!("coprocessor-{i}"),
+            Role::Coprocessor,
+        )?);
     }
     let client_path = dir.join(CLIENT_KEY);
     let client = if client_path.exists() {
@@ -177,11 +218,21 @@ fn plan_or_resume(operators: u32, coprocessors: u32, dir: &Path) -> anyhow::Resu
         operators: plan
             .iter()
             .filter(|p| p.role == Role::Operator)
-            .map(|p| GenesisOperator { address: p.key.address(), stake: Amount(OPERATOR_STAKE) })
+            .map(|p| GenesisOperator {
+                address: p.key.address(),
+                stake: Amount(OPERATOR_STAKE),
+            })
             .collect(),
         accounts: std::iter::once(client.address())
-            .chain(plan.iter().filter(|p| p.role == Role::Coprocessor).map(|p| p.key.address()))
-            .map(|address| GenesisAccount { address, balance: Amount(FUNDING) })
+            .chain(
+                plan.iter()
+                    .filter(|p| p.role == Role::Coprocessor)
+                    .map(|p| p.key.address()),
+            )
+            .map(|address| GenesisAccount {
+                address,
+                balance: Amount(FUNDING),
+            })
             .collect(),
         params: Params::default(),
     };
@@ -199,14 +250,23 @@ fn plan_or_resume(operators: u32, coprocessors: u32, dir: &Path) -> anyhow::Resu
 fn node_order(p: &Path) -> (u8, u32) {
     let name = p.file_name().unwrap_or_default().to_string_lossy();
     let kind = if name.starts_with("operator") { 0 } else { 1 };
-    let idx = name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
+    let idx = name
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX);
     (kind, idx)
 }
 
 fn new_node(dir: &Path, name: String, role: Role) -> anyhow::Result<Planned> {
     let home = Home::new(dir.join(&name));
     let key = crate::commands::init_home(&home, &[role])?;
-    Ok(Planned { name, role, home, key })
+    Ok(Planned {
+        name,
+        role,
+        home,
+        key,
+    })
 }
 
 /// Wait until the node has written both address files, failing early if it exits.
@@ -226,12 +286,21 @@ async fn wait_ready(
             if let Some(status) = child.try_wait()? {
                 let tail = tail_of(log, 5);
                 stop_all(children).await;
-                bail!("node {} exited with {status} during start; log {}:\n{tail}", home.root().display(), log.display());
+                bail!(
+                    "node {} exited with {status} during start; log {}:\n{tail}",
+                    home.root().display(),
+                    log.display()
+                );
             }
         }
         if Instant::now() > deadline {
             stop_all(children).await;
-            bail!("node {} did not become ready within {:?}; see {}", home.root().display(), READY_TIMEOUT, log.display());
+            bail!(
+                "node {} did not become ready within {:?}; see {}",
+                home.root().display(),
+                READY_TIMEOUT,
+                log.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -248,10 +317,12 @@ async fn wait_first_block(file: &TestnetFile, limit: Duration) -> Option<Instant
     let api = file.nodes.first()?.api.clone();
     while Instant::now() < deadline {
         let api2 = api.clone();
-        let h = tokio::task::spawn_blocking(move || Client::new(&api2).ok()?.status().ok().map(|s| s.height))
-            .await
-            .ok()
-            .flatten();
+        let h = tokio::task::spawn_blocking(move || {
+            Client::new(&api2).ok()?.status().ok().map(|s| s.height)
+        })
+        .await
+        .ok()
+        .flatten();
         if h.is_some_and(|h| h >= 1) {
             return Some(Instant::now());
         }
@@ -287,7 +358,11 @@ async fn foreground(file: &TestnetFile, mut children: Vec<tokio::process::Child>
 }
 
 async fn status_line(file: &TestnetFile) -> String {
-    let apis: Vec<(String, String)> = file.nodes.iter().map(|n| (n.name.clone(), n.api.clone())).collect();
+    let apis: Vec<(String, String)> = file
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.api.clone()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let mut parts = Vec::new();
         for (name, api) in apis {
@@ -325,12 +400,16 @@ async fn stop_all(children: &mut [tokio::process::Child]) {
 }
 
 fn signal(pid: u32, sig: nix::sys::signal::Signal) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).is_ok()
 }
 
 fn process_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else { return false };
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None).is_ok()
 }
 
@@ -338,7 +417,10 @@ fn process_alive(pid: u32) -> bool {
 pub fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
     let path = dir.join(TESTNET_FILE);
     if !path.exists() {
-        bail!("no testnet in {} (no {TESTNET_FILE}); start one with `agora testnet up`", dir.display());
+        bail!(
+            "no testnet in {} (no {TESTNET_FILE}); start one with `agora testnet up`",
+            dir.display()
+        );
     }
     let file = TestnetFile::read(&path)?;
     let mut rows = Vec::new();
@@ -354,11 +436,25 @@ pub fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::json!({ "dir": dir, "nodes": nodes }));
         return Ok(());
     }
-    println!("{:<14} {:<11} {:>7} {:>6} {:<8} api", "node", "role", "height", "peers", "state");
+    println!(
+        "{:<14} {:<11} {:>7} {:>6} {:<8} api",
+        "node", "role", "height", "peers", "state"
+    );
     for (n, st) in rows {
         match st {
-            Some(s) => println!("{:<14} {:<11} {:>7} {:>6} {:<8} {}", n.name, n.role, s.height, s.peers, if s.syncing { "syncing" } else { "up" }, n.api),
-            None => println!("{:<14} {:<11} {:>7} {:>6} {:<8} {}", n.name, n.role, "-", "-", "down", n.api),
+            Some(s) => println!(
+                "{:<14} {:<11} {:>7} {:>6} {:<8} {}",
+                n.name,
+                n.role,
+                s.height,
+                s.peers,
+                if s.syncing { "syncing" } else { "up" },
+                n.api
+            ),
+            None => println!(
+                "{:<14} {:<11} {:>7} {:>6} {:<8} {}",
+                n.name, n.role, "-", "-", "down", n.api
+            ),
         }
     }
     Ok(())
@@ -371,7 +467,12 @@ pub fn down(dir: &Path) -> anyhow::Result<()> {
         bail!("no testnet in {} (no {TESTNET_FILE})", dir.display());
     }
     let mut file = TestnetFile::read(&path)?;
-    let pids: Vec<u32> = file.nodes.iter().filter_map(|n| n.pid).filter(|p| process_alive(*p)).collect();
+    let pids: Vec<u32> = file
+        .nodes
+        .iter()
+        .filter_map(|n| n.pid)
+        .filter(|p| process_alive(*p))
+        .collect();
     for pid in &pids {
         signal(*pid, nix::sys::signal::Signal::SIGTERM);
     }
@@ -389,7 +490,15 @@ pub fn down(dir: &Path) -> anyhow::Result<()> {
         n.pid = None;
     }
     file.write(&path)?;
-    println!("stopped {} nodes{}", pids.len(), if killed > 0 { format!(" ({killed} killed after 10 s)") } else { String::new() });
+    println!(
+        "stopped {} nodes{}",
+        pids.len(),
+        if killed > 0 {
+            format!(" ({killed} killed after 10 s)")
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 

@@ -1,0 +1,172 @@
+//! API routes over the replicated state: transactions in, blocks, accounts, jobs,
+//! coprocessors and market status out. Reads take the market's read lock briefly and
+//! serialise the market crate's own view types.
+
+use agora_types::{Address, Hash};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::api::ApiError;
+use crate::chain::ChainCommand;
+use crate::daemon::AppState;
+
+/// The routes of this module, to be merged into the main router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tx", post(submit_tx))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/accounts/{address}", get(account))
+        .route("/v1/jobs", get(jobs))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/coprocessors", get(coprocessors))
+        .route("/v1/market", get(market_status))
+        .route("/v1/events", get(events))
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, msg)
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down")
+}
+
+/// `POST /v1/tx`: the body is one encoded, signed envelope (`application/octet-stream`).
+async fn submit_tx(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if body.is_empty() {
+        return Err(bad_request(
+            "empty body: expected an encoded signed transaction",
+        ));
+    }
+    let env = agora_market::decode_envelope(&body)
+        .map_err(|e| bad_request(format!("not a signed transaction: {e}")))?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    state
+        .chain_commands
+        .send(ChainCommand::SubmitTx {
+            tx: body.to_vec(),
+            reply,
+        })
+        .await
+        .map_err(|_| unavailable())?;
+    rx.await
+        .map_err(|_| unavailable())?
+        .map_err(|e| bad_request(format!("transaction rejected: {e}")))?;
+    Ok(Json(
+        serde_json::json!({ "tx_hash": env.hash().to_hex(), "signer": env.signer.to_hex() }),
+    ))
+}
+
+/// `GET /v1/blocks/{height}`: header, tx hashes, and the receipts of that block.
+async fn block(
+    State(state): State<AppState>,
+    Path(height): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    state
+        .chain_commands
+        .send(ChainCommand::GetBlock { height, reply })
+        .await
+        .map_err(|_| unavailable())?;
+    let found = rx
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let Some((block, cert)) = found else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no block at height {height}"),
+        ));
+    };
+    let result = crate::app::block_result(&state.store, height)
+        .ok()
+        .flatten();
+    let h = &block.header;
+    Ok(Json(serde_json::json!({
+        "height": h.height,
+        "hash": block.hash().to_hex(),
+        "time": h.time,
+        "prev_hash": h.prev_hash.to_hex(),
+        "app_hash": h.app_hash.to_hex(),
+        "proposer": h.proposer.to_hex(),
+        "txs": block.txs.len(),
+        "commit": { "round": cert.round, "signatures": cert.signatures.len() },
+        "receipts": result.map(|r| r.receipts).unwrap_or_default(),
+    })))
+}
+
+fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError> {
+    s.parse()
+        .map_err(|_| bad_request(format!("invalid {what} {s:?}: expected 64 hex digits")))
+}
+
+async fn account(
+    State(state): State<AppState>,
+    Path(address): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let a: Address = parse("address", &address)?;
+    let m = state.market.read().map_err(|_| unavailable())?;
+    Ok(Json(
+        serde_json::to_value(m.account_view(&a)).unwrap_or_default(),
+    ))
+}
+
+async fn job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: Hash = parse("job id", &id)?;
+    let m = state.market.read().map_err(|_| unavailable())?;
+    match m.job_view(&id) {
+        Some(v) => Ok(Json(serde_json::to_value(v).unwrap_or_default())),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct JobsQuery {
+    client: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn jobs(
+    State(state): State<AppState>,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client: Option<Address> = q
+        .client
+        .as_deref()
+        .map(|c| parse("address", c))
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let m = state.market.read().map_err(|_| unavailable())?;
+    Ok(Json(
+        serde_json::json!({ "jobs": m.job_list(client.as_ref(), limit) }),
+    ))
+}
+
+async fn coprocessors(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let m = state.market.read().map_err(|_| unavailable())?;
+    Ok(Json(
+        serde_json::json!({ "coprocessors": m.coprocessor_list() }),
+    ))
+}
+
+async fn market_status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let m = state.market.read().map_err(|_| unavailable())?;
+    Ok(Json(
+        serde_json::json!({ "status": m.status(), "params": m.params() }),
+    ))
+}
+
+async fn events(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let m = state.market.read().map_err(|_| unavailable())?;
+    Ok(Json(serde_json::json!({ "events": m.recent_events(200) })))
+}

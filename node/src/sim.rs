@@ -1,0 +1,104 @@
+//! `agora sim`: the consensus simulator (`agora sim consensus ...`) and the economic
+//! simulation (`agora sim --scenario NAME --out DIR`). Both run library code; this module only
+//! parses flags and prints.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+/// `agora sim consensus`: many seeded runs of N simulated operators with faults.
+#[derive(Debug, Parser)]
+#[command(
+    name = "agora sim consensus",
+    about = "Run the deterministic consensus simulator over a range of seeds"
+)]
+struct ConsensusArgs {
+    /// Simulated operators
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// Byzantine operators among them (kept below 1/3 of voting power)
+    #[arg(long, default_value_t = 1)]
+    byzantine: usize,
+    /// How many seeds to run
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Worker threads
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// A clean network: no crashes, partitions or message faults
+    #[arg(long)]
+    no_faults: bool,
+}
+
+/// `agora sim --scenario NAME`: the economic simulation on the real market rules.
+#[derive(Debug, Parser)]
+#[command(
+    name = "agora sim",
+    about = "Run an economic simulation scenario, or `agora sim consensus --help`"
+)]
+struct EconArgs {
+    /// A built-in scenario name or a path to a scenario TOML file
+    #[arg(long, default_value = "paper-slashing")]
+    scenario: String,
+    /// Directory for the CSV, JSON and SVG outputs
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Override the scenario's seed
+    #[arg(long)]
+    seed: Option<u64>,
+    /// List the built-in scenarios and exit
+    #[arg(long)]
+    list: bool,
+}
+
+/// Run `agora sim` with the words after `sim`.
+pub fn run(rest: &[String]) -> anyhow::Result<()> {
+    if rest.first().map(String::as_str) == Some("consensus") {
+        let args = ConsensusArgs::try_parse_from(rest).unwrap_or_else(|e| e.exit());
+        if args.nodes == 0 || 3 * args.byzantine >= args.nodes {
+            bail!(
+                "--byzantine {} of --nodes {}: byzantine operators must be fewer than a third",
+                args.byzantine,
+                args.nodes
+            );
+        }
+        let opts = agora_sim::consensus::ConsensusSimOptions {
+            nodes: args.nodes,
+            byzantine: args.byzantine,
+            seeds: args.seeds,
+            from: args.from,
+            threads: args.threads.max(1),
+            faults: !args.no_faults,
+            ..Default::default()
+        };
+        let summary = agora_sim::consensus::run_consensus_seeds(&opts);
+        print!("{summary}");
+        if !summary.ok() {
+            bail!(
+                "{} of {} seeds failed",
+                summary.failures.len(),
+                summary.runs
+            );
+        }
+        return Ok(());
+    }
+    let words = std::iter::once("sim".to_owned()).chain(rest.iter().cloned());
+    let args = EconArgs::try_parse_from(words).unwrap_or_else(|e| e.exit());
+    if args.list {
+        for name in agora_econ::list_scenarios() {
+            println!("{name}");
+        }
+        return Ok(());
+    }
+    let summary = agora_econ::run_scenario(&args.scenario, args.out.as_deref(), args.seed)
+        .with_context(|| format!("scenario {}", args.scenario))?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(out) = &args.out {
+        println!("outputs written to {}", out.display());
+    }
+    Ok(())
+}

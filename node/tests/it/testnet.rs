@@ -1,0 +1,220 @@
+//! The multi-process testnet: real `agora node` processes on loopback agree on one chain,
+//! survive a `kill -9` of an operator, let it catch up after a restart, and let a node that
+//! starts late sync from genesis.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agora_client::{Client, TestnetFile};
+
+use super::BIN;
+
+fn agora(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AGORA") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Stops the detached testnet (and any extra node) whatever happens in the test.
+struct Guard {
+    dir: PathBuf,
+    extra: Vec<Child>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.extra {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = agora(
+            &self.dir,
+            &["testnet", "down", "--dir", self.dir.to_str().unwrap()],
+        )
+        .output();
+    }
+}
+
+fn height(api: &str) -> Option<u64> {
+    Client::with_timeout(api, Duration::from_secs(2))
+        .ok()?
+        .status()
+        .ok()
+        .map(|s| s.height)
+}
+
+fn block_hash(api: &str, h: u64) -> Option<String> {
+    let c = Client::with_timeout(api, Duration::from_secs(2)).ok()?;
+    let v: serde_json::Value = c.get_json(&format!("/v1/blocks/{h}")).ok()?;
+    v["hash"].as_str().map(str::to_owned)
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Start a node process on `home`, bootstrapping from `bootstrap`; returns it and its API URL.
+fn start_node(dir: &Path, home: &Path, bootstrap: &str) -> (Child, String) {
+    let _ = std::fs::remove_file(home.join("api.addr"));
+    let log = std::fs::File::create(home.with_extension("restart.log")).unwrap();
+    let child = agora(
+        dir,
+        &[
+            "node",
+            "--home",
+            home.to_str().unwrap(),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+            "--bootstrap",
+            bootstrap,
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(log)
+    .spawn()
+    .unwrap();
+    let mut api = String::new();
+    wait_until("the node's api.addr", Duration::from_secs(30), || {
+        api = std::fs::read_to_string(home.join("api.addr"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        !api.is_empty()
+    });
+    (child, api)
+}
+
+fn kill9(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn testnet_agrees_survives_a_crash_and_syncs_late_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let out = agora(
+        tmp.path(),
+        &[
+            "testnet",
+            "up",
+            "--operators",
+            "4",
+            "--coprocessors",
+            "1",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--detach",
+        ],
+    )
+    .output()
+    .unwrap();
+    let mut guard = Guard {
+        dir: dir.clone(),
+        extra: Vec::new(),
+    };
+    assert!(
+        out.status.success(),
+        "testnet up failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = TestnetFile::read(&dir.join("testnet.json")).unwrap();
+    assert_eq!(file.nodes.len(), 5);
+    assert!(file.client_key.exists());
+    for n in &file.nodes {
+        assert!(n.api.starts_with("http://127.0.0.1:"), "{n:?}");
+        assert!(n.listen.contains("/p2p/"), "{n:?}");
+        assert!(n.pid.is_some());
+    }
+    let apis: Vec<String> = file.nodes.iter().map(|n| n.api.clone()).collect();
+
+    // Ten heights on every node, operators and the follower alike, with identical blocks.
+    wait_until("10 heights on every node", Duration::from_secs(120), || {
+        apis.iter().all(|a| height(a).is_some_and(|h| h >= 10))
+    });
+    for h in 1..=10 {
+        let hashes: Vec<Option<String>> = apis.iter().map(|a| block_hash(a, h)).collect();
+        assert!(hashes[0].is_some(), "no block {h}");
+        assert!(
+            hashes.iter().all(|x| *x == hashes[0]),
+            "nodes disagree at height {h}: {hashes:?}"
+        );
+    }
+
+    // kill -9 one operator: the other three (3 of 4 power > 2/3) keep deciding.
+    let victim = &file.nodes[3];
+    kill9(victim.pid.unwrap());
+    let before = height(&apis[0]).unwrap();
+    wait_until(
+        "progress without operator-3",
+        Duration::from_secs(60),
+        || height(&apis[0]).is_some_and(|h| h >= before + 3),
+    );
+
+    // Restart it from its store: it catches up to the same chain.
+    let home = dir.join(&victim.name);
+    let (child, api) = start_node(&dir, &home, &file.nodes[0].listen);
+    guard.extra.push(child);
+    let target = height(&apis[0]).unwrap();
+    wait_until(
+        "the restarted operator to catch up",
+        Duration::from_secs(90),
+        || height(&api).is_some_and(|h| h >= target),
+    );
+    assert_eq!(block_hash(&api, target), block_hash(&apis[0], target));
+
+    // A node started now syncs from genesis.
+    let late = dir.join("late");
+    let init = agora(&dir, &["init", "--home", late.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    std::fs::copy(dir.join("genesis.json"), late.join("genesis.json")).unwrap();
+    let (child, late_api) = start_node(&dir, &late, &file.nodes[1].listen);
+    guard.extra.push(child);
+    let target = height(&apis[1]).unwrap();
+    wait_until("the late node to sync", Duration::from_secs(90), || {
+        height(&late_api).is_some_and(|h| h >= target)
+    });
+    for h in [1, target / 2, target] {
+        assert_eq!(
+            block_hash(&late_api, h),
+            block_hash(&apis[1], h),
+            "late node differs at {h}"
+        );
+    }
+
+    // `testnet down` stops every process it started.
+    drop(guard);
+    for n in &file.nodes {
+        let alive = Command::new("kill")
+            .args(["-0", &n.pid.unwrap().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(!alive, "{} still running after testnet down", n.name);
+    }
+}
