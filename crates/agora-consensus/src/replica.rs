@@ -591,7 +591,15 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 Some(w) => w,
                 None => match self.queue.pop_front() {
                     Some(w) => w,
-                    None => break,
+                    None => {
+                        // Idle: a block may have come due since the last input (a quiet
+                        // tick must be able to propose, not only an arriving message).
+                        self.try_propose(now)?;
+                        if self.urgent.is_empty() && self.queue.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
                 },
             };
             match w {
@@ -609,9 +617,6 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                         tracing::debug!(target: "consensus.buffered", error = %e, "buffered message rejected");
                     }
                 }
-            }
-            if self.urgent.is_empty() && self.queue.is_empty() {
-                self.try_propose(now)?;
             }
         }
         Ok(())
