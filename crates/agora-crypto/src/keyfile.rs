@@ -12,9 +12,15 @@ use crate::Keypair;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("cannot read key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write key file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("key file {path} already exists")]
@@ -32,7 +38,9 @@ struct KeyFile {
 /// Write `key` to `path` (mode 0600). Refuses to overwrite an existing file.
 pub fn save_key(path: &Path, key: &Keypair) -> Result<(), KeyFileError> {
     if path.exists() {
-        return Err(KeyFileError::Exists { path: path.to_owned() });
+        return Err(KeyFileError::Exists {
+            path: path.to_owned(),
+        });
     }
     let doc = KeyFile {
         kind: "ed25519".into(),
@@ -40,7 +48,10 @@ pub fn save_key(path: &Path, key: &Keypair) -> Result<(), KeyFileError> {
         secret_key: hex::encode(key.seed()),
     };
     let text = serde_json::to_string_pretty(&doc).expect("key file serialises");
-    let write_err = |source| KeyFileError::Write { path: path.to_owned(), source };
+    let write_err = |source| KeyFileError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -57,14 +68,20 @@ pub fn save_key(path: &Path, key: &Keypair) -> Result<(), KeyFileError> {
 
 /// Read a key file written by [`save_key`], checking that the stored address matches the key.
 pub fn load_key(path: &Path) -> Result<Keypair, KeyFileError> {
-    let text = fs::read_to_string(path)
-        .map_err(|source| KeyFileError::Read { path: path.to_owned(), source })?;
-    let corrupt = |reason: String| KeyFileError::Corrupt { path: path.to_owned(), reason };
+    let text = fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let corrupt = |reason: String| KeyFileError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
     let doc: KeyFile = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
     if doc.kind != "ed25519" {
         return Err(corrupt(format!("unknown key type {:?}", doc.kind)));
     }
-    let seed = hex::decode(doc.secret_key.trim()).map_err(|e| corrupt(format!("secret_key: {e}")))?;
+    let seed =
+        hex::decode(doc.secret_key.trim()).map_err(|e| corrupt(format!("secret_key: {e}")))?;
     let seed: [u8; 32] = seed
         .try_into()
         .map_err(|v: Vec<u8>| corrupt(format!("secret_key has {} bytes, expected 32", v.len())))?;
@@ -93,7 +110,10 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        assert!(matches!(save_key(&path, &key), Err(KeyFileError::Exists { .. })));
+        assert!(matches!(
+            save_key(&path, &key),
+            Err(KeyFileError::Exists { .. })
+        ));
     }
 
     #[test]
@@ -112,7 +132,13 @@ mod tests {
             hex::encode(key.seed())
         );
         fs::write(&path, doc).unwrap();
-        assert!(load_key(&path).unwrap_err().to_string().contains("does not match"));
-        assert!(matches!(load_key(&dir.path().join("missing")), Err(KeyFileError::Read { .. })));
+        assert!(load_key(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("does not match"));
+        assert!(matches!(
+            load_key(&dir.path().join("missing")),
+            Err(KeyFileError::Read { .. })
+        ));
     }
 }

@@ -98,7 +98,8 @@ impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let bytes = hex::decode(s).map_err(serde::de::Error::custom)?;
-        Signature::from_slice(&bytes).ok_or_else(|| serde::de::Error::custom("signature must be 64 bytes"))
+        Signature::from_slice(&bytes)
+            .ok_or_else(|| serde::de::Error::custom("signature must be 64 bytes"))
     }
 }
 
@@ -124,7 +125,9 @@ impl Keypair {
 
     /// A key from its 32-byte secret seed (deterministic: tests and simulation use this).
     pub fn from_seed(seed: [u8; 32]) -> Keypair {
-        Keypair { signing: ed25519_dalek::SigningKey::from_bytes(&seed) }
+        Keypair {
+            signing: ed25519_dalek::SigningKey::from_bytes(&seed),
+        }
     }
 
     /// A deterministic key for tests and simulation: `blake3("agora/test-key" ‖ n)`.
@@ -143,7 +146,11 @@ impl Keypair {
 
     /// Sign `message` under `domain` for the network `chain_id`.
     pub fn sign(&self, domain: Domain, chain_id: &Hash, message: &[u8]) -> Signature {
-        Signature(self.signing.sign(&preimage(domain, chain_id, message)).to_bytes())
+        Signature(
+            self.signing
+                .sign(&preimage(domain, chain_id, message))
+                .to_bytes(),
+        )
     }
 }
 
@@ -169,18 +176,25 @@ pub fn verify_batch(
     chain_id: &Hash,
     items: &[(Address, &[u8], Signature)],
 ) -> Result<(), CryptoError> {
-    let preimages: Vec<Vec<u8>> =
-        items.iter().map(|(_, m, _)| preimage(domain, chain_id, m)).collect();
+    let preimages: Vec<Vec<u8>> = items
+        .iter()
+        .map(|(_, m, _)| preimage(domain, chain_id, m))
+        .collect();
     let msgs: Vec<&[u8]> = preimages.iter().map(|p| p.as_slice()).collect();
-    let sigs: Vec<ed25519_dalek::Signature> =
-        items.iter().map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(s.as_bytes())).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = items
+        .iter()
+        .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(s.as_bytes()))
+        .collect();
     let keys = items
         .iter()
         .map(|(a, _, _)| ed25519_dalek::VerifyingKey::from_bytes(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| CryptoError::InvalidPublicKey)?;
     if sigs.len() != msgs.len() {
-        return Err(CryptoError::BatchShape { sigs: sigs.len(), msgs: msgs.len() });
+        return Err(CryptoError::BatchShape {
+            sigs: sigs.len(),
+            msgs: msgs.len(),
+        });
     }
     ed25519_dalek::verify_batch(&msgs, &sigs, &keys).map_err(|_| CryptoError::BadSignature)
 }
@@ -198,11 +212,21 @@ pub struct Envelope {
 impl Envelope {
     pub fn seal(key: &Keypair, domain: Domain, chain_id: &Hash, payload: Vec<u8>) -> Envelope {
         let signature = key.sign(domain, chain_id, &payload);
-        Envelope { signer: key.address(), payload, signature }
+        Envelope {
+            signer: key.address(),
+            payload,
+            signature,
+        }
     }
 
     pub fn verify(&self, domain: Domain, chain_id: &Hash) -> Result<(), CryptoError> {
-        verify(&self.signer, domain, chain_id, &self.payload, &self.signature)
+        verify(
+            &self.signer,
+            domain,
+            chain_id,
+            &self.payload,
+            &self.signature,
+        )
     }
 
     /// The envelope's identity: blake3 over signer, payload and signature.
@@ -236,7 +260,10 @@ mod tests {
     fn sign_verify_round_trip() {
         let k = Keypair::for_test(1);
         let sig = k.sign(Domain::Transaction, &CHAIN, b"hello");
-        assert_eq!(verify(&k.address(), Domain::Transaction, &CHAIN, b"hello", &sig), Ok(()));
+        assert_eq!(
+            verify(&k.address(), Domain::Transaction, &CHAIN, b"hello", &sig),
+            Ok(())
+        );
     }
 
     #[test]
@@ -251,7 +278,14 @@ mod tests {
         bad.0[10] ^= 1;
         assert!(verify(&k.address(), Domain::Transaction, &CHAIN, b"hello", &bad).is_err());
         let other = Keypair::for_test(2);
-        assert!(verify(&other.address(), Domain::Transaction, &CHAIN, b"hello", &sig).is_err());
+        assert!(verify(
+            &other.address(),
+            Domain::Transaction,
+            &CHAIN,
+            b"hello",
+            &sig
+        )
+        .is_err());
     }
 
     #[test]
@@ -259,8 +293,14 @@ mod tests {
         let k = Keypair::for_test(3);
         let env = Envelope::seal(&k, Domain::Vote, &CHAIN, b"v".to_vec());
         assert!(env.verify(Domain::Vote, &CHAIN).is_ok());
-        assert_eq!(env.verify(Domain::Transaction, &CHAIN), Err(CryptoError::BadSignature));
-        assert_eq!(env.verify(Domain::Vote, &Hash([8; 32])), Err(CryptoError::BadSignature));
+        assert_eq!(
+            env.verify(Domain::Transaction, &CHAIN),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            env.verify(Domain::Vote, &Hash([8; 32])),
+            Err(CryptoError::BadSignature)
+        );
     }
 
     #[test]
@@ -279,8 +319,14 @@ mod tests {
 
     #[test]
     fn deterministic_keys_are_stable() {
-        assert_eq!(Keypair::for_test(5).address(), Keypair::for_test(5).address());
-        assert_ne!(Keypair::for_test(5).address(), Keypair::for_test(6).address());
+        assert_eq!(
+            Keypair::for_test(5).address(),
+            Keypair::for_test(5).address()
+        );
+        assert_ne!(
+            Keypair::for_test(5).address(),
+            Keypair::for_test(6).address()
+        );
         let k = Keypair::generate();
         assert_eq!(Keypair::from_seed(k.seed()).address(), k.address());
     }

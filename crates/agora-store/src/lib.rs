@@ -24,7 +24,11 @@ pub enum StoreError {
     #[error(
         "store at {path} has format version {found}, this build reads up to {supported}; upgrade agora"
     )]
-    NewerFormat { path: PathBuf, found: u32, supported: u32 },
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("store at {path} has a corrupt format marker")]
     CorruptMeta { path: PathBuf },
     #[error("storage error: {0}")]
@@ -50,7 +54,10 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .open()
-            .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         Store::init(db, path.to_owned())
     }
 
@@ -64,11 +71,17 @@ impl Store {
         let meta = db.open_tree(META_TREE)?;
         match meta.get(FORMAT_KEY)? {
             Some(v) => {
-                let bytes: [u8; 4] =
-                    v.as_ref().try_into().map_err(|_| StoreError::CorruptMeta { path: path.clone() })?;
+                let bytes: [u8; 4] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::CorruptMeta { path: path.clone() })?;
                 let found = u32::from_le_bytes(bytes);
                 if found > FORMAT_VERSION {
-                    return Err(StoreError::NewerFormat { path, found, supported: FORMAT_VERSION });
+                    return Err(StoreError::NewerFormat {
+                        path,
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
                 }
             }
             None => {
@@ -84,7 +97,9 @@ impl Store {
 
     /// A named tree (created on first use).
     pub fn tree(&self, name: &str) -> Result<Tree, StoreError> {
-        Ok(Tree { inner: self.db.open_tree(name)? })
+        Ok(Tree {
+            inner: self.db.open_tree(name)?,
+        })
     }
 
     /// Apply every write of `batch` atomically: after a crash either all of it is visible or
@@ -94,8 +109,10 @@ impl Store {
             return Ok(());
         }
         let names: Vec<&String> = batch.trees.keys().collect();
-        let trees: Vec<sled::Tree> =
-            names.iter().map(|n| self.db.open_tree(n.as_str())).collect::<Result<_, _>>()?;
+        let trees: Vec<sled::Tree> = names
+            .iter()
+            .map(|n| self.db.open_tree(n.as_str()))
+            .collect::<Result<_, _>>()?;
         let ops: Vec<&sled::Batch> = batch.trees.values().collect();
         use sled::Transactional;
         trees
@@ -168,7 +185,9 @@ impl Tree {
         &self,
         prefix: impl AsRef<[u8]>,
     ) -> impl Iterator<Item = Result<(IVec, IVec), StoreError>> {
-        self.inner.scan_prefix(prefix).map(|r| r.map_err(StoreError::from))
+        self.inner
+            .scan_prefix(prefix)
+            .map(|r| r.map_err(StoreError::from))
     }
 
     /// Entries in key order within `range`.
@@ -203,12 +222,18 @@ impl Batch {
     }
 
     pub fn put(&mut self, tree: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.trees.entry(tree.to_owned()).or_default().insert(key.as_ref(), value.as_ref());
+        self.trees
+            .entry(tree.to_owned())
+            .or_default()
+            .insert(key.as_ref(), value.as_ref());
         self.len += 1;
     }
 
     pub fn delete(&mut self, tree: &str, key: impl AsRef<[u8]>) {
-        self.trees.entry(tree.to_owned()).or_default().remove(key.as_ref());
+        self.trees
+            .entry(tree.to_owned())
+            .or_default()
+            .remove(key.as_ref());
         self.len += 1;
     }
 
@@ -242,10 +267,21 @@ mod tests {
             store.flush().unwrap();
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.tree("blocks").unwrap().get(b"1").unwrap().unwrap().as_ref(), b"block-one");
+        assert_eq!(
+            store
+                .tree("blocks")
+                .unwrap()
+                .get(b"1")
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            b"block-one"
+        );
         let state = store.tree("state").unwrap();
-        let keys: Vec<Vec<u8>> =
-            state.scan_prefix(b"balance/").map(|r| r.unwrap().0.to_vec()).collect();
+        let keys: Vec<Vec<u8>> = state
+            .scan_prefix(b"balance/")
+            .map(|r| r.unwrap().0.to_vec())
+            .collect();
         assert_eq!(keys, vec![b"balance/a".to_vec(), b"balance/b".to_vec()]);
     }
 
@@ -262,7 +298,16 @@ mod tests {
         assert!(store.tree("b").unwrap().get(b"k").unwrap().is_none());
         store.apply(b).unwrap();
         assert_eq!(a.get(b"k").unwrap().unwrap().as_ref(), b"new");
-        assert_eq!(store.tree("b").unwrap().get(b"k").unwrap().unwrap().as_ref(), b"new");
+        assert_eq!(
+            store
+                .tree("b")
+                .unwrap()
+                .get(b"k")
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            b"new"
+        );
     }
 
     #[test]
