@@ -43,6 +43,8 @@ impl MarketApp {
             })?,
             None => Market::new(genesis).context("genesis is invalid")?,
         };
+        let mut market = market;
+        market.set_vote_decoder(decode_vote_key);
         if market.chain_id() != genesis.hash() {
             anyhow::bail!(
                 "the store at {} belongs to chain {}, but the genesis file is chain {}",
@@ -84,6 +86,44 @@ impl MarketApp {
         self.store.flush()?;
         Ok(())
     }
+}
+
+/// Parse the bytes a validator signs for a vote (`"V" ‖ type ‖ height ‖ round ‖ has_value ‖
+/// block hash`, see `agora_consensus::context::ConsVote::signing_bytes`) into the key two
+/// conflicting votes share. Installed in every replica's market, so evidence transactions are
+/// judged identically everywhere.
+pub fn decode_vote_key(bytes: &[u8]) -> Option<agora_market::VoteKey> {
+    if bytes.len() != 47 || bytes[0] != b'V' || bytes[1] > 1 || bytes[14] > 1 {
+        return None;
+    }
+    Some(agora_market::VoteKey {
+        height: u64::from_be_bytes(bytes[2..10].try_into().ok()?),
+        round: u32::from_be_bytes(bytes[10..14].try_into().ok()?),
+        step: bytes[1],
+    })
+}
+
+/// The market evidence transaction for a consensus double vote, signed by `key`.
+pub fn evidence_tx(
+    key: &agora_crypto::Keypair,
+    market: &Market,
+    ev: &agora_consensus::Evidence,
+) -> Option<Vec<u8>> {
+    let agora_consensus::Evidence::DoubleVote(pair) = ev else {
+        // The market slashes double votes; a double proposal is logged only.
+        return None;
+    };
+    let (a, b) = (&pair.0, &pair.1);
+    let evidence = agora_market::Evidence {
+        operator: a.message.validator.0,
+        vote_a: a.message.signing_bytes(),
+        signature_a: a.signature,
+        vote_b: b.message.signing_bytes(),
+        signature_b: b.signature,
+    };
+    let builder = agora_market::TxBuilder::new(key.clone(), market.chain_id());
+    let nonce = market.nonce(&key.address());
+    Some(builder.bytes(nonce, agora_market::TxKind::Evidence(evidence)))
 }
 
 /// A block's stored result, for the API.
@@ -162,5 +202,27 @@ impl Application for MarketApp {
             tracing::error!(target: "node.app", error = %e, "cannot persist block result");
         }
         result.app_hash
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vote_keys_come_from_consensus_signing_bytes() {
+        use agora_consensus::context::{BlockId, ConsHeight, ConsVote, ValAddr};
+        use arc_malachitebft_core_types::{NilOrVal, Round, VoteType};
+        let vote = ConsVote {
+            vote_type: VoteType::Precommit,
+            height: ConsHeight(42),
+            round: Round::new(3),
+            value: NilOrVal::Val(BlockId(Hash([7; 32]))),
+            validator: ValAddr(agora_crypto::Keypair::for_test(1).address()),
+        };
+        let key = decode_vote_key(&vote.signing_bytes()).expect("decodes");
+        assert_eq!((key.height, key.round, key.step), (42, 3, 1));
+        assert!(decode_vote_key(&vote.signing_bytes()[..46]).is_none());
+        assert!(decode_vote_key(b"not a vote").is_none());
     }
 }

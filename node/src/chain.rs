@@ -36,14 +36,19 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Evidence waiting to become transactions; more in one step is dropped (and logged).
+const MAX_PENDING_EVIDENCE: usize = 64;
+
 /// A node committing blocks younger than this is not syncing.
 const CAUGHT_UP_MS: u64 = 5_000;
 
 type R = Replica<SledStore, MarketApp>;
 
 /// Run until `shutdown` fires. Returns the replica so the caller can flush and snapshot.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut replica: R,
+    key: Option<agora_crypto::Keypair>,
     initial: Vec<Effect>,
     net: NetworkHandle,
     mut events: mpsc::Receiver<NetEvent>,
@@ -53,34 +58,31 @@ pub async fn run(
 ) -> R {
     // Responses to our own requests come back through this queue.
     let (resp_tx, mut resp_rx) = mpsc::channel::<(Address, Vec<u8>)>(256);
-    let mut wakeup = now_ms() + 10;
     let mut peers = 0usize;
-    let mut syncing = false;
-    let mut ctx = Ctx {
-        net: &net,
-        resp_tx: &resp_tx,
-        wakeup: &mut wakeup,
-        syncing: &mut syncing,
+    let mut shell = Shell {
+        net: net.clone(),
+        evidence: Vec::new(),
+        resp_tx: resp_tx.clone(),
+        wakeup: now_ms() + 10,
+        syncing: false,
     };
-    ctx.apply(initial);
+    shell.apply(initial);
     loop {
         let sleep = tokio::time::sleep(Duration::from_millis(
-            wakeup.saturating_sub(now_ms()).min(1000),
+            shell.wakeup.saturating_sub(now_ms()).min(1000),
         ));
         tokio::select! {
             _ = &mut shutdown => break,
             _ = sleep => {
                 let r = replica.tick(now_ms());
-                let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
-                ctx.result(r, None);
+                shell.result(r, None);
             }
             Some(ev) = events.recv() => {
-                let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
                 match ev {
                     NetEvent::Consensus { from, data } => {
                         let Some(addr) = agora_net::address_of(&from) else { continue };
                         let r = replica.handle_message(addr, &data, now_ms());
-                        ctx.result(r, Some(from));
+                        shell.result(r, Some(from));
                     }
                     NetEvent::Request { protocol: Protocol::Sync, from, data, reply } => {
                         let Some(addr) = agora_net::address_of(&from) else { continue };
@@ -99,9 +101,9 @@ pub async fn run(
                                 if let Some(reply) = reply {
                                     let _ = reply.send(bytes::Bytes::new());
                                 }
-                                ctx.apply(rest);
+                                shell.apply(rest);
                             }
-                            Err(e) => ctx.reject(e, from),
+                            Err(e) => shell.reject(e, from),
                         }
                     }
                     NetEvent::Request { protocol: Protocol::Blob, reply, .. } => {
@@ -109,7 +111,7 @@ pub async fn run(
                         let _ = reply.send(bytes::Bytes::new());
                     }
                     NetEvent::Message { topic: Topic::Transactions, from, data } => {
-                        if let Err(e) = replica.submit_tx(data.to_vec(), now_ms()).map(|eff| ctx.apply(eff)) {
+                        if let Err(e) = replica.submit_tx(data.to_vec(), now_ms()).map(|eff| shell.apply(eff)) {
                             if matches!(e, ConsensusError::Wire(_)) {
                                 let _ = net.report(from, Penalty::Malformed).await;
                             }
@@ -129,8 +131,7 @@ pub async fn run(
             Some((from, bytes)) = resp_rx.recv() => {
                 if !bytes.is_empty() {
                     let r = replica.handle_message(from, &bytes, now_ms());
-                    let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
-                    ctx.result(r, agora_net::peer_id_for(&from));
+                    shell.result(r, agora_net::peer_id_for(&from));
                 }
             }
             Some(cmd) = commands.recv() => match cmd {
@@ -139,13 +140,33 @@ pub async fn run(
                 }
                 ChainCommand::SubmitTx { tx, reply } => {
                     let r = replica.submit_tx(tx, now_ms());
-                    let mut ctx = Ctx { net: &net, resp_tx: &resp_tx, wakeup: &mut wakeup, syncing: &mut syncing };
                     match r {
-                        Ok(effects) => { ctx.apply(effects); let _ = reply.send(Ok(())); }
+                        Ok(effects) => { shell.apply(effects); let _ = reply.send(Ok(())); }
                         Err(e) => { let _ = reply.send(Err(e.to_string())); }
                     }
                 }
             },
+        }
+        // Validators turn evidence into a slashing transaction.
+        if let Some(key) = key.as_ref() {
+            for ev in std::mem::take(&mut shell.evidence) {
+                let tx = {
+                    let market = replica.app().shared();
+                    let m = market.read().expect("market lock");
+                    crate::app::evidence_tx(key, &m, &ev)
+                };
+                if let Some(tx) = tx {
+                    let r = replica.submit_tx(tx, now_ms());
+                    match r {
+                        Ok(effects) => shell.apply(effects),
+                        Err(e) => {
+                            tracing::warn!(target: "node.chain", error = %e, "evidence transaction refused")
+                        }
+                    }
+                }
+            }
+        } else {
+            shell.evidence.clear();
         }
         let view = ChainView {
             height: replica.height().saturating_sub(1),
@@ -153,7 +174,7 @@ pub async fn run(
             last_block_time: Some(replica.last_block_time()),
             chain_id: Some(replica.chain_id()),
             peers: peers as u32,
-            syncing,
+            syncing: shell.syncing,
         };
         status.send_if_modified(|v| {
             let changed = *v != view;
@@ -164,14 +185,17 @@ pub async fn run(
     replica
 }
 
-struct Ctx<'a> {
-    net: &'a NetworkHandle,
-    resp_tx: &'a mpsc::Sender<(Address, Vec<u8>)>,
-    wakeup: &'a mut u64,
-    syncing: &'a mut bool,
+/// The side of the chain task that carries out effects: network sends, the next wakeup, the
+/// syncing flag and evidence waiting to become transactions.
+struct Shell {
+    net: NetworkHandle,
+    evidence: Vec<agora_consensus::Evidence>,
+    resp_tx: mpsc::Sender<(Address, Vec<u8>)>,
+    wakeup: u64,
+    syncing: bool,
 }
 
-impl Ctx<'_> {
+impl Shell {
     fn result(&mut self, r: Result<Vec<Effect>, ConsensusError>, from: Option<agora_net::PeerId>) {
         match r {
             Ok(effects) => self.apply(effects),
@@ -220,7 +244,7 @@ impl Ctx<'_> {
                     peer: to, bytes, ..
                 } => {
                     if is_sync {
-                        *self.syncing = true;
+                        self.syncing = true;
                     }
                     let Some(peer) = agora_net::peer_id_for(&to) else {
                         continue;
@@ -241,14 +265,17 @@ impl Ctx<'_> {
                 Effect::Committed { block, .. } => {
                     // Caught up once the blocks we commit are recent.
                     if now_ms().saturating_sub(block.header.time) < CAUGHT_UP_MS {
-                        *self.syncing = false;
+                        self.syncing = false;
                     }
                     tracing::info!(target: "node.chain", height = block.header.height, txs = block.txs.len(), hash = %block.hash().short(), "committed");
                 }
                 Effect::Evidence(ev) => {
-                    tracing::warn!(target: "node.chain", ?ev, "equivocation evidence");
+                    tracing::warn!(target: "node.chain", offender = %ev.offender(), height = ev.height(), "equivocation evidence");
+                    if self.evidence.len() < MAX_PENDING_EVIDENCE {
+                        self.evidence.push(ev);
+                    }
                 }
-                Effect::NextWakeup(at) => *self.wakeup = at,
+                Effect::NextWakeup(at) => self.wakeup = at,
             }
         }
     }

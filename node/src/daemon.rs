@@ -239,6 +239,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
 
     let chain_task = tokio::spawn(crate::chain::run(
         replica,
+        is_validator.then(|| key.clone()),
         initial,
         net.clone(),
         net_events,
