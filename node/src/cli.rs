@@ -44,6 +44,15 @@ pub enum Command {
     Status(StatusArgs),
     /// Run the economic simulation
     Sim(SimArgs),
+    /// Load generators for measuring a running network
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Submit transfers at a steady rate and report throughput and commit latency
+    Tx(crate::bench::BenchTxArgs),
 }
 
 /// `--home DIR`, shared by every command that works on a node home.
@@ -266,6 +275,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Init(_) => "init",
+            Command::Bench(_) => "bench tx",
             Command::Key(KeyCommand::Show { .. }) => "key show",
             Command::Node(_) => "node",
             Command::Testnet(TestnetCommand::Up { .. }) => "testnet up",

@@ -9,6 +9,7 @@
 mod api;
 mod api_market;
 mod app;
+mod bench;
 mod chain;
 mod cli;
 mod commands;
@@ -83,6 +84,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => {
             logging::init_cli();
             commands::status(&args.api, args.json)
+        }
+        Command::Account(args) => {
+            logging::init_cli();
+            bench::account(args.address.as_deref(), &args.api, args.json)
+        }
+        Command::Bench(cli::BenchCommand::Tx(args)) => {
+            logging::init_cli();
+            bench::tx(&args)
         }
         Command::Sim(args) => {
             logging::init_cli();

@@ -397,7 +397,6 @@ fn unavailable_commands_say_so() {
     let sb = Sandbox::new();
     let cases: &[(&[&str], &str)] = &[
         (&["job", "status", "ab"], "job status"),
-        (&["account"], "account"),
         (&["coprocessor", "join"], "coprocessor join"),
     ];
     for (args, name) in cases {
