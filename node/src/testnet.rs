@@ -214,7 +214,7 @@ fn plan_or_resume(operators: u32, coprocessors: u32, dir: &Path) -> anyhow::Resu
     };
     let genesis = Genesis {
         chain_name: format!("agora-testnet-{}", &Keypair::generate().address().short()),
-        genesis_time: Timestamp(now_ms()),
+        genesis_time: Timestamp(crate::chain::now_ms()),
         operators: plan
             .iter()
             .filter(|p| p.role == Role::Operator)
@@ -335,13 +335,20 @@ async fn wait_first_block(file: &TestnetFile, limit: Duration) -> Option<Instant
 async fn foreground(file: &TestnetFile, mut children: Vec<tokio::process::Child>) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
             _ = tick.tick() => {
+                ticks += 1;
                 let line = status_line(file).await;
-                eprint!("\r{line}\x1b[K");
+                if tty {
+                    eprint!("\r{line}\x1b[K");
+                } else if ticks % 10 == 1 {
+                    eprintln!("{line}");
+                }
                 let mut exited = 0;
                 for c in children.iter_mut() {
                     if matches!(c.try_wait(), Ok(Some(_))) { exited += 1; }
@@ -500,11 +507,4 @@ pub fn down(dir: &Path) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
