@@ -133,6 +133,13 @@ mod tests {
                 agora_market::Market::new(&crate::genesis::dev_genesis(&key)).unwrap(),
             )),
             chain_commands: tokio::sync::mpsc::channel(1).0,
+            blobs: Arc::new(
+                agora_blobs::BlobStore::open(
+                    std::env::temp_dir().join(format!("agora-api-test-{}", std::process::id())),
+                    agora_blobs::BlobConfig::default(),
+                )
+                .unwrap(),
+            ),
         };
         (state, tx)
     }

@@ -25,6 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/coprocessors", get(coprocessors))
         .route("/v1/market", get(market_status))
         .route("/v1/events", get(events))
+        .route("/v1/blobs", post(put_blob))
+        .route("/v1/blobs/{hash}", get(get_blob))
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {
@@ -169,4 +171,43 @@ async fn market_status(State(state): State<AppState>) -> Result<Json<serde_json:
 async fn events(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let m = state.market.read().map_err(|_| unavailable())?;
     Ok(Json(serde_json::json!({ "events": m.recent_events(200) })))
+}
+
+/// `POST /v1/blobs`: store a module, input or output by its blake3 hash.
+async fn put_blob(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let blobs = state.blobs.clone();
+    let len = body.len();
+    let hash = tokio::task::spawn_blocking(move || blobs.put(&body))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|e| bad_request(format!("cannot store blob: {e}")))?;
+    Ok(Json(
+        serde_json::json!({ "hash": hash.to_hex(), "size": len }),
+    ))
+}
+
+/// `GET /v1/blobs/{hash}`: the bytes, verified against their hash on read.
+async fn get_blob(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Vec<u8>, ApiError> {
+    let hash: Hash = parse("blob hash", &hash)?;
+    let blobs = state.blobs.clone();
+    match tokio::task::spawn_blocking(move || blobs.get(&hash))
+        .await
+        .map_err(|_| unavailable())?
+    {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no blob {hash}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
+    }
 }

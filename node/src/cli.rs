@@ -199,6 +199,12 @@ pub struct SubmitArgs {
     pub auction: Option<AuctionKind>,
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
+    /// Auction duration in milliseconds of market time (sealed: commit + reveal)
+    #[arg(long, value_name = "MS")]
+    pub auction_ms: Option<u64>,
+    /// Execution window after award, in milliseconds of market time
+    #[arg(long, value_name = "MS")]
+    pub deadline_ms: Option<u64>,
     /// Wait until the job is settled, refunded or failed
     #[arg(long)]
     pub wait: bool,

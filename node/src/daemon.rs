@@ -84,6 +84,8 @@ pub struct AppState {
     pub market: SharedMarket,
     /// Requests to the chain task (transaction submission).
     pub chain_commands: mpsc::Sender<ChainCommand>,
+    /// Content-addressed modules, inputs and outputs under `HOME/blobs`.
+    pub blobs: Arc<agora_blobs::BlobStore>,
 }
 
 /// A broadcast shutdown signal.
@@ -145,6 +147,9 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     let api_addr = listener
         .local_addr()
         .context("reading the API's bound address")?;
+    let blobs_path = home.root().join("blobs");
+    let blobs = agora_blobs::BlobStore::open(&blobs_path, agora_blobs::BlobConfig::default())
+        .with_context(|| format!("cannot open the blob store at {}", blobs_path.display()))?;
     let genesis_path = home.resolve(&config.node.genesis_file);
     let genesis = crate::genesis::load(&genesis_path)?;
     let cgen = crate::genesis::consensus_genesis(&genesis)?;
@@ -203,6 +208,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         metrics,
         market,
         chain_commands: commands_tx,
+        blobs: Arc::new(blobs),
     };
 
     write_api_addr(&home, api_addr)?;

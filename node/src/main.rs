@@ -17,6 +17,7 @@ mod config;
 mod daemon;
 mod genesis;
 mod home;
+mod jobs;
 mod logging;
 mod metrics;
 mod sim;
@@ -84,6 +85,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => {
             logging::init_cli();
             commands::status(&args.api, args.json)
+        }
+        Command::Job(cli::JobCommand::Submit(args)) => {
+            logging::init_cli();
+            jobs::submit(&args)
+        }
+        Command::Job(cli::JobCommand::Status(args)) => {
+            logging::init_cli();
+            jobs::status(&args)
+        }
+        Command::Job(cli::JobCommand::Watch(args)) => {
+            logging::init_cli();
+            jobs::watch(&args)
+        }
+        Command::Job(cli::JobCommand::Why(args)) => {
+            logging::init_cli();
+            jobs::why(&args)
+        }
+        Command::Job(cli::JobCommand::List { api, json }) => {
+            logging::init_cli();
+            jobs::list(&api, json)
         }
         Command::Account(args) => {
             logging::init_cli();

@@ -396,7 +396,7 @@ fn api_port_in_use_is_a_clear_error() {
 fn unavailable_commands_say_so() {
     let sb = Sandbox::new();
     let cases: &[(&[&str], &str)] = &[
-        (&["job", "status", "ab"], "job status"),
+        (&["job", "result", "ab"], "job result"),
         (&["coprocessor", "join"], "coprocessor join"),
     ];
     for (args, name) in cases {

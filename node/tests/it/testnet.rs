@@ -218,3 +218,140 @@ fn testnet_agrees_survives_a_crash_and_syncs_late_nodes() {
         assert!(!alive, "{} still running after testnet down", n.name);
     }
 }
+
+/// A job nobody can take (a network without coprocessors) is refunded in full, `job why` says
+/// why, and bad input to `job submit` is one clear error.
+#[test]
+fn untakeable_job_is_refunded_and_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = dir.to_str().unwrap();
+    let out = agora(
+        tmp.path(),
+        &[
+            "testnet",
+            "up",
+            "--operators",
+            "1",
+            "--coprocessors",
+            "0",
+            "--dir",
+            d,
+            "--detach",
+        ],
+    )
+    .output()
+    .unwrap();
+    let _guard = Guard {
+        dir: dir.clone(),
+        extra: Vec::new(),
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = TestnetFile::read(&dir.join("testnet.json")).unwrap();
+    let api = file.nodes[0].api.clone();
+    let key = file.client_key.to_str().unwrap().to_owned();
+    let client = Client::new(&api).unwrap();
+    let address = agora_crypto::load_key(&file.client_key).unwrap().address();
+    let balance = |c: &Client| -> serde_json::Value {
+        c.get_json::<serde_json::Value>(&format!("/v1/accounts/{address}"))
+            .unwrap()["balance"]
+            .clone()
+    };
+    let before = balance(&client);
+
+    let wat = tmp.path().join("hello.wat");
+    std::fs::write(
+        &wat,
+        r#"(module (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .unwrap();
+    let out = agora(
+        tmp.path(),
+        &[
+            "job",
+            "submit",
+            wat.to_str().unwrap(),
+            "--api",
+            &api,
+            "--key",
+            &key,
+            "--auction-ms",
+            "1000",
+            "--wait",
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["state"], "refunded", "{job}");
+    assert_eq!(job["winners"], serde_json::json!([]));
+    assert!(job["events"].as_array().is_some_and(|e| !e.is_empty()));
+    assert_eq!(balance(&client), before, "escrow returned in full");
+
+    let id = job["id"].as_str().unwrap();
+    let out = agora(tmp.path(), &["job", "why", id, "--api", &api, "--json"])
+        .output()
+        .unwrap();
+    let why: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        why["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("no coprocessor")),
+        "{why}"
+    );
+
+    // Not WebAssembly, and an unfunded key: one clear line each, non-zero exit.
+    let junk = tmp.path().join("junk.wasm");
+    std::fs::write(&junk, b"hello").unwrap();
+    let out = agora(
+        tmp.path(),
+        &[
+            "job",
+            "submit",
+            junk.to_str().unwrap(),
+            "--api",
+            &api,
+            "--key",
+            &key,
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not a WebAssembly module"),
+        "{err}"
+    );
+    let poor = tmp.path().join("poor.key");
+    agora_crypto::save_key(&poor, &agora_crypto::Keypair::generate()).unwrap();
+    let out = agora(
+        tmp.path(),
+        &[
+            "job",
+            "submit",
+            wat.to_str().unwrap(),
+            "--api",
+            &api,
+            "--key",
+            poor.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("insufficient funds"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

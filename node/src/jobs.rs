@@ -1,0 +1,365 @@
+//! The client side of jobs (`agora job ...`): read the program and input, upload them as blobs
+//! to the node, sign the submission with the client's own key, and read the job's state,
+//! events and decline reasons back from the API.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agora_client::Client;
+use agora_market::{AuctionSpec, JobSpec, TxBuilder};
+use agora_types::{Amount, Hash};
+use anyhow::{bail, Context};
+
+use crate::cli::{ApiArg, AuctionKind, JobIdArgs, SubmitArgs};
+
+/// Defaults of a job spec when the user gives no flag.
+pub const DEFAULT_MAX_PRICE: u128 = 1_000;
+pub const DEFAULT_FUEL: u64 = 1_000_000_000;
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+pub const DEFAULT_AUCTION_MS: u64 = 10_000;
+pub const DEFAULT_DEADLINE_MS: u64 = 30_000;
+/// Largest program or input the CLI uploads (the node's API body limit).
+pub const MAX_UPLOAD: usize = crate::api::MAX_BODY_BYTES;
+
+/// The client key: `--key`, else the local testnet's funded client key.
+pub fn client_key(key: &Option<PathBuf>) -> anyhow::Result<agora_crypto::Keypair> {
+    let path = match key {
+        Some(p) => p.clone(),
+        None => {
+            let tn = Path::new(agora_client::DEFAULT_TESTNET_DIR).join(agora_client::TESTNET_FILE);
+            if !tn.exists() {
+                bail!(
+                    "no --key given and no testnet in {}",
+                    agora_client::DEFAULT_TESTNET_DIR
+                );
+            }
+            agora_client::TestnetFile::read(&tn)?.client_key
+        }
+    };
+    Ok(agora_crypto::load_key(&path)?)
+}
+
+/// Read a program: `.wat` text is assembled locally; anything else must be a WASM binary.
+pub fn read_program(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read program {}", path.display()))?;
+    if bytes.len() > MAX_UPLOAD {
+        bail!(
+            "program {} is {} bytes, over the {} byte limit",
+            path.display(),
+            bytes.len(),
+            MAX_UPLOAD
+        );
+    }
+    let module = if bytes.starts_with(b"\0asm") {
+        bytes
+    } else if path.extension().is_some_and(|e| e == "wat") {
+        wat::parse_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{} is not valid WebAssembly text: {e}", path.display()))?
+            .into_owned()
+    } else {
+        bail!(
+            "{} is not a WebAssembly module (no \\0asm header; .wat files are assembled)",
+            path.display()
+        );
+    };
+    wasmparser_check(&module)
+        .with_context(|| format!("{} is not a valid WebAssembly module", path.display()))?;
+    Ok(module)
+}
+
+fn wasmparser_check(module: &[u8]) -> anyhow::Result<()> {
+    // `wat` validates text it assembles; for binaries, the header and version are checked here
+    // and full validation happens in the coprocessors' sandbox, where failure is a committed
+    // outcome.
+    if module.len() < 8 || &module[..4] != b"\0asm" || module[4..8] != [1, 0, 0, 0] {
+        bail!("bad header: expected \\0asm version 1");
+    }
+    Ok(())
+}
+
+fn read_input(input: &Option<String>) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    match input.as_deref() {
+        None => {}
+        Some("-") => {
+            std::io::stdin()
+                .take(MAX_UPLOAD as u64 + 1)
+                .read_to_end(&mut buf)
+                .context("reading the input from stdin")?;
+        }
+        Some(path) => {
+            buf = std::fs::read(path).with_context(|| format!("cannot read input {path}"))?;
+        }
+    }
+    if buf.len() > MAX_UPLOAD {
+        bail!("input is over the {MAX_UPLOAD} byte limit");
+    }
+    Ok(buf)
+}
+
+fn upload(client: &Client, bytes: &[u8]) -> anyhow::Result<Hash> {
+    let body = client.post_bytes("/v1/blobs", "application/octet-stream", bytes)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).context("unexpected answer to a blob upload")?;
+    let hash: Hash = v["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .context("node returned no blob hash")?;
+    if hash != Hash::of(bytes) {
+        bail!(
+            "node stored the blob under {hash}, expected {}",
+            Hash::of(bytes)
+        );
+    }
+    Ok(hash)
+}
+
+struct Signer {
+    client: Client,
+    builder: TxBuilder,
+    nonce: u64,
+}
+
+impl Signer {
+    fn new(client: Client, key: agora_crypto::Keypair) -> anyhow::Result<Signer> {
+        let status = client.status()?;
+        let chain_id: Hash = status
+            .chain_id
+            .as_deref()
+            .context("the node reports no chain id")?
+            .parse()
+            .context("the node's chain id is not a hash")?;
+        let account: serde_json::Value =
+            client.get_json(&format!("/v1/accounts/{}", key.address()))?;
+        let nonce = account["nonce"].as_u64().unwrap_or(0);
+        Ok(Signer {
+            client,
+            builder: TxBuilder::new(key, chain_id),
+            nonce,
+        })
+    }
+
+    fn send(&mut self, env: agora_crypto::Envelope) -> anyhow::Result<Hash> {
+        let bytes = agora_market::encode_envelope(&env);
+        self.client
+            .post_bytes("/v1/tx", "application/octet-stream", &bytes)?;
+        self.nonce += 1;
+        Ok(env.hash())
+    }
+}
+
+/// `agora job submit`.
+pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
+    let module = read_program(&args.file)?;
+    let input = read_input(&args.input)?;
+    let replicas = args.replicas.unwrap_or(1);
+    if !(1..=5).contains(&replicas) {
+        bail!("--replicas must be between 1 and 5, got {replicas}");
+    }
+    let max_price = Amount(args.max_price.unwrap_or(DEFAULT_MAX_PRICE));
+    let auction_ms = args.auction_ms.unwrap_or(DEFAULT_AUCTION_MS);
+    let client = crate::commands::connect(&args.api)?;
+    let key = client_key(&args.key)?;
+    let module_hash = upload(&client, &module)?;
+    let input_hash = upload(&client, &input)?;
+    let spec = JobSpec {
+        module_hash,
+        input_hash,
+        module_size: module.len() as u64,
+        input_size: input.len() as u64,
+        args: args.args.clone(),
+        fuel_limit: args.fuel.unwrap_or(DEFAULT_FUEL),
+        memory_limit: DEFAULT_MEMORY,
+        replicas: u32::from(replicas),
+        audit_bps: 0,
+        auction: match args.auction.unwrap_or(AuctionKind::Dutch) {
+            AuctionKind::Dutch => AuctionSpec::Dutch {
+                start_price: Amount(max_price.0 / 10),
+                duration_ms: auction_ms,
+            },
+            AuctionKind::Sealed => AuctionSpec::Sealed {
+                commit_ms: auction_ms / 2,
+                reveal_ms: auction_ms / 2,
+            },
+        },
+        max_price,
+        deadline_ms: args.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS),
+        min_reputation_bps: 0,
+    };
+    let mut signer = Signer::new(client.clone(), key)?;
+    let env = signer.builder.submit_job(signer.nonce, spec);
+    let id = signer.send(env)?;
+    if !args.wait {
+        let view = wait_for_job(&client, &id, Duration::from_secs(30), |_| true)?;
+        return print_job(&view, args.json);
+    }
+    let view = wait_for_job(&client, &id, Duration::from_secs(600), is_final)?;
+    print_job(&view, args.json)
+}
+
+fn is_final(v: &serde_json::Value) -> bool {
+    matches!(v["state"].as_str(), Some("settled" | "refunded" | "failed"))
+}
+
+/// Poll the job until `done` holds (404s are waited out: the submission may not be in a block yet).
+fn wait_for_job(
+    client: &Client,
+    id: &Hash,
+    limit: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match client.get_json::<serde_json::Value>(&format!("/v1/jobs/{id}")) {
+            Ok(v) if done(&v) => return Ok(v),
+            Ok(_) => {}
+            Err(agora_client::ClientError::Status { status: 404, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() > deadline {
+            bail!("job {id} did not reach the expected state within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn get_job(args: &JobIdArgs) -> anyhow::Result<(Client, Hash, serde_json::Value)> {
+    let id: Hash = args
+        .id
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid job id {:?}: {e}", args.id))?;
+    let client = crate::commands::connect(&args.api)?;
+    let v = client.get_json(&format!("/v1/jobs/{id}"))?;
+    Ok((client, id, v))
+}
+
+fn print_job(v: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{v}");
+        return Ok(());
+    }
+    println!("job      {}", v["id"].as_str().unwrap_or("?"));
+    println!("state    {}", v["state"].as_str().unwrap_or("?"));
+    let winners: Vec<&str> = v["winners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str())
+        .collect();
+    if !winners.is_empty() {
+        println!("winners  {}", winners.join(", "));
+    }
+    if !v["price"].is_null() {
+        println!("price    {}", v["price"]);
+    }
+    if let Some(h) = v["result_hash"].as_str() {
+        println!("result   {h}");
+    }
+    if !v["outcome"].is_null() {
+        println!("outcome  {}", v["outcome"]);
+    }
+    if let Some(f) = v["failure"].as_str() {
+        println!("failure  {f}");
+    }
+    Ok(())
+}
+
+/// `agora job status`.
+pub fn status(args: &JobIdArgs) -> anyhow::Result<()> {
+    let (_, _, v) = get_job(args)?;
+    print_job(&v, args.json)
+}
+
+/// `agora job watch`: print each new event until the job is final.
+pub fn watch(args: &JobIdArgs) -> anyhow::Result<()> {
+    let (client, id, mut v) = get_job(args)?;
+    let mut printed = 0usize;
+    loop {
+        let events = v["events"].as_array().cloned().unwrap_or_default();
+        for e in events.iter().skip(printed) {
+            if args.json {
+                println!("{e}");
+            } else {
+                println!("{}", event_line(e));
+            }
+        }
+        printed = printed.max(events.len());
+        if is_final(&v) {
+            if !args.json {
+                println!("final state: {}", v["state"].as_str().unwrap_or("?"));
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        v = client.get_json(&format!("/v1/jobs/{id}"))?;
+    }
+}
+
+fn event_line(e: &serde_json::Value) -> String {
+    let height = e["height"]
+        .as_u64()
+        .map(|h| format!("h{h} "))
+        .unwrap_or_default();
+    let mut body = e.clone();
+    if let Some(o) = body.as_object_mut() {
+        o.remove("height");
+        o.remove("time");
+    }
+    format!("{height}{body}")
+}
+
+/// `agora job why`: the failure reason, the coprocessors' signed decline reasons and the
+/// auction history.
+pub fn why(args: &JobIdArgs) -> anyhow::Result<()> {
+    let (_, _, v) = get_job(args)?;
+    if args.json {
+        let doc = serde_json::json!({
+            "id": v["id"], "state": v["state"], "failure": v["failure"],
+            "why_not": v["why_not"], "bids": v["bids"], "reauctions": v["reauctions"],
+        });
+        println!("{doc}");
+        return Ok(());
+    }
+    println!(
+        "job {} is {}",
+        v["id"].as_str().unwrap_or("?"),
+        v["state"].as_str().unwrap_or("?")
+    );
+    if let Some(f) = v["failure"].as_str() {
+        println!("failure: {f}");
+    }
+    println!(
+        "auction rounds: {}, bids: {}",
+        v["auction_round"],
+        v["bids"].as_array().map_or(0, |b| b.len())
+    );
+    let reasons = v["why_not"].as_array().cloned().unwrap_or_default();
+    if reasons.is_empty() {
+        println!("no coprocessor published a reason for declining");
+    }
+    for r in reasons {
+        println!("declined: {r}");
+    }
+    Ok(())
+}
+
+/// `agora job list`.
+pub fn list(api: &ApiArg, json: bool) -> anyhow::Result<()> {
+    let client = crate::commands::connect(api)?;
+    let v: serde_json::Value = client.get_json("/v1/jobs")?;
+    if json {
+        println!("{v}");
+        return Ok(());
+    }
+    for j in v["jobs"].as_array().into_iter().flatten() {
+        println!(
+            "{}  {}",
+            j["id"].as_str().unwrap_or("?"),
+            j["state"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
