@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use agora_market::TxBuilder;
 use agora_types::{Address, Amount, Hash};
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use crate::cli::ApiArg;
 
@@ -28,44 +27,17 @@ pub struct BenchTxArgs {
     pub rate: u64,
 }
 
-fn client_key(key: &Option<PathBuf>) -> anyhow::Result<agora_crypto::Keypair> {
-    let path = match key {
-        Some(p) => p.clone(),
-        None => {
-            let tn = std::path::Path::new(agora_client::DEFAULT_TESTNET_DIR)
-                .join(agora_client::TESTNET_FILE);
-            if !tn.exists() {
-                bail!(
-                    "no --key given and no testnet in {}",
-                    agora_client::DEFAULT_TESTNET_DIR
-                );
-            }
-            agora_client::TestnetFile::read(&tn)?.client_key
-        }
-    };
-    Ok(agora_crypto::load_key(&path)?)
-}
-
 /// Run the load and print the figures.
 pub fn tx(args: &BenchTxArgs) -> anyhow::Result<()> {
     if args.rate == 0 || args.count == 0 {
         bail!("--rate and --count must be positive");
     }
     let client = crate::commands::connect(&args.api)?;
-    let key = client_key(&args.key)?;
-    let status = client.status()?;
-    let chain_id: Hash = status
-        .chain_id
-        .as_deref()
-        .context("the node reports no chain id")?
-        .parse()
-        .context("the node's chain id is not a hash")?;
-    let account: serde_json::Value = client.get_json(&format!("/v1/accounts/{}", key.address()))?;
-    let mut nonce = account["nonce"].as_u64().unwrap_or(0);
-    let builder = TxBuilder::new(key.clone(), chain_id);
+    let key = crate::jobs::client_key(&args.key)?;
+    let start_height = client.status()?.height;
+    let (builder, mut nonce) = crate::jobs::builder_and_nonce(&client, key)?;
     let sink = Address(Hash::derive("agora/bench-sink", b"").0);
 
-    let start_height = status.height;
     let started = Instant::now();
     let mut pending: BTreeMap<Hash, Instant> = BTreeMap::new();
     let mut latencies: Vec<Duration> = Vec::new();
@@ -153,7 +125,7 @@ pub fn account(address: Option<&str>, api: &ApiArg, json: bool) -> anyhow::Resul
         Some(a) => a
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid address {a:?}: {e}"))?,
-        None => client_key(&None)?.address(),
+        None => crate::jobs::client_key(&None)?.address(),
     };
     let v: serde_json::Value = client.get_json(&format!("/v1/accounts/{address}"))?;
     if json {

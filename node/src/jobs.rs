@@ -123,21 +123,29 @@ struct Signer {
     nonce: u64,
 }
 
+/// A transaction builder for `key` on the node's chain, and the account's next nonce.
+pub fn builder_and_nonce(
+    client: &Client,
+    key: agora_crypto::Keypair,
+) -> anyhow::Result<(TxBuilder, u64)> {
+    let status = client.status()?;
+    let chain_id: Hash = status
+        .chain_id
+        .as_deref()
+        .context("the node reports no chain id")?
+        .parse()
+        .context("the node's chain id is not a hash")?;
+    let account: serde_json::Value = client.get_json(&format!("/v1/accounts/{}", key.address()))?;
+    let nonce = account["nonce"].as_u64().unwrap_or(0);
+    Ok((TxBuilder::new(key, chain_id), nonce))
+}
+
 impl Signer {
     fn new(client: Client, key: agora_crypto::Keypair) -> anyhow::Result<Signer> {
-        let status = client.status()?;
-        let chain_id: Hash = status
-            .chain_id
-            .as_deref()
-            .context("the node reports no chain id")?
-            .parse()
-            .context("the node's chain id is not a hash")?;
-        let account: serde_json::Value =
-            client.get_json(&format!("/v1/accounts/{}", key.address()))?;
-        let nonce = account["nonce"].as_u64().unwrap_or(0);
+        let (builder, nonce) = builder_and_nonce(&client, key)?;
         Ok(Signer {
             client,
-            builder: TxBuilder::new(key, chain_id),
+            builder,
             nonce,
         })
     }
