@@ -39,10 +39,22 @@ pub fn now_ms() -> u64 {
 /// Evidence waiting to become transactions; more in one step is dropped (and logged).
 const MAX_PENDING_EVIDENCE: usize = 64;
 
+/// The chain summary the API reports, read off the replica.
+pub fn view_of(replica: &R, peers: u32, syncing: bool) -> ChainView {
+    ChainView {
+        height: replica.height().saturating_sub(1),
+        app_hash: replica.app_hash(),
+        last_block_time: Some(replica.last_block_time()),
+        chain_id: Some(replica.chain_id()),
+        peers,
+        syncing,
+    }
+}
+
 /// A node committing blocks younger than this is not syncing.
 const CAUGHT_UP_MS: u64 = 5_000;
 
-type R = Replica<SledStore, MarketApp>;
+pub type R = Replica<SledStore, MarketApp>;
 
 /// Run until `shutdown` fires. Returns the replica so the caller can flush and snapshot.
 #[allow(clippy::too_many_arguments)]
@@ -168,14 +180,7 @@ pub async fn run(
         } else {
             shell.evidence.clear();
         }
-        let view = ChainView {
-            height: replica.height().saturating_sub(1),
-            app_hash: replica.app_hash(),
-            last_block_time: Some(replica.last_block_time()),
-            chain_id: Some(replica.chain_id()),
-            peers: peers as u32,
-            syncing: shell.syncing,
-        };
+        let view = view_of(&replica, peers as u32, shell.syncing);
         status.send_if_modified(|v| {
             let changed = *v != view;
             *v = view;

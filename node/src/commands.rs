@@ -163,3 +163,32 @@ pub fn status(api: &ApiArg, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `agora account [ADDRESS]`.
+pub fn account(address: Option<&str>, api: &ApiArg, json: bool) -> anyhow::Result<()> {
+    let client = connect(api)?;
+    let address: agora_types::Address = match address {
+        Some(a) => a
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid address {a:?}: {e}"))?,
+        None => crate::jobs::client_key(&None)?.address(),
+    };
+    let v: serde_json::Value = client.get_json(&format!("/v1/accounts/{address}"))?;
+    if json {
+        println!("{v}");
+        return Ok(());
+    }
+    println!("address  {address}");
+    println!("balance  {}", v["balance"]);
+    println!("nonce    {}", v["nonce"]);
+    if let Some(c) = v.get("coprocessor").filter(|c| !c.is_null()) {
+        println!(
+            "coprocessor stake {} (locked {}), reputation {}",
+            c["stake"], c["locked"], c["reputation"]
+        );
+    }
+    if let Some(o) = v.get("operator").filter(|o| !o.is_null()) {
+        println!("operator stake {}", o["stake"]);
+    }
+    Ok(())
+}

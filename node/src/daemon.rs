@@ -170,14 +170,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         now_ms(),
     )
     .with_context(|| format!("cannot open the chain in {}", store_path.display()))?;
-    let view = ChainView {
-        height: replica.height().saturating_sub(1),
-        app_hash: replica.app_hash(),
-        last_block_time: Some(replica.last_block_time()),
-        chain_id: Some(cgen.chain_id),
-        peers: 0,
-        syncing: false,
-    };
+    let view = crate::chain::view_of(&replica, 0, false);
 
     let mut net_cfg = NetConfig::new(key.seed(), cgen.chain_id);
     net_cfg.listen = vec![to_libp2p(&config.network.listen, "network.listen")?];

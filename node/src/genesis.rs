@@ -4,7 +4,7 @@ use std::path::Path;
 
 use agora_crypto::Keypair;
 use agora_market::{Genesis, GenesisAccount, GenesisOperator, Params};
-use agora_types::{Amount, Timestamp};
+use agora_types::{Address, Amount, Timestamp};
 use anyhow::Context;
 
 /// Stake of the single operator of a development genesis.
@@ -23,21 +23,45 @@ pub fn load(path: &Path) -> anyhow::Result<Genesis> {
     Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
 }
 
-/// A one-node development chain: `key` is the only operator and holds a starting balance.
-pub fn dev_genesis(key: &Keypair) -> Genesis {
+/// A genesis with default market parameters, the given operators (each staking
+/// `operator_stake`) and funded accounts (each holding `balance`), starting now.
+pub fn build(
+    chain_name: String,
+    operators: &[Address],
+    operator_stake: u128,
+    accounts: &[Address],
+    balance: u128,
+) -> Genesis {
     Genesis {
-        chain_name: format!("agora-dev-{}", key.address().short()),
+        chain_name,
         genesis_time: Timestamp(crate::chain::now_ms()),
-        operators: vec![GenesisOperator {
-            address: key.address(),
-            stake: Amount(DEV_OPERATOR_STAKE),
-        }],
-        accounts: vec![GenesisAccount {
-            address: key.address(),
-            balance: Amount(DEV_BALANCE),
-        }],
+        operators: operators
+            .iter()
+            .map(|&address| GenesisOperator {
+                address,
+                stake: Amount(operator_stake),
+            })
+            .collect(),
+        accounts: accounts
+            .iter()
+            .map(|&address| GenesisAccount {
+                address,
+                balance: Amount(balance),
+            })
+            .collect(),
         params: Params::default(),
     }
+}
+
+/// A one-node development chain: `key` is the only operator and holds a starting balance.
+pub fn dev_genesis(key: &Keypair) -> Genesis {
+    build(
+        format!("agora-dev-{}", key.address().short()),
+        &[key.address()],
+        DEV_OPERATOR_STAKE,
+        &[key.address()],
+        DEV_BALANCE,
+    )
 }
 
 /// The consensus view of a genesis: chain id, time and the stake-weighted validator set.

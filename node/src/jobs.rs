@@ -64,12 +64,12 @@ pub fn read_program(path: &Path) -> anyhow::Result<Vec<u8>> {
             path.display()
         );
     };
-    wasmparser_check(&module)
+    check_header(&module)
         .with_context(|| format!("{} is not a valid WebAssembly module", path.display()))?;
     Ok(module)
 }
 
-fn wasmparser_check(module: &[u8]) -> anyhow::Result<()> {
+fn check_header(module: &[u8]) -> anyhow::Result<()> {
     // `wat` validates text it assembles; for binaries, the header and version are checked here
     // and full validation happens in the coprocessors' sandbox, where failure is a committed
     // outcome.

@@ -108,7 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Account(args) => {
             logging::init_cli();
-            bench::account(args.address.as_deref(), &args.api, args.json)
+            commands::account(args.address.as_deref(), &args.api, args.json)
         }
         Command::Bench(cli::BenchCommand::Tx(args)) => {
             logging::init_cli();

@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use agora_client::{Client, TestnetFile, TestnetNode, TESTNET_FILE};
 use agora_crypto::Keypair;
-use agora_market::{Genesis, GenesisAccount, GenesisOperator, Params};
-use agora_types::{Amount, Timestamp};
 use anyhow::{bail, Context};
 
 use crate::config::Role;
@@ -212,30 +210,25 @@ fn plan_or_resume(operators: u32, coprocessors: u32, dir: &Path) -> anyhow::Resu
         agora_crypto::save_key(&client_path, &k)?;
         k
     };
-    let genesis = Genesis {
-        chain_name: format!("agora-testnet-{}", &Keypair::generate().address().short()),
-        genesis_time: Timestamp(crate::chain::now_ms()),
-        operators: plan
-            .iter()
-            .filter(|p| p.role == Role::Operator)
-            .map(|p| GenesisOperator {
-                address: p.key.address(),
-                stake: Amount(OPERATOR_STAKE),
-            })
-            .collect(),
-        accounts: std::iter::once(client.address())
-            .chain(
-                plan.iter()
-                    .filter(|p| p.role == Role::Coprocessor)
-                    .map(|p| p.key.address()),
-            )
-            .map(|address| GenesisAccount {
-                address,
-                balance: Amount(FUNDING),
-            })
-            .collect(),
-        params: Params::default(),
-    };
+    let operators: Vec<_> = plan
+        .iter()
+        .filter(|p| p.role == Role::Operator)
+        .map(|p| p.key.address())
+        .collect();
+    let funded: Vec<_> = std::iter::once(client.address())
+        .chain(
+            plan.iter()
+                .filter(|p| p.role == Role::Coprocessor)
+                .map(|p| p.key.address()),
+        )
+        .collect();
+    let genesis = crate::genesis::build(
+        format!("agora-testnet-{}", Keypair::generate().address().short()),
+        &operators,
+        OPERATOR_STAKE,
+        &funded,
+        FUNDING,
+    );
     genesis.validate().context("generated genesis is invalid")?;
     let text = genesis.to_json_pretty();
     std::fs::write(&genesis_path, &text)
