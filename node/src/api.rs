@@ -120,7 +120,7 @@ mod tests {
     use crate::daemon::{ChainView, Identity};
     use crate::metrics::Metrics;
 
-    fn state() -> (AppState, tokio::sync::watch::Sender<ChainView>) {
+    fn state(blob_dir: &tempfile::TempDir) -> (AppState, tokio::sync::watch::Sender<ChainView>) {
         let key = agora_crypto::Keypair::for_test(1);
         let config = crate::config::Config::default();
         let (tx, rx) = tokio::sync::watch::channel(ChainView::default());
@@ -134,11 +134,8 @@ mod tests {
             )),
             chain_commands: tokio::sync::mpsc::channel(1).0,
             blobs: Arc::new(
-                agora_blobs::BlobStore::open(
-                    std::env::temp_dir().join(format!("agora-api-test-{}", std::process::id())),
-                    agora_blobs::BlobConfig::default(),
-                )
-                .unwrap(),
+                agora_blobs::BlobStore::open(blob_dir.path(), agora_blobs::BlobConfig::default())
+                    .unwrap(),
             ),
         };
         (state, tx)
@@ -153,7 +150,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_follows_the_chain_view() {
-        let (state, tx) = state();
+        let blob_dir = tempfile::tempdir().unwrap();
+        let (state, tx) = state(&blob_dir);
         let url = serve(state).await;
         let client = agora_client::Client::new(&url).unwrap();
         let c = client.clone();

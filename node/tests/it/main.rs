@@ -10,6 +10,18 @@ mod testnet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agora");
 
+/// The binary run in `dir` with a clean environment (no `AGORA*` variables, no `RUST_LOG`).
+fn agora(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AGORA") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// A temporary working directory; the binary runs inside it with a clean environment.
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -27,16 +39,7 @@ impl Sandbox {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("AGORA") || name == "RUST_LOG" {
-                cmd.env_remove(name);
-            }
-        }
-        cmd
+        agora(self.dir.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {

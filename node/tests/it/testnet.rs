@@ -8,18 +8,7 @@ use std::time::{Duration, Instant};
 
 use agora_client::{Client, TestnetFile};
 
-use super::BIN;
-
-fn agora(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(dir).stdin(Stdio::null());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("AGORA") || name == "RUST_LOG" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
+use super::agora;
 
 /// Stops the detached testnet (and any extra node) whatever happens in the test.
 struct Guard {
@@ -39,6 +28,39 @@ impl Drop for Guard {
         )
         .output();
     }
+}
+
+/// `agora testnet up --detach` in `tmp/net`; the guard stops it when dropped.
+fn up_detached(tmp: &Path, operators: &str, coprocessors: &str) -> (Guard, TestnetFile) {
+    let dir = tmp.join("net");
+    let out = agora(
+        tmp,
+        &[
+            "testnet",
+            "up",
+            "--operators",
+            operators,
+            "--coprocessors",
+            coprocessors,
+            "--dir",
+            dir.to_str().unwrap(),
+            "--detach",
+        ],
+    )
+    .output()
+    .unwrap();
+    let guard = Guard {
+        dir: dir.clone(),
+        extra: Vec::new(),
+    };
+    assert!(
+        out.status.success(),
+        "testnet up failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = TestnetFile::read(&dir.join("testnet.json")).unwrap();
+    (guard, file)
 }
 
 fn height(api: &str) -> Option<u64> {
@@ -110,34 +132,8 @@ fn kill9(pid: u32) {
 #[test]
 fn testnet_agrees_survives_a_crash_and_syncs_late_nodes() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
-    let out = agora(
-        tmp.path(),
-        &[
-            "testnet",
-            "up",
-            "--operators",
-            "4",
-            "--coprocessors",
-            "1",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--detach",
-        ],
-    )
-    .output()
-    .unwrap();
-    let mut guard = Guard {
-        dir: dir.clone(),
-        extra: Vec::new(),
-    };
-    assert!(
-        out.status.success(),
-        "testnet up failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let file = TestnetFile::read(&dir.join("testnet.json")).unwrap();
+    let (mut guard, file) = up_detached(tmp.path(), "4", "1");
+    let dir = guard.dir.clone();
     assert_eq!(file.nodes.len(), 5);
     assert!(file.client_key.exists());
     for n in &file.nodes {
@@ -224,34 +220,7 @@ fn testnet_agrees_survives_a_crash_and_syncs_late_nodes() {
 #[test]
 fn untakeable_job_is_refunded_and_explained() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
-    let d = dir.to_str().unwrap();
-    let out = agora(
-        tmp.path(),
-        &[
-            "testnet",
-            "up",
-            "--operators",
-            "1",
-            "--coprocessors",
-            "0",
-            "--dir",
-            d,
-            "--detach",
-        ],
-    )
-    .output()
-    .unwrap();
-    let _guard = Guard {
-        dir: dir.clone(),
-        extra: Vec::new(),
-    };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let file = TestnetFile::read(&dir.join("testnet.json")).unwrap();
+    let (_guard, file) = up_detached(tmp.path(), "1", "0");
     let api = file.nodes[0].api.clone();
     let key = file.client_key.to_str().unwrap().to_owned();
     let client = Client::new(&api).unwrap();
