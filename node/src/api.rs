@@ -120,23 +120,39 @@ mod tests {
     use crate::daemon::{ChainView, Identity};
     use crate::metrics::Metrics;
 
-    fn state(blob_dir: &tempfile::TempDir) -> (AppState, tokio::sync::watch::Sender<ChainView>) {
+    async fn state(
+        blob_dir: &tempfile::TempDir,
+    ) -> (AppState, tokio::sync::watch::Sender<ChainView>) {
         let key = agora_crypto::Keypair::for_test(1);
+        let mut net_cfg = agora_net::NetConfig::new(key.seed(), agora_types::Hash([1; 32]));
+        net_cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+        let (net, _events) = agora_net::Network::start(net_cfg).await.unwrap();
+        let store = agora_store::Store::temporary().unwrap();
         let config = crate::config::Config::default();
         let (tx, rx) = tokio::sync::watch::channel(ChainView::default());
         let state = AppState {
             identity: Arc::new(Identity::new(&key, &config)),
             chain: rx,
-            store: agora_store::Store::temporary().unwrap(),
+            store: store.clone(),
             metrics: Arc::new(Metrics::new(VERSION, &["full".to_owned()])),
             market: Arc::new(std::sync::RwLock::new(
                 agora_market::Market::new(&crate::genesis::dev_genesis(&key)).unwrap(),
             )),
             chain_commands: tokio::sync::mpsc::channel(1).0,
             blobs: Arc::new(
-                agora_blobs::BlobStore::open(blob_dir.path(), agora_blobs::BlobConfig::default())
-                    .unwrap(),
+                crate::blobsvc::BlobService::open(
+                    Arc::new(
+                        agora_blobs::BlobStore::open(
+                            blob_dir.path(),
+                            agora_blobs::BlobConfig::default(),
+                        )
+                        .unwrap(),
+                    ),
+                    &store,
+                )
+                .unwrap(),
             ),
+            net,
         };
         (state, tx)
     }
@@ -151,7 +167,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_follows_the_chain_view() {
         let blob_dir = tempfile::tempdir().unwrap();
-        let (state, tx) = state(&blob_dir);
+        let (state, tx) = state(&blob_dir).await;
         let url = serve(state).await;
         let client = agora_client::Client::new(&url).unwrap();
         let c = client.clone();

@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/jobs", get(jobs))
         .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/output", get(job_output))
         .route("/v1/coprocessors", get(coprocessors))
         .route("/v1/market", get(market_status))
         .route("/v1/events", get(events))
@@ -132,6 +133,63 @@ async fn job(
     }
 }
 
+/// `GET /v1/jobs/{id}/output`: the verified output blob of a job (`exit code (i32 LE) ‖
+/// stdout`), from this node's store or fetched from the coprocessors that committed it. The
+/// caller should check it against the committed result hash too (`agora job result` does).
+async fn job_output(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Vec<u8>, ApiError> {
+    let id: Hash = parse("job id", &id)?;
+    let (view, max) = {
+        let m = state.market.read().map_err(|_| unavailable())?;
+        let view = m
+            .job_view(&id)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}")))?;
+        (view, m.params().max_output_bytes.saturating_add(4))
+    };
+    if view.result_hash.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {id} is {}: it has no verified result",
+                serde_json::to_value(view.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    let blobs = state.blobs.clone();
+    let local = tokio::task::spawn_blocking(move || blobs.output(&id))
+        .await
+        .map_err(|_| unavailable())?
+        .ok()
+        .flatten();
+    if let Some(bytes) = local {
+        if crate::blobsvc::verify_output(&view, &bytes).is_ok() {
+            return Ok(bytes);
+        }
+    }
+    let holders: Vec<Address> = view
+        .slots
+        .iter()
+        .filter(|s| s.result_hash.is_some() && s.result_hash == view.result_hash)
+        .map(|s| s.coprocessor)
+        .collect();
+    let bytes = state
+        .blobs
+        .fetch_output(&state.net, id, max, &holders)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
+    crate::blobsvc::verify_output(&view, &bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+    let blobs = state.blobs.clone();
+    let keep = bytes.clone();
+    let _ = tokio::task::spawn_blocking(move || blobs.record_output(&id, &keep)).await;
+    Ok(bytes)
+}
+
 #[derive(Deserialize)]
 struct JobsQuery {
     client: Option<String>,
@@ -178,7 +236,7 @@ async fn put_blob(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let blobs = state.blobs.clone();
+    let blobs = state.blobs.store.clone();
     let len = body.len();
     let hash = tokio::task::spawn_blocking(move || blobs.put(&body))
         .await
@@ -195,7 +253,7 @@ async fn get_blob(
     Path(hash): Path<String>,
 ) -> Result<Vec<u8>, ApiError> {
     let hash: Hash = parse("blob hash", &hash)?;
-    let blobs = state.blobs.clone();
+    let blobs = state.blobs.store.clone();
     match tokio::task::spawn_blocking(move || blobs.get(&hash))
         .await
         .map_err(|_| unavailable())?

@@ -66,6 +66,7 @@ pub async fn run(
     mut events: mpsc::Receiver<NetEvent>,
     mut commands: mpsc::Receiver<ChainCommand>,
     status: watch::Sender<ChainView>,
+    blobs: std::sync::Arc<crate::blobsvc::BlobService>,
     mut shutdown: impl std::future::Future<Output = ()> + Unpin,
 ) -> R {
     // Responses to our own requests come back through this queue.
@@ -118,9 +119,9 @@ pub async fn run(
                             Err(e) => shell.reject(e, from),
                         }
                     }
-                    NetEvent::Request { protocol: Protocol::Blob, reply, .. } => {
-                        // Blobs are served by the blob service; an empty reply means "not here".
-                        let _ = reply.send(bytes::Bytes::new());
+                    NetEvent::Request { protocol: Protocol::Blob, from, data, reply } => {
+                        // Served off this task: reading a chunk is disk work.
+                        blobs.spawn_serve(net.clone(), from, data, reply);
                     }
                     NetEvent::Message { topic: Topic::Transactions, from, data } => {
                         if let Err(e) = replica.submit_tx(data.to_vec(), now_ms()).map(|eff| shell.apply(eff)) {

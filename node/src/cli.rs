@@ -244,8 +244,12 @@ pub struct AccountArgs {
 pub enum CoprocessorCommand {
     /// Stake collateral and start bidding
     Join {
+        /// Collateral to stake [default: 100000]
         #[arg(long, value_name = "N")]
         stake: Option<u128>,
+        /// Jobs run at once [default: the current capacity, else 4]
+        #[arg(long, value_name = "C")]
+        capacity: Option<u32>,
         #[command(flatten)]
         api: ApiArg,
         #[arg(long, value_name = "FILE")]

@@ -1,5 +1,5 @@
-//! The one-shot CLI commands: `init`, `key show`, `status`, and the refusals for commands that
-//! are not available yet.
+//! The one-shot CLI commands: `init`, `key show`, `status`, `account`, and
+//! `coprocessor join|leave`.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,11 +10,6 @@ use anyhow::{bail, Context};
 use crate::cli::{ApiArg, InitArgs};
 use crate::config::{annotated_config, Config, Overrides, Role};
 use crate::home::{peer_id, Home};
-
-/// A command that is part of the contract but not implemented in this build.
-#[derive(Debug, thiserror::Error)]
-#[error("not yet available: agora {0}")]
-pub struct NotYetAvailable(pub &'static str);
 
 /// `agora init`: create the home, a fresh key (0600), the annotated config and a one-node
 /// development genesis.
@@ -191,4 +186,113 @@ pub fn account(address: Option<&str>, api: &ApiArg, json: bool) -> anyhow::Resul
         println!("operator stake {}", o["stake"]);
     }
     Ok(())
+}
+
+/// `agora coprocessor join`: stake collateral for `key` (declaring its capacity) and wait until
+/// the stake is on chain. A node with the coprocessor role and this key bids once it is active.
+pub fn coprocessor_join(
+    stake: Option<u128>,
+    capacity: Option<u32>,
+    api: &ApiArg,
+    key: &Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let client = connect(api)?;
+    let key = crate::jobs::client_key(key)?;
+    let address = key.address();
+    let before: agora_market::AccountView = client.get_json(&format!("/v1/accounts/{address}"))?;
+    let default = crate::config::CoprocessorSection::default();
+    let amount = stake.unwrap_or(u128::from(default.stake));
+    let capacity = capacity
+        .or(before.coprocessor.as_ref().map(|c| c.capacity))
+        .unwrap_or(default.capacity);
+    if before.balance.0 < amount {
+        bail!(
+            "account {address} holds {}, less than the stake {amount}",
+            before.balance
+        );
+    }
+    let mut signer = crate::jobs::Signer::new(client.clone(), key)?;
+    let env = signer
+        .builder
+        .stake(signer.nonce, agora_types::Amount(amount), capacity);
+    signer.send(env)?;
+    let old = before
+        .coprocessor
+        .as_ref()
+        .map(|c| c.stake)
+        .unwrap_or_default();
+    let after = wait_for_account(&client, &address, |a| {
+        a.coprocessor
+            .as_ref()
+            .is_some_and(|c| c.stake > old || (amount == 0 && c.capacity == capacity))
+    })?;
+    let c = after.coprocessor.context("stake not recorded")?;
+    println!(
+        "coprocessor {address}: stake {} (locked {}), capacity {}, {}",
+        c.stake,
+        c.locked,
+        c.capacity,
+        if c.active {
+            "active"
+        } else {
+            "inactive (stake below the minimum)"
+        }
+    );
+    Ok(())
+}
+
+/// `agora coprocessor leave`: unstake all free collateral of `key`; it returns to the balance
+/// after the unbonding delay. Collateral locked by running jobs stays until they settle.
+pub fn coprocessor_leave(api: &ApiArg, key: &Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let client = connect(api)?;
+    let key = crate::jobs::client_key(key)?;
+    let address = key.address();
+    let before: agora_market::AccountView = client.get_json(&format!("/v1/accounts/{address}"))?;
+    let Some(c) = before.coprocessor.filter(|c| !c.stake.is_zero()) else {
+        bail!("{address} has no coprocessor stake");
+    };
+    let free = c.stake.checked_sub(c.locked).unwrap_or_default();
+    if free.is_zero() {
+        bail!(
+            "all of {address}'s stake ({}) is locked by running jobs; try again when they settle",
+            c.stake
+        );
+    }
+    let mut signer = crate::jobs::Signer::new(client.clone(), key)?;
+    let env = signer.builder.unstake(signer.nonce, free);
+    signer.send(env)?;
+    let after = wait_for_account(&client, &address, |a| {
+        a.coprocessor.as_ref().is_some_and(|x| x.stake < c.stake)
+    })?;
+    let x = after.coprocessor.context("stake not recorded")?;
+    println!(
+        "coprocessor {address}: unbonding {}, stake left {} (locked {}), {}",
+        x.unbonding,
+        x.stake,
+        x.locked,
+        if x.active {
+            "still active"
+        } else {
+            "no longer bidding"
+        }
+    );
+    Ok(())
+}
+
+fn wait_for_account(
+    client: &Client,
+    address: &agora_types::Address,
+    done: impl Fn(&agora_market::AccountView) -> bool,
+) -> anyhow::Result<agora_market::AccountView> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let a: agora_market::AccountView = client.get_json(&format!("/v1/accounts/{address}"))?;
+        if done(&a) {
+            return Ok(a);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the transaction was not committed within 30 s (see `agora account {address}`)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

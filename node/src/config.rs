@@ -68,6 +68,7 @@ pub struct Config {
     pub api: ApiSection,
     pub log: LogSection,
     pub store: StoreSection,
+    pub coprocessor: CoprocessorSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +171,41 @@ impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             path: PathBuf::from("data"),
+        }
+    }
+}
+
+/// The coprocessor agent: what it stakes, how much it runs at once, and its cost model.
+/// Read only by nodes with the `coprocessor` role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoprocessorSection {
+    /// Collateral the node stakes at start when its stake is below this (0: stake only with
+    /// `agora coprocessor join`).
+    pub stake: u64,
+    /// Jobs run at once; the capacity `C` declared on chain.
+    pub capacity: u32,
+    /// Cost of any job, in base units.
+    pub base_cost: u64,
+    /// Fuel one base unit buys: a job costs `base_cost + fuel_limit / fuel_per_unit`.
+    pub fuel_per_unit: u64,
+    /// Largest fuel limit and module this coprocessor takes; larger jobs are declined.
+    pub max_fuel: u64,
+    pub max_module_bytes: u64,
+    /// Testing only: `wrong_output` commits corrupted results (to exercise slashing).
+    pub fault: String,
+}
+
+impl Default for CoprocessorSection {
+    fn default() -> Self {
+        CoprocessorSection {
+            stake: 100_000,
+            capacity: 4,
+            base_cost: 10,
+            fuel_per_unit: 10_000_000,
+            max_fuel: 10_000_000_000,
+            max_module_bytes: 16 << 20,
+            fault: String::new(),
         }
     }
 }
@@ -282,6 +318,23 @@ impl Config {
 
     /// Checks serde cannot express.
     fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            origin: String::new(),
+            reason: reason.into(),
+        };
+        if self.coprocessor.capacity == 0 {
+            return Err(invalid("coprocessor.capacity", "must be at least 1"));
+        }
+        if self.coprocessor.fuel_per_unit == 0 {
+            return Err(invalid("coprocessor.fuel_per_unit", "must be at least 1"));
+        }
+        if !matches!(self.coprocessor.fault.as_str(), "" | "wrong_output") {
+            return Err(invalid(
+                "coprocessor.fault",
+                "must be empty or \"wrong_output\"",
+            ));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.filter) {
             return Err(ConfigError::Invalid {
                 key: "log.filter".into(),

@@ -84,8 +84,10 @@ pub struct AppState {
     pub market: SharedMarket,
     /// Requests to the chain task (transaction submission).
     pub chain_commands: mpsc::Sender<ChainCommand>,
-    /// Content-addressed modules, inputs and outputs under `HOME/blobs`.
-    pub blobs: Arc<agora_blobs::BlobStore>,
+    /// Content-addressed modules, inputs and outputs under `HOME/blobs`, and their transfer.
+    pub blobs: Arc<crate::blobsvc::BlobService>,
+    /// The p2p network (job outputs are fetched from the coprocessors that computed them).
+    pub net: agora_net::NetworkHandle,
 }
 
 /// A broadcast shutdown signal.
@@ -191,6 +193,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         .context("cannot start the p2p network (network.listen)")?;
     let p2p_addr = write_p2p_addr(&home, &net).await?;
 
+    let blobs = Arc::new(crate::blobsvc::BlobService::open(Arc::new(blobs), &store)?);
     let (chain_tx, chain_rx) = watch::channel(view.clone());
     let (commands_tx, commands_rx) = mpsc::channel(1024);
     let metrics = Arc::new(Metrics::new(VERSION, &identity.roles));
@@ -200,8 +203,9 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         store: store.clone(),
         metrics,
         market,
-        chain_commands: commands_tx,
-        blobs: Arc::new(blobs),
+        chain_commands: commands_tx.clone(),
+        blobs: blobs.clone(),
+        net: net.clone(),
     };
 
     write_api_addr(&home, api_addr)?;
@@ -244,8 +248,34 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         net_events,
         commands_rx,
         chain_tx,
+        blobs.clone(),
         Box::pin(shutdown.wait()),
     ));
+
+    let agent_cfg = crate::agent::AgentConfig {
+        coprocessor: config
+            .node
+            .roles
+            .contains(&crate::config::Role::Coprocessor),
+        operator: is_validator,
+        section: config.coprocessor.clone(),
+    };
+    let agent_task = if agent_cfg.coprocessor || agent_cfg.operator {
+        let agent = crate::agent::Agent::new(
+            agent_cfg,
+            key.clone(),
+            cgen.chain_id,
+            state.market.clone(),
+            commands_tx,
+            net.clone(),
+            blobs.clone(),
+        )?;
+        Some(tokio::spawn(
+            agent.run(state.chain.clone(), shutdown.wait()),
+        ))
+    } else {
+        None
+    };
 
     let mut server = tokio::spawn(
         axum::serve(listener, crate::api::router(state))
@@ -273,6 +303,9 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     // Whatever ended the server, stop everything else too.
     shutdown.trigger();
     signals.abort();
+    if let Some(agent) = agent_task {
+        let _ = agent.await;
+    }
     match chain_task.await {
         Ok(replica) => {
             let (_, app) = replica.into_parts();

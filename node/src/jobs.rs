@@ -117,10 +117,10 @@ fn upload(client: &Client, bytes: &[u8]) -> anyhow::Result<Hash> {
     Ok(hash)
 }
 
-struct Signer {
+pub struct Signer {
     client: Client,
-    builder: TxBuilder,
-    nonce: u64,
+    pub builder: TxBuilder,
+    pub nonce: u64,
 }
 
 /// A transaction builder for `key` on the node's chain, and the account's next nonce.
@@ -141,7 +141,7 @@ pub fn builder_and_nonce(
 }
 
 impl Signer {
-    fn new(client: Client, key: agora_crypto::Keypair) -> anyhow::Result<Signer> {
+    pub fn new(client: Client, key: agora_crypto::Keypair) -> anyhow::Result<Signer> {
         let (builder, nonce) = builder_and_nonce(&client, key)?;
         Ok(Signer {
             client,
@@ -150,7 +150,7 @@ impl Signer {
         })
     }
 
-    fn send(&mut self, env: agora_crypto::Envelope) -> anyhow::Result<Hash> {
+    pub fn send(&mut self, env: agora_crypto::Envelope) -> anyhow::Result<Hash> {
         let bytes = agora_market::encode_envelope(&env);
         self.client
             .post_bytes("/v1/tx", "application/octet-stream", &bytes)?;
@@ -317,6 +317,58 @@ fn event_line(e: &serde_json::Value) -> String {
         o.remove("time");
     }
     format!("{height}{body}")
+}
+
+/// `agora job result`: fetch the output through the node, check it against the committed
+/// result hash here (the node is not trusted with that), and write the program's stdout.
+pub fn result(args: &JobIdArgs) -> anyhow::Result<()> {
+    let (client, id, v) = get_job(args)?;
+    let view: agora_market::JobView =
+        serde_json::from_value(v).context("the node's job view is not understood")?;
+    if view.result_hash.is_none() {
+        let state = serde_json::to_value(view.state).unwrap_or_default();
+        let why = view
+            .failure
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        bail!(
+            "job {id} is {}{why}: it has no verified result",
+            state.as_str().unwrap_or("?")
+        );
+    }
+    let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
+    let (code, stdout) =
+        crate::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+    let outcome = view.outcome.unwrap_or(agora_market::Outcome::Success);
+    match &args.out {
+        Some(path) => std::fs::write(path, stdout)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None if args.json => {}
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(stdout)
+                .and_then(|()| out.flush())
+                .context("writing the output")?;
+        }
+    }
+    if args.json {
+        let text = std::str::from_utf8(stdout).ok();
+        let doc = serde_json::json!({
+            "id": id, "result_hash": view.result_hash, "outcome": outcome, "exit_code": code,
+            "size": stdout.len(), "output": text,
+            "output_hex": if text.is_none() { Some(hex::encode(stdout)) } else { None },
+            "out": args.out,
+        });
+        println!("{doc}");
+    } else if outcome != agora_market::Outcome::Success || code != 0 {
+        eprintln!(
+            "job {id}: outcome {}, exit code {code}",
+            serde_json::to_value(outcome).unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// `agora job why`: the failure reason, the coprocessors' signed decline reasons and the

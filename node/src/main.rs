@@ -6,10 +6,12 @@
 //! chain on one line (`error: a: b`) and maps it to an exit code, so a user mistake never shows
 //! a panic or a backtrace.
 
+mod agent;
 mod api;
 mod api_market;
 mod app;
 mod bench;
+mod blobsvc;
 mod chain;
 mod cli;
 mod commands;
@@ -29,14 +31,11 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, KeyCommand, NodeArgs, TestnetCommand};
-use crate::commands::NotYetAvailable;
 use crate::config::{ApiOverrides, Config, LogOverrides, NetworkOverrides, Overrides};
 use crate::home::Home;
 
 /// Exit code for a runtime failure (bad input, unreachable node, I/O error).
 const EXIT_FAILURE: u8 = 1;
-/// Exit code for a command this build does not provide yet (clap uses 2 for usage errors).
-const EXIT_UNAVAILABLE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -44,11 +43,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", one_line(&err));
-            if err.downcast_ref::<NotYetAvailable>().is_some() {
-                ExitCode::from(EXIT_UNAVAILABLE)
-            } else {
-                ExitCode::from(EXIT_FAILURE)
-            }
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }
@@ -122,7 +117,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init_cli();
             run_testnet(cmd)
         }
-        other => Err(NotYetAvailable(other.name()).into()),
+        Command::Job(cli::JobCommand::Result(args)) => {
+            logging::init_cli();
+            jobs::result(&args)
+        }
+        Command::Coprocessor(cli::CoprocessorCommand::Join {
+            stake,
+            capacity,
+            api,
+            key,
+        }) => {
+            logging::init_cli();
+            commands::coprocessor_join(stake, capacity, &api, &key)
+        }
+        Command::Coprocessor(cli::CoprocessorCommand::Leave { api, key }) => {
+            logging::init_cli();
+            commands::coprocessor_leave(&api, &key)
+        }
     }
 }
 

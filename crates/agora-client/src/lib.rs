@@ -198,6 +198,39 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `GET path` as raw bytes (bounded by [`MAX_RESPONSE_BYTES`]).
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|e| ClientError::Decode {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        if !(200..300).contains(&status) {
+            return Err(ClientError::Status {
+                url,
+                status,
+                body: error_message(&String::from_utf8_lossy(&body)),
+            });
+        }
+        Ok(body)
+    }
+}
+
 /// Read a bounded body; a non-2xx status becomes [`ClientError::Status`] with the API's message.
 fn read_body(
     url: String,

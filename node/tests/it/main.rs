@@ -396,20 +396,6 @@ fn api_port_in_use_is_a_clear_error() {
 }
 
 #[test]
-fn unavailable_commands_say_so() {
-    let sb = Sandbox::new();
-    let cases: &[(&[&str], &str)] = &[
-        (&["job", "result", "ab"], "job result"),
-        (&["coprocessor", "join"], "coprocessor join"),
-    ];
-    for (args, name) in cases {
-        let out = sb.run(args);
-        assert_eq!(out.status.code(), Some(3), "{args:?}");
-        assert_clear_error(&out, &[&format!("not yet available: agora {name}")]);
-    }
-}
-
-#[test]
 fn second_node_on_one_home_is_refused_and_logs_can_be_json() {
     let sb = Sandbox::new();
     let home = sb.init("home", &[]);

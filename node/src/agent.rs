@@ -1,0 +1,635 @@
+//! The node's market agent: the coprocessor side (stake, bid, decline, execute, commit, serve)
+//! and the operator side (audit when selected).
+//!
+//! Shape: one task wakes on every committed block and reads the replicated market (a read lock
+//! held only while it decides). Every decision is derived from the state again each block —
+//! "an auction I have not bid in this round", "a slot of mine with no result", "an audit
+//! assigned to me with no attestation" — so a restart or a lost transaction never leaves the
+//! agent confused; a small in-flight table only stops it from sending the same transaction twice
+//! while the first is on its way. Executions and audits run as their own tasks (blob fetches,
+//! then the sandbox on the blocking pool, bounded by the executor's concurrency) and hand their
+//! transaction back to the agent, which alone owns the key's nonce sequence.
+//!
+//! Nonces: transactions are pipelined with consecutive nonces. A transaction rejected when its
+//! block is applied does not consume its nonce, which leaves a gap the later ones wait behind;
+//! when the account's nonce on chain has not moved for [`NONCE_STALL_BLOCKS`] blocks while
+//! transactions are outstanding, the agent restarts the sequence from the chain's nonce and
+//! re-derives what is still needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use agora_crypto::Keypair;
+use agora_exec::{AsyncExecutor, ExecConfig, OwnedJob};
+use agora_market::{
+    reserve_price, AuctionSpec, DeclineReason, Job, JobState, Market, Outcome, SlotStatus,
+    TxBuilder, TxKind,
+};
+use agora_net::NetworkHandle;
+use agora_types::{Address, Amount, Hash, JobId};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::app::SharedMarket;
+use crate::blobsvc::{encode_output, BlobService};
+use crate::chain::ChainCommand;
+use crate::config::CoprocessorSection;
+use crate::daemon::ChainView;
+
+/// Blocks without progress of our nonce (while transactions are outstanding) before the agent
+/// restarts its nonce sequence from the chain.
+pub const NONCE_STALL_BLOCKS: u32 = 4;
+/// Blocks after which an in-flight action with no visible effect may be sent again.
+const RESEND_AFTER_BLOCKS: u64 = 8;
+/// Transactions outstanding at once (the market accepts nonces up to 64 ahead).
+const MAX_OUTSTANDING: u64 = 48;
+
+/// What this node's agent does.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub coprocessor: bool,
+    pub operator: bool,
+    pub section: CoprocessorSection,
+}
+
+/// Something the agent sends at most once at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Stake,
+    Bid(JobId, u32),
+    Reveal(JobId, u32),
+    Decline(JobId, DeclineReason),
+    Result(JobId),
+    Audit(JobId),
+}
+
+/// A finished execution or audit, handed back to the agent loop to be signed and sent.
+struct Finished {
+    action: Action,
+    job: JobId,
+    audit: bool,
+    end: RunEnd,
+}
+
+/// How an execution or audit task ended.
+enum RunEnd {
+    /// A transaction to send.
+    Tx(TxKind),
+    /// Nothing now (e.g. the module could not be fetched yet): try again on a later block.
+    Retry,
+    /// Nothing honest to commit (the run did not end deterministically).
+    GiveUp,
+}
+
+/// Everything a spawned execution needs.
+struct Shared {
+    net: NetworkHandle,
+    blobs: Arc<BlobService>,
+    exec: AsyncExecutor,
+    wrong_output: bool,
+}
+
+pub struct Agent {
+    cfg: AgentConfig,
+    builder: TxBuilder,
+    me: Address,
+    market: SharedMarket,
+    commands: mpsc::Sender<ChainCommand>,
+    shared: Arc<Shared>,
+    next_nonce: u64,
+    chain_nonce: u64,
+    stalled_blocks: u32,
+    height: u64,
+    inflight: BTreeMap<Action, u64>,
+    /// Sealed bids made: (job, round) → (price, salt), kept until the job leaves the auction.
+    sealed: BTreeMap<(JobId, u32), (Amount, Hash)>,
+    /// Jobs with an execution or audit task started (or given up on), until the job closes.
+    started: BTreeSet<(JobId, bool)>,
+    finished_tx: mpsc::Sender<Finished>,
+    finished_rx: mpsc::Receiver<Finished>,
+}
+
+impl Agent {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: AgentConfig,
+        key: Keypair,
+        chain_id: Hash,
+        market: SharedMarket,
+        commands: mpsc::Sender<ChainCommand>,
+        net: NetworkHandle,
+        blobs: Arc<BlobService>,
+    ) -> anyhow::Result<Agent> {
+        let params = market.read().expect("market lock").params().clone();
+        let exec = AsyncExecutor::new(ExecConfig {
+            max_module_bytes: params.max_module_bytes as usize,
+            max_input_bytes: params.max_input_bytes as usize,
+            max_output_bytes: params.max_output_bytes as usize,
+            max_fuel: params.max_fuel,
+            max_memory_bytes: params.max_memory_bytes,
+            concurrency: cfg.section.capacity.max(1) as usize,
+            ..ExecConfig::default()
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
+        let me = key.address();
+        let (finished_tx, finished_rx) = mpsc::channel(256);
+        Ok(Agent {
+            shared: Arc::new(Shared {
+                net,
+                blobs,
+                exec,
+                wrong_output: cfg.section.fault == "wrong_output",
+            }),
+            cfg,
+            builder: TxBuilder::new(key, chain_id),
+            me,
+            market,
+            commands,
+            next_nonce: 0,
+            chain_nonce: 0,
+            stalled_blocks: 0,
+            height: 0,
+            inflight: BTreeMap::new(),
+            sealed: BTreeMap::new(),
+            started: BTreeSet::new(),
+            finished_tx,
+            finished_rx,
+        })
+    }
+
+    /// Run until `shutdown` resolves.
+    pub async fn run(
+        mut self,
+        mut chain: watch::Receiver<ChainView>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        if self.shared.wrong_output {
+            tracing::warn!(target: "node.agent", "fault injection: this coprocessor commits wrong results");
+        }
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                changed = chain.changed() => {
+                    if changed.is_err() { break }
+                    let h = chain.borrow_and_update().height;
+                    if h != self.height {
+                        self.height = h;
+                        self.step().await;
+                    }
+                }
+                Some(f) = self.finished_rx.recv() => {
+                    self.inflight.remove(&f.action);
+                    match f.end {
+                        RunEnd::Tx(kind) => self.send(f.action, kind).await,
+                        RunEnd::Retry => {
+                            self.started.remove(&(f.job, f.audit));
+                        }
+                        RunEnd::GiveUp => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One block's worth of decisions.
+    async fn step(&mut self) {
+        let mut todo: Vec<(Action, TxKind)> = Vec::new();
+        let mut spawn: Vec<(Job, bool)> = Vec::new();
+        {
+            let market = self.market.clone();
+            let m = market.read().expect("market lock");
+            self.track_nonce(m.nonce(&self.me));
+            let h = self.height;
+            self.inflight
+                .retain(|_, at| h.saturating_sub(*at) < RESEND_AFTER_BLOCKS);
+            // Forget jobs that left the market or closed.
+            self.started
+                .retain(|(j, _)| m.job(j).is_some_and(|job| !job.state.is_final()));
+            self.sealed
+                .retain(|(j, _), _| m.job(j).is_some_and(|job| job.state == JobState::Auction));
+            if self.cfg.coprocessor {
+                self.coprocessor_step(&m, &mut todo, &mut spawn);
+            }
+            if self.cfg.operator {
+                self.operator_step(&m, &mut spawn);
+            }
+        }
+        for (job, audit) in spawn {
+            self.spawn_run(job, audit);
+        }
+        for (action, kind) in todo {
+            if self.next_nonce.saturating_sub(self.chain_nonce) >= MAX_OUTSTANDING {
+                break;
+            }
+            self.send(action, kind).await;
+        }
+    }
+
+    fn track_nonce(&mut self, on_chain: u64) {
+        if on_chain != self.chain_nonce {
+            self.chain_nonce = on_chain;
+            self.stalled_blocks = 0;
+        } else if self.next_nonce > on_chain {
+            self.stalled_blocks += 1;
+            if self.stalled_blocks >= NONCE_STALL_BLOCKS {
+                tracing::info!(target: "node.agent", chain_nonce = on_chain, next = self.next_nonce, "restarting the nonce sequence");
+                self.next_nonce = on_chain;
+                self.inflight.clear();
+                self.stalled_blocks = 0;
+            }
+        }
+        if self.next_nonce < on_chain {
+            self.next_nonce = on_chain;
+        }
+    }
+
+    fn coprocessor_step(
+        &mut self,
+        m: &Market,
+        todo: &mut Vec<(Action, TxKind)>,
+        spawn: &mut Vec<(Job, bool)>,
+    ) {
+        let me = self.me;
+        let sec = &self.cfg.section;
+        let params = m.params();
+        let cop = m.coprocessor(&me);
+        // Join with the configured stake once; afterwards the stake is the operator's to
+        // change (`agora coprocessor join|leave`), and only a changed capacity is re-declared.
+        let join = cop.is_none() && sec.stake > 0;
+        let cap_differs = cop.is_some_and(|c| !c.stake.is_zero() && c.capacity != sec.capacity);
+        if (join || cap_differs) && !self.inflight.contains_key(&Action::Stake) {
+            let amount = if join {
+                Amount(u128::from(sec.stake)).min(m.balance(&me))
+            } else {
+                Amount::ZERO
+            };
+            if !join || amount >= params.min_stake {
+                todo.push((
+                    Action::Stake,
+                    TxKind::Stake {
+                        amount,
+                        capacity: sec.capacity,
+                    },
+                ));
+            }
+        }
+        let Some(cop) = cop.filter(|c| c.active) else {
+            return;
+        };
+        let now = m.market_time();
+        for id in m.open_jobs() {
+            let Some(job) = m.job(id) else { continue };
+            // Slots of ours to execute.
+            if job
+                .assignments
+                .get(&me)
+                .is_some_and(|a| a.status == SlotStatus::Executing)
+                && !self.started.contains(&(*id, false))
+            {
+                spawn.push((job.clone(), false));
+                continue;
+            }
+            if job.state != JobState::Auction || job.assignments.contains_key(&me) {
+                continue;
+            }
+            let round = job.auction.round;
+            let elapsed = now.saturating_sub(job.auction.opened_at);
+            // A sealed bid of ours waiting for its reveal phase.
+            if let AuctionSpec::Sealed { commit_ms, .. } = job.spec.auction {
+                if job.auction.commits.contains_key(&me) {
+                    let key = Action::Reveal(*id, round);
+                    if elapsed >= commit_ms
+                        && !job.auction.reveals.contains_key(&me)
+                        && !self.inflight.contains_key(&key)
+                    {
+                        if let Some((price, salt)) = self.sealed.get(&(*id, round)) {
+                            todo.push((
+                                key,
+                                TxKind::Bid {
+                                    job_id: *id,
+                                    bid: agora_market::BidKind::Reveal {
+                                        price: *price,
+                                        salt: *salt,
+                                    },
+                                },
+                            ));
+                        }
+                    }
+                    continue;
+                }
+                if elapsed >= commit_ms {
+                    continue;
+                }
+            } else if job.auction.dutch.contains_key(&me) {
+                continue;
+            }
+            if self.inflight.contains_key(&Action::Bid(*id, round)) {
+                continue;
+            }
+            match self.decide(m, job, cop.load, cop.free_collateral()) {
+                Ok(price) => {
+                    let bid = match job.spec.auction {
+                        AuctionSpec::Dutch { .. } => {
+                            agora_market::BidKind::Dutch { min_price: price }
+                        }
+                        AuctionSpec::Sealed { .. } => {
+                            let salt = Hash(rand::random());
+                            self.sealed.insert((*id, round), (price, salt));
+                            agora_market::BidKind::Commit {
+                                commitment: agora_market::sealed_commitment(id, &me, price, &salt),
+                            }
+                        }
+                    };
+                    todo.push((Action::Bid(*id, round), TxKind::Bid { job_id: *id, bid }));
+                    self.prefetch(job);
+                }
+                Err((reason, detail)) => {
+                    let key = Action::Decline(*id, reason);
+                    let said = job
+                        .declines
+                        .iter()
+                        .any(|d| d.coprocessor == me && d.reason == reason);
+                    if !said && !self.inflight.contains_key(&key) {
+                        todo.push((
+                            key,
+                            TxKind::Decline(agora_market::DeclineNotice {
+                                job_id: *id,
+                                coprocessor: me,
+                                reason,
+                                detail,
+                            }),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bid price for a job, or why not (design §7: the reserve price rises with load).
+    fn decide(
+        &self,
+        m: &Market,
+        job: &Job,
+        load: u32,
+        free: Amount,
+    ) -> Result<Amount, (DeclineReason, String)> {
+        let sec = &self.cfg.section;
+        let spec = &job.spec;
+        let me = m.coprocessor(&self.me);
+        if spec.module_size > sec.max_module_bytes {
+            return Err((
+                DeclineReason::ModuleTooLarge,
+                format!(
+                    "module {} bytes, this coprocessor takes up to {}",
+                    spec.module_size, sec.max_module_bytes
+                ),
+            ));
+        }
+        if spec.fuel_limit > sec.max_fuel {
+            return Err((
+                DeclineReason::FuelOverLimit,
+                format!(
+                    "fuel limit {}, this coprocessor takes up to {}",
+                    spec.fuel_limit, sec.max_fuel
+                ),
+            ));
+        }
+        let rep = me.map(|c| c.reputation_bps()).unwrap_or(0);
+        if rep < spec.min_reputation_bps {
+            return Err((
+                DeclineReason::ReputationBelowMinimum,
+                format!(
+                    "reputation {rep} bps below the job's minimum {}",
+                    spec.min_reputation_bps
+                ),
+            ));
+        }
+        if load >= sec.capacity {
+            return Err((
+                DeclineReason::AtCapacity,
+                format!("{load} of {} slots busy", sec.capacity),
+            ));
+        }
+        let collateral = Amount(
+            spec.max_price
+                .0
+                .saturating_mul(u128::from(m.params().collateral_bps))
+                / 10_000,
+        );
+        if free < collateral {
+            return Err((
+                DeclineReason::Other,
+                format!("free collateral {free} below the {collateral} this job locks"),
+            ));
+        }
+        let cost = Amount(
+            u128::from(sec.base_cost)
+                .saturating_add(u128::from(spec.fuel_limit / sec.fuel_per_unit.max(1))),
+        );
+        let reserve = reserve_price(cost, load, sec.capacity, m.params());
+        if reserve > spec.max_price {
+            return Err((
+                DeclineReason::PriceBelowReserve,
+                format!(
+                    "max price {} below reserve {reserve} (load {load}/{})",
+                    spec.max_price, sec.capacity
+                ),
+            ));
+        }
+        Ok(reserve)
+    }
+
+    fn operator_step(&mut self, m: &Market, spawn: &mut Vec<(Job, bool)>) {
+        for id in m.open_jobs() {
+            let Some(job) = m.job(id) else { continue };
+            let Some(audit) = &job.audit else { continue };
+            let mine = (audit.auditor == self.me && audit.attested.is_none())
+                || (audit.tiebreaker == Some(self.me) && audit.tiebreaker_attested.is_none());
+            if mine && !self.started.contains(&(*id, true)) {
+                spawn.push((job.clone(), true));
+            }
+        }
+    }
+
+    /// Fetch a job's module and input in the background while the auction runs.
+    fn prefetch(&self, job: &Job) {
+        let shared = self.shared.clone();
+        let spec = job.spec.clone();
+        tokio::spawn(async move {
+            for (hash, size) in [
+                (spec.module_hash, spec.module_size),
+                (spec.input_hash, spec.input_size),
+            ] {
+                if let Err(e) = shared.blobs.blob(&shared.net, hash, size, &[]).await {
+                    tracing::debug!(target: "node.agent", error = %format!("{e:#}"), "prefetch failed");
+                }
+            }
+        });
+    }
+
+    /// Start executing (or auditing) a job; its transaction comes back through `finished`.
+    fn spawn_run(&mut self, job: Job, audit: bool) {
+        self.started.insert((job.id, audit));
+        let shared = self.shared.clone();
+        let done = self.finished_tx.clone();
+        let action = if audit {
+            Action::Audit(job.id)
+        } else {
+            Action::Result(job.id)
+        };
+        self.inflight.insert(action, u64::MAX / 2);
+        tokio::spawn(async move {
+            let end = run_job(&shared, &job, audit).await;
+            let _ = done
+                .send(Finished {
+                    action,
+                    job: job.id,
+                    audit,
+                    end,
+                })
+                .await;
+        });
+    }
+
+    /// Sign `kind` with the next nonce and hand it to the chain task.
+    async fn send(&mut self, action: Action, kind: TxKind) {
+        let nonce = self.next_nonce;
+        let name = kind.name();
+        let bytes = self.builder.bytes(nonce, kind);
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(ChainCommand::SubmitTx { tx: bytes, reply })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match rx.await {
+            Ok(Ok(())) => {
+                self.next_nonce += 1;
+                self.inflight.insert(action, self.height);
+                tracing::debug!(target: "node.agent", ?action, nonce, tx = name, "sent");
+            }
+            Ok(Err(e)) => {
+                tracing::info!(target: "node.agent", ?action, nonce, tx = name, error = %e, "transaction refused");
+                // Try again after a while, from the chain's view of things.
+                self.inflight.insert(action, self.height);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Fetch, execute and turn the outcome into a transaction: a `Result` for our slot or an audit
+/// attestation.
+async fn run_job(shared: &Shared, job: &Job, audit: bool) -> RunEnd {
+    let spec = &job.spec;
+    let prefer: Vec<Address> = job.assignments.keys().copied().collect();
+    let fetch = |hash, size| shared.blobs.blob(&shared.net, hash, size, &prefer);
+    let module = match fetch(spec.module_hash, spec.module_size).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(target: "node.agent", job = %job.id.short(), error = %format!("{e:#}"), "cannot get the module");
+            return RunEnd::Retry;
+        }
+    };
+    let input = match fetch(spec.input_hash, spec.input_size).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(target: "node.agent", job = %job.id.short(), error = %format!("{e:#}"), "cannot get the input");
+            return RunEnd::Retry;
+        }
+    };
+    let r = shared
+        .exec
+        .run(OwnedJob {
+            job_id: job.id,
+            module: module.into(),
+            input: input.into(),
+            args: spec.args.clone(),
+            fuel: spec.fuel_limit,
+            memory_limit_bytes: spec.memory_limit,
+        })
+        .await;
+    let Some(outcome) = market_outcome(&r.outcome) else {
+        tracing::error!(target: "node.agent", job = %job.id.short(), outcome = %r.outcome, "execution did not end deterministically; not committing");
+        return RunEnd::GiveUp;
+    };
+    let mut stdout = r.stdout;
+    if shared.wrong_output && !audit {
+        stdout.extend_from_slice(b"\n(corrupted)");
+    }
+    let result_hash = agora_market::result_hash(outcome, r.exit_code, r.fuel_used, &stdout);
+    tracing::info!(
+        target: "node.agent",
+        job = %job.id.short(),
+        audit,
+        outcome = %r.outcome,
+        fuel = r.fuel_used,
+        bytes = stdout.len(),
+        ms = r.elapsed.as_millis() as u64,
+        result = %result_hash.short(),
+        "executed"
+    );
+    if audit {
+        return RunEnd::Tx(TxKind::Attestation(agora_market::Attestation {
+            kind: agora_market::AttestationKind::Audit,
+            job_id: job.id,
+            result_hash,
+            subject: Address::default(),
+            alive: true,
+        }));
+    }
+    let output = encode_output(r.exit_code, &stdout);
+    if let Err(e) = shared.blobs.record_output(&job.id, &output) {
+        tracing::error!(target: "node.agent", job = %job.id.short(), error = %format!("{e:#}"), "cannot store the output; not committing");
+        return RunEnd::Retry;
+    }
+    RunEnd::Tx(TxKind::Result {
+        job_id: job.id,
+        result_hash,
+        fuel_used: r.fuel_used,
+        outcome,
+        output_size: stdout.len() as u64,
+    })
+}
+
+/// The committed form of a sandbox outcome; `None` for outcomes that are not a property of
+/// the program (wall-clock safety net, internal errors), which are never committed.
+pub fn market_outcome(o: &agora_exec::Outcome) -> Option<Outcome> {
+    use agora_exec::Outcome as E;
+    match o {
+        E::Success | E::Exit(_) => Some(Outcome::Success),
+        E::Trap(_) | E::InvalidModule(_) | E::InvalidInput(_) | E::OutputTooLarge => {
+            Some(Outcome::Trap)
+        }
+        E::OutOfFuel => Some(Outcome::FuelExhausted),
+        E::MemoryExceeded => Some(Outcome::Memory),
+        E::Timeout | E::Internal(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_deterministic_outcomes_are_committed() {
+        use agora_exec::Outcome as E;
+        assert_eq!(market_outcome(&E::Success), Some(Outcome::Success));
+        assert_eq!(market_outcome(&E::Exit(3)), Some(Outcome::Success));
+        assert_eq!(market_outcome(&E::Trap("x".into())), Some(Outcome::Trap));
+        assert_eq!(
+            market_outcome(&E::InvalidModule("x".into())),
+            Some(Outcome::Trap)
+        );
+        assert_eq!(market_outcome(&E::OutOfFuel), Some(Outcome::FuelExhausted));
+        assert_eq!(market_outcome(&E::MemoryExceeded), Some(Outcome::Memory));
+        assert_eq!(market_outcome(&E::Timeout), None);
+        assert_eq!(market_outcome(&E::Internal("x".into())), None);
+        for o in [E::Timeout, E::Internal("x".into())] {
+            assert!(!o.is_deterministic());
+        }
+    }
+}

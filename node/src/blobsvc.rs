@@ -1,0 +1,264 @@
+//! The node's blob service: the content-addressed store under `HOME/blobs`, the index of job
+//! outputs this node holds, and moving both to and from peers over the `Blob` request-response
+//! protocol (`agora_blobs::serve` / `agora_blobs::fetch`).
+//!
+//! A job's output travels as one blob, `exit code (i32 LE) ‖ stdout`: with the outcome and fuel
+//! committed on chain that is everything `agora_market::result_hash` covers, so whoever fetches
+//! it — the API node, then the CLI — can check it against the job's committed result hash
+//! without trusting the peer that served it.
+
+use std::sync::Arc;
+
+use agora_blobs::{BlobStore, Want};
+use agora_net::{NetworkHandle, PeerId, Penalty, Protocol};
+use agora_store::{Store, Tree};
+use agora_types::{Address, Hash};
+use anyhow::Context;
+
+/// Store tree mapping a job id to the hash of the output blob this node holds for it.
+pub const OUTPUTS_TREE: &str = "job_outputs";
+
+/// Blob requests served at once; more wait (each reads at most one chunk from disk).
+const MAX_SERVING: usize = 16;
+
+/// The blob store, the output index and the network side of both.
+pub struct BlobService {
+    pub store: Arc<BlobStore>,
+    outputs: Tree,
+    serving: Arc<tokio::sync::Semaphore>,
+}
+
+/// `exit code (i32 LE) ‖ stdout`: the bytes of a job output blob.
+pub fn encode_output(exit_code: i32, stdout: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + stdout.len());
+    v.extend_from_slice(&exit_code.to_le_bytes());
+    v.extend_from_slice(stdout);
+    v
+}
+
+/// Split an output blob into exit code and stdout; `None` if it is shorter than an exit code.
+pub fn decode_output(bytes: &[u8]) -> Option<(i32, &[u8])> {
+    let (code, stdout) = bytes.split_first_chunk::<4>()?;
+    Some((i32::from_le_bytes(*code), stdout))
+}
+
+/// Check an output blob against a job's committed result: some committed slot with the job's
+/// result hash must hash to it with this exit code and stdout. Returns the exit code and stdout.
+pub fn verify_output<'a>(
+    job: &agora_market::JobView,
+    bytes: &'a [u8],
+) -> Result<(i32, &'a [u8]), String> {
+    let Some(expected) = job.result_hash else {
+        return Err(format!(
+            "job {} has no verified result (state {:?})",
+            job.id, job.state
+        ));
+    };
+    let (code, stdout) = decode_output(bytes).ok_or("output shorter than an exit code")?;
+    let ok = job
+        .slots
+        .iter()
+        .any(|s| match (s.result_hash, s.outcome, s.fuel_used) {
+            (Some(h), Some(outcome), Some(fuel)) => {
+                h == expected && agora_market::result_hash(outcome, code, fuel, stdout) == expected
+            }
+            _ => false,
+        });
+    if ok {
+        Ok((code, stdout))
+    } else {
+        Err(format!(
+            "output of job {} does not match its committed result hash {}",
+            job.id, expected
+        ))
+    }
+}
+
+impl BlobService {
+    pub fn open(store: Arc<BlobStore>, db: &Store) -> anyhow::Result<BlobService> {
+        Ok(BlobService {
+            store,
+            outputs: db.tree(OUTPUTS_TREE)?,
+            serving: Arc::new(tokio::sync::Semaphore::new(MAX_SERVING)),
+        })
+    }
+
+    /// The output blob hash recorded for `job`.
+    pub fn output_hash(&self, job: &Hash) -> Option<Hash> {
+        let v = self.outputs.get(job.as_bytes()).ok()??;
+        let bytes: [u8; 32] = v.as_ref().try_into().ok()?;
+        Some(Hash(bytes))
+    }
+
+    /// Store an output blob and index it under `job`.
+    pub fn record_output(&self, job: &Hash, output: &[u8]) -> anyhow::Result<Hash> {
+        let hash = self.store.put(output).context("storing a job output")?;
+        self.outputs
+            .insert(job.as_bytes(), hash.as_bytes())
+            .context("indexing a job output")?;
+        Ok(hash)
+    }
+
+    /// The output blob this node holds for `job`.
+    pub fn output(&self, job: &Hash) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.output_hash(job) {
+            Some(h) => Ok(self.store.get(&h)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Answer one peer request on the blocking pool. A malformed request costs the peer
+    /// penalty points and gets an empty reply.
+    pub fn spawn_serve(
+        self: &Arc<Self>,
+        net: NetworkHandle,
+        from: PeerId,
+        data: bytes::Bytes,
+        reply: tokio::sync::oneshot::Sender<bytes::Bytes>,
+    ) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = svc.serving.clone().acquire_owned().await else {
+                return;
+            };
+            let inner = svc.clone();
+            let served = tokio::task::spawn_blocking(move || {
+                agora_blobs::serve(&inner.store, |job| inner.output_hash(job), &data)
+            })
+            .await;
+            match served {
+                Ok(Ok(bytes)) => {
+                    let _ = reply.send(bytes.into());
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "node.blobs", %from, error = %e, "malformed blob request");
+                    let _ = reply.send(bytes::Bytes::new());
+                    let _ = net.report(from, Penalty::Malformed).await;
+                }
+                Err(e) => {
+                    tracing::warn!(target: "node.blobs", error = %e, "blob serving task failed");
+                }
+            }
+        });
+    }
+
+    /// A blob by hash: from the local store, else fetched from peers (the `prefer` addresses
+    /// first, then every other connected peer), verified and stored.
+    pub async fn blob(
+        &self,
+        net: &NetworkHandle,
+        hash: Hash,
+        max_bytes: u64,
+        prefer: &[Address],
+    ) -> anyhow::Result<Vec<u8>> {
+        if let Some(bytes) = self.store.get(&hash)? {
+            return Ok(bytes);
+        }
+        let fetched = self
+            .fetch(net, &Want::Blob(hash), max_bytes, prefer)
+            .await
+            .with_context(|| format!("fetching blob {}", hash.short()))?;
+        self.store.put_verified(hash, &fetched)?;
+        Ok(fetched)
+    }
+
+    /// A job's output blob from peers (`prefer` first). Not stored and not checked against
+    /// the chain here: the caller verifies it against the committed result hash.
+    pub async fn fetch_output(
+        &self,
+        net: &NetworkHandle,
+        job: Hash,
+        max_bytes: u64,
+        prefer: &[Address],
+    ) -> anyhow::Result<Vec<u8>> {
+        self.fetch(net, &Want::Output(job), max_bytes, prefer)
+            .await
+            .with_context(|| format!("fetching the output of job {}", job.short()))
+    }
+
+    async fn fetch(
+        &self,
+        net: &NetworkHandle,
+        want: &Want,
+        max_bytes: u64,
+        prefer: &[Address],
+    ) -> anyhow::Result<Vec<u8>> {
+        let peers = candidates(net, prefer).await?;
+        if peers.is_empty() {
+            anyhow::bail!("no connected peer to ask");
+        }
+        let mut bad = Vec::new();
+        let r = agora_blobs::fetch(
+            want,
+            max_bytes,
+            &peers,
+            |peer: PeerId, req: Vec<u8>| {
+                let net = net.clone();
+                async move {
+                    net.request(peer, Protocol::Blob, req.into())
+                        .await
+                        .map(|b| b.to_vec())
+                        .map_err(|e| e.to_string())
+                }
+            },
+            |p: &PeerId| bad.push(*p),
+        )
+        .await;
+        for p in bad {
+            tracing::warn!(target: "node.blobs", peer = %p, "peer served inconsistent blob data");
+            let _ = net.report(p, Penalty::Invalid).await;
+        }
+        Ok(r?.bytes)
+    }
+}
+
+/// Connected peers to ask, the preferred ones first.
+async fn candidates(net: &NetworkHandle, prefer: &[Address]) -> anyhow::Result<Vec<PeerId>> {
+    let connected: Vec<agora_net::PeerInfo> = net
+        .peers()
+        .await
+        .context("listing peers")?
+        .into_iter()
+        .filter(|p| p.confirmed)
+        .collect();
+    let mut out: Vec<PeerId> = prefer
+        .iter()
+        .filter_map(agora_net::peer_id_for)
+        .filter(|p| connected.iter().any(|c| c.peer == *p))
+        .collect();
+    for c in connected {
+        if !out.contains(&c.peer) {
+            out.push(c.peer);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_encoding_round_trips() {
+        let bytes = encode_output(-3, b"hello");
+        assert_eq!(decode_output(&bytes), Some((-3, &b"hello"[..])));
+        assert_eq!(decode_output(&encode_output(0, b"")), Some((0, &b""[..])));
+        assert_eq!(decode_output(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn outputs_are_indexed_by_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(
+            BlobStore::open(dir.path().join("blobs"), agora_blobs::BlobConfig::default()).unwrap(),
+        );
+        let db = Store::temporary().unwrap();
+        let svc = BlobService::open(blobs, &db).unwrap();
+        let job = Hash([7; 32]);
+        assert!(svc.output(&job).unwrap().is_none());
+        let out = encode_output(0, b"42\n");
+        let h = svc.record_output(&job, &out).unwrap();
+        assert_eq!(svc.output_hash(&job), Some(h));
+        assert_eq!(svc.output(&job).unwrap().unwrap(), out);
+    }
+}
