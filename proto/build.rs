@@ -10,7 +10,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    println!("cargo:rerun-if-changed=agora");
     let fds = protox::compile(&files, [&root])?;
     let mut config = prost_build::Config::new();
     config.btree_map(["."]);
@@ -19,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Every `.proto` file under `dir`. Each directory is watched too (a new file changes only its
+/// own directory's mtime), so adding a `.proto` file re-runs this script.
 fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    println!("cargo:rerun-if-changed={}", dir.display());
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
