@@ -13,14 +13,24 @@
 //! that is not settled yet) is removed. The last touch is the file's modification time, set on
 //! every put and by [`BlobStore::touch`].
 //!
-//! There is no networking here: [`BlobStore::read_chunk`] serves a chunk, [`BlobAssembler`]
-//! collects chunks from whoever carries them.
+//! Blobs move between peers one chunk per request-response exchange (`agora.v1.BlobRequest` /
+//! `BlobResponse`, see [`transfer`]). The protocol is written without a network: [`serve`] turns
+//! a request into a response against a store, and [`fetch`] drives a transfer through an async
+//! requester closure the caller supplies (the node passes `agora-net`'s request; tests pass
+//! in-memory peers). [`BlobStore::read_chunk`] reads a chunk, [`BlobAssembler`] collects chunks
+//! from whoever carries them and checks the whole blob against its hash, so a lying peer is
+//! caught, reported to the caller, and the next peer is tried.
 
 mod assembler;
 mod store;
+pub mod transfer;
 
 pub use assembler::{AssemblerError, BlobAssembler, ChunkAccepted};
 pub use store::{BlobConfig, BlobError, BlobInfo, BlobStore, GcReport};
+pub use transfer::{
+    decode_request, encode_request, fetch, fetch_with, serve, FetchError, Fetched, ServeError,
+    Want, MAX_CHUNK_SIZE, MAX_IN_FLIGHT, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
+};
 
 /// Default chunk size for transfers: 256 KiB.
 pub const DEFAULT_CHUNK_SIZE: u32 = 256 << 10;
