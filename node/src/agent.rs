@@ -35,9 +35,10 @@ use crate::chain::ChainCommand;
 use crate::config::CoprocessorSection;
 use crate::daemon::ChainView;
 
-/// Blocks without progress of our nonce (while transactions are outstanding) before the agent
-/// restarts its nonce sequence from the chain.
+/// Blocks, and time, without progress of our nonce (while transactions are outstanding) before
+/// the agent restarts its nonce sequence from the chain.
 pub const NONCE_STALL_BLOCKS: u32 = 4;
+const NONCE_STALL_TIME: std::time::Duration = std::time::Duration::from_secs(3);
 /// Blocks after which an in-flight action with no visible effect may be sent again.
 const RESEND_AFTER_BLOCKS: u64 = 8;
 /// Transactions outstanding at once (the market accepts nonces up to 64 ahead).
@@ -98,12 +99,17 @@ pub struct Agent {
     next_nonce: u64,
     chain_nonce: u64,
     stalled_blocks: u32,
+    /// When our nonce on chain last moved (or the first transaction went out after that).
+    progress_at: std::time::Instant,
     height: u64,
     inflight: BTreeMap<Action, u64>,
     /// Sealed bids made: (job, round) → (price, salt), kept until the job leaves the auction.
     sealed: BTreeMap<(JobId, u32), (Amount, Hash)>,
     /// Jobs with an execution or audit task started (or given up on), until the job closes.
     started: BTreeSet<(JobId, bool)>,
+    /// Results and attestations computed, kept until the chain shows them (a transaction can
+    /// be refused or dropped; the execution is not repeated for that).
+    computed: BTreeMap<Action, TxKind>,
     finished_tx: mpsc::Sender<Finished>,
     finished_rx: mpsc::Receiver<Finished>,
 }
@@ -147,10 +153,12 @@ impl Agent {
             next_nonce: 0,
             chain_nonce: 0,
             stalled_blocks: 0,
+            progress_at: std::time::Instant::now(),
             height: 0,
             inflight: BTreeMap::new(),
             sealed: BTreeMap::new(),
             started: BTreeSet::new(),
+            computed: BTreeMap::new(),
             finished_tx,
             finished_rx,
         })
@@ -180,7 +188,10 @@ impl Agent {
                 Some(f) = self.finished_rx.recv() => {
                     self.inflight.remove(&f.action);
                     match f.end {
-                        RunEnd::Tx(kind) => self.send(f.action, kind).await,
+                        RunEnd::Tx(kind) => {
+                            self.computed.insert(f.action, kind.clone());
+                            self.send(f.action, kind).await
+                        }
                         RunEnd::Retry => {
                             self.started.remove(&(f.job, f.audit));
                         }
@@ -205,13 +216,23 @@ impl Agent {
             // Forget jobs that left the market or closed.
             self.started
                 .retain(|(j, _)| m.job(j).is_some_and(|job| !job.state.is_final()));
+            let me = self.me;
+            self.computed.retain(|action, _| match action {
+                Action::Result(j) => m.job(j).is_some_and(|job| {
+                    job.assignments
+                        .get(&me)
+                        .is_some_and(|a| a.status == SlotStatus::Executing)
+                }),
+                Action::Audit(j) => m.job(j).is_some_and(|job| awaits_attestation(job, &me)),
+                _ => false,
+            });
             self.sealed
                 .retain(|(j, _), _| m.job(j).is_some_and(|job| job.state == JobState::Auction));
             if self.cfg.coprocessor {
                 self.coprocessor_step(&m, &mut todo, &mut spawn);
             }
             if self.cfg.operator {
-                self.operator_step(&m, &mut spawn);
+                self.operator_step(&m, &mut todo, &mut spawn);
             }
         }
         for (job, audit) in spawn {
@@ -226,12 +247,15 @@ impl Agent {
     }
 
     fn track_nonce(&mut self, on_chain: u64) {
-        if on_chain != self.chain_nonce {
+        if on_chain != self.chain_nonce || self.next_nonce <= on_chain {
             self.chain_nonce = on_chain;
             self.stalled_blocks = 0;
-        } else if self.next_nonce > on_chain {
+            self.progress_at = std::time::Instant::now();
+        } else {
             self.stalled_blocks += 1;
-            if self.stalled_blocks >= NONCE_STALL_BLOCKS {
+            if self.stalled_blocks >= NONCE_STALL_BLOCKS
+                && self.progress_at.elapsed() >= NONCE_STALL_TIME
+            {
                 tracing::info!(target: "node.agent", chain_nonce = on_chain, next = self.next_nonce, "restarting the nonce sequence");
                 self.next_nonce = on_chain;
                 self.inflight.clear();
@@ -279,14 +303,20 @@ impl Agent {
         let now = m.market_time();
         for id in m.open_jobs() {
             let Some(job) = m.job(id) else { continue };
-            // Slots of ours to execute.
+            // Slots of ours to execute, or whose result is still to land.
             if job
                 .assignments
                 .get(&me)
                 .is_some_and(|a| a.status == SlotStatus::Executing)
-                && !self.started.contains(&(*id, false))
             {
-                spawn.push((job.clone(), false));
+                let action = Action::Result(*id);
+                if let Some(kind) = self.computed.get(&action) {
+                    if !self.inflight.contains_key(&action) {
+                        todo.push((action, kind.clone()));
+                    }
+                } else if !self.started.contains(&(*id, false)) {
+                    spawn.push((job.clone(), false));
+                }
                 continue;
             }
             if job.state != JobState::Auction || job.assignments.contains_key(&me) {
@@ -439,13 +469,23 @@ impl Agent {
         Ok(reserve)
     }
 
-    fn operator_step(&mut self, m: &Market, spawn: &mut Vec<(Job, bool)>) {
+    fn operator_step(
+        &mut self,
+        m: &Market,
+        todo: &mut Vec<(Action, TxKind)>,
+        spawn: &mut Vec<(Job, bool)>,
+    ) {
         for id in m.open_jobs() {
             let Some(job) = m.job(id) else { continue };
-            let Some(audit) = &job.audit else { continue };
-            let mine = (audit.auditor == self.me && audit.attested.is_none())
-                || (audit.tiebreaker == Some(self.me) && audit.tiebreaker_attested.is_none());
-            if mine && !self.started.contains(&(*id, true)) {
+            if !awaits_attestation(job, &self.me) {
+                continue;
+            }
+            let action = Action::Audit(*id);
+            if let Some(kind) = self.computed.get(&action) {
+                if !self.inflight.contains_key(&action) {
+                    todo.push((action, kind.clone()));
+                }
+            } else if !self.started.contains(&(*id, true)) {
                 spawn.push((job.clone(), true));
             }
         }
@@ -519,6 +559,14 @@ impl Agent {
             Err(_) => {}
         }
     }
+}
+
+/// Whether `job` waits for an audit attestation from `me` (as auditor or tie-breaker).
+fn awaits_attestation(job: &Job, me: &Address) -> bool {
+    job.audit.as_ref().is_some_and(|a| {
+        (a.auditor == *me && a.attested.is_none())
+            || (a.tiebreaker == Some(*me) && a.tiebreaker_attested.is_none())
+    })
 }
 
 /// Fetch, execute and turn the outcome into a transaction: a `Result` for our slot or an audit

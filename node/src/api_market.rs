@@ -221,8 +221,13 @@ async fn coprocessors(State(state): State<AppState>) -> Result<Json<serde_json::
 
 async fn market_status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let m = state.market.read().map_err(|_| unavailable())?;
+    // Conservation of supply and the other state invariants, checked on demand.
+    let invariants = match m.check_invariants() {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
     Ok(Json(
-        serde_json::json!({ "status": m.status(), "params": m.params() }),
+        serde_json::json!({ "status": m.status(), "params": m.params(), "invariants": invariants }),
     ))
 }
 

@@ -24,6 +24,57 @@ const SNAPSHOT_EVERY: u64 = 20;
 /// The market state shared with the API and the coprocessor agent (read-mostly).
 pub type SharedMarket = Arc<RwLock<Market>>;
 
+/// The block's transactions, chosen from the mempool `candidates` (in arrival order): each
+/// signer's transactions in nonce order, starting at its next nonce and without gaps (gossip may
+/// deliver one sender's transactions out of order, and a transaction applied before its
+/// predecessor would be rejected), within `max_bytes`. Signers appear in the order of their first
+/// arrival. Signatures are not checked here: the replica re-checks its whole mempool after every
+/// commit, and a transaction that still fails is recorded as rejected by `apply_block`, never
+/// half-applied. Undecodable candidates are left out.
+pub fn order_by_nonce(
+    candidates: &[Vec<u8>],
+    max_bytes: usize,
+    next_nonce: impl Fn(&agora_types::Address) -> u64,
+) -> Vec<Vec<u8>> {
+    use std::collections::BTreeMap;
+    let mut first_seen: Vec<agora_types::Address> = Vec::new();
+    let mut by_signer: BTreeMap<agora_types::Address, BTreeMap<u64, &Vec<u8>>> = BTreeMap::new();
+    for bytes in candidates {
+        let Ok(env) = agora_market::decode_envelope(bytes) else {
+            continue;
+        };
+        let Ok(tx) = agora_market::Transaction::decode(&env.payload) else {
+            continue;
+        };
+        let queue = by_signer.entry(env.signer).or_insert_with(|| {
+            first_seen.push(env.signer);
+            BTreeMap::new()
+        });
+        // Two transactions with one nonce: the first to arrive wins.
+        queue.entry(tx.nonce).or_insert(bytes);
+    }
+    let mut out = Vec::new();
+    let mut used = 0usize;
+    for signer in first_seen {
+        let mut expected = next_nonce(&signer);
+        for (nonce, bytes) in &by_signer[&signer] {
+            if *nonce != expected {
+                if *nonce > expected {
+                    break;
+                }
+                continue;
+            }
+            if used + bytes.len() > max_bytes {
+                return out;
+            }
+            used += bytes.len();
+            out.push((*bytes).clone());
+            expected += 1;
+        }
+    }
+    out
+}
+
 /// The consensus application of a node.
 pub struct MarketApp {
     market: SharedMarket,
@@ -146,6 +197,14 @@ impl Application for MarketApp {
         m.check_tx_bytes(tx).map_err(|e| e.to_string())
     }
 
+    fn recheck_tx(&self, tx: &[u8]) -> bool {
+        // No signature check and no handler dry run per pending tx per block (ADR 006).
+        self.market
+            .read()
+            .expect("market lock")
+            .recheck_tx_bytes(tx)
+    }
+
     fn prepare_block(
         &mut self,
         _height: u64,
@@ -153,19 +212,8 @@ impl Application for MarketApp {
         candidates: &[Vec<u8>],
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
-        // Arrival order, within the byte budget. The replica re-checks its whole mempool
-        // against the state after every commit, so checking each candidate again here would
-        // verify every signature twice per proposal; a tx that still fails is recorded as
-        // rejected by `apply_block`, never half-applied.
-        let mut used = 0usize;
-        candidates
-            .iter()
-            .take_while(|tx| {
-                used += tx.len();
-                used <= max_bytes
-            })
-            .cloned()
-            .collect()
+        let m = self.market.read().expect("market lock");
+        order_by_nonce(candidates, max_bytes, |a| m.nonce(a))
     }
 
     fn validate_block(&self, _block: &Block) -> bool {
@@ -222,5 +270,34 @@ mod tests {
         assert_eq!((key.height, key.round, key.step), (42, 3, 1));
         assert!(decode_vote_key(&vote.signing_bytes()[..46]).is_none());
         assert!(decode_vote_key(b"not a vote").is_none());
+    }
+
+    #[test]
+    fn blocks_take_each_signers_transactions_in_nonce_order_without_gaps() {
+        let chain = Hash([9; 32]);
+        let a = agora_market::TxBuilder::new(agora_crypto::Keypair::for_test(1), chain);
+        let b = agora_market::TxBuilder::new(agora_crypto::Keypair::for_test(2), chain);
+        let to = agora_crypto::Keypair::for_test(3).address();
+        let tx = |t: &agora_market::TxBuilder, n: u64| {
+            agora_market::encode_envelope(&t.transfer(n, to, agora_types::Amount(1)))
+        };
+        // a's next nonce is 5, b's is 0; a's 7 has a gap before it, a's 4 is stale.
+        let candidates = vec![
+            tx(&a, 6),
+            tx(&b, 1),
+            tx(&a, 5),
+            tx(&a, 4),
+            tx(&b, 0),
+            tx(&a, 8),
+            b"junk".to_vec(),
+        ];
+        let next = |x: &agora_types::Address| if *x == a.address() { 5 } else { 0 };
+        let out = order_by_nonce(&candidates, usize::MAX, next);
+        assert_eq!(out, vec![tx(&a, 5), tx(&a, 6), tx(&b, 0), tx(&b, 1)]);
+        // The byte budget cuts the list, never reorders it.
+        let one = tx(&a, 5).len();
+        let out = order_by_nonce(&candidates, one * 3, next);
+        assert_eq!(out, vec![tx(&a, 5), tx(&a, 6), tx(&b, 0)]);
+        assert!(order_by_nonce(&candidates, one - 1, next).is_empty());
     }
 }

@@ -1,13 +1,22 @@
-//! `agora bench tx`: a small load generator. It submits signed transfers at a steady rate
-//! through a node's API and watches committed blocks for them, then prints blocks per second,
-//! committed transactions per second and the submit-to-commit latency percentiles.
+//! `agora bench`: small load generators for a running network, driven only through a node's
+//! public API so they measure what a client sees.
+//!
+//! - `agora bench tx` submits signed transfers at a steady rate and watches committed blocks
+//!   for them, then prints blocks per second, committed transactions per second and the
+//!   submit-to-commit latency percentiles.
+//! - `agora bench jobs` submits tiny jobs (the `hello` example) at a steady rate, follows them
+//!   to a final state and prints how many settled, the submit-to-settled latency percentiles and
+//!   the sustained settlement rate; it checks a sample of outputs against their committed
+//!   result hashes the way `agora job result` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use agora_client::Client;
+use agora_market::{AuctionSpec, JobSpec};
 use agora_types::{Address, Amount, Hash};
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use crate::cli::ApiArg;
 
@@ -86,11 +95,7 @@ pub fn tx(args: &BenchTxArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
-    let pct = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .copied()
-    };
+    let pct = |p: u64| percentile(&latencies, p);
     let ms = |d: Option<Duration>| {
         d.map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
             .unwrap_or("-".into())
@@ -116,4 +121,427 @@ pub fn tx(args: &BenchTxArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `p`th percentile (nearest rank, `p` in 0..=100) of an ascending slice; `None` if empty.
+pub fn percentile(sorted: &[Duration], p: u64) -> Option<Duration> {
+    let n = sorted.len() as u64;
+    if n == 0 {
+        return None;
+    }
+    let rank = (n * p.min(100)).div_ceil(100).max(1);
+    sorted.get((rank - 1) as usize).copied()
+}
+
+/// The program every `bench jobs` job runs: prints `hello, world` and echoes its input.
+const BENCH_PROGRAM: &str = include_str!("../../examples/hello.wat");
+/// The input every `bench jobs` job reads.
+const BENCH_INPUT: &[u8] = b"bench\n";
+/// Submissions not yet committed at once (the market accepts nonces up to 64 ahead).
+const MAX_OUTSTANDING: u64 = 48;
+/// Pause between two sweeps over the job list (and between two account-nonce reads when the
+/// nonce window is full).
+const POLL_EVERY: Duration = Duration::from_millis(100);
+/// Most jobs one run follows: the node's job list answers at most this many.
+const MAX_BENCH_JOBS: u64 = 1000;
+/// Refused submissions in a row after which the bench gives up.
+const MAX_REFUSED_IN_A_ROW: u32 = 10;
+
+/// Options of `agora bench jobs`.
+#[derive(Debug, clap::Args)]
+pub struct BenchJobsArgs {
+    #[command(flatten)]
+    pub api: ApiArg,
+    /// Key paying for the jobs [default: the testnet's client key]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Jobs to submit (at most 1000)
+    #[arg(long, default_value_t = 50)]
+    pub jobs: u64,
+    /// Jobs submitted per second
+    #[arg(long, default_value_t = 5)]
+    pub rate: u64,
+    /// Coprocessors that run each job (1 to 5)
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// Length of each job's Dutch auction
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub auction_ms: u64,
+    /// Settled jobs whose output is fetched and checked against the committed result hash
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub verify: u64,
+    /// Seconds after the last submission by which every job must be final
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub timeout: u64,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One submitted job as the bench follows it.
+struct Tracked {
+    submitted: Instant,
+    /// When the job was first seen on chain.
+    committed: Option<Instant>,
+    /// Final state and when it was first seen.
+    done: Option<(String, Instant)>,
+}
+
+/// Run the job load and print the figures; fails if a job did not settle or an output did not
+/// verify.
+pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
+    if args.rate == 0 || args.jobs == 0 {
+        bail!("--rate and --jobs must be positive");
+    }
+    if args.jobs > MAX_BENCH_JOBS {
+        bail!("--jobs is at most {MAX_BENCH_JOBS}, got {}", args.jobs);
+    }
+    if !(1..=5).contains(&args.replicas) {
+        bail!("--replicas must be between 1 and 5, got {}", args.replicas);
+    }
+    let client = crate::commands::connect(&args.api)?;
+    let key = crate::jobs::client_key(&args.key)?;
+    let me = key.address();
+    let module = wat::parse_str(BENCH_PROGRAM).context("assembling the bench program")?;
+    let spec = JobSpec {
+        module_hash: upload(&client, &module)?,
+        input_hash: upload(&client, BENCH_INPUT)?,
+        module_size: module.len() as u64,
+        input_size: BENCH_INPUT.len() as u64,
+        args: Vec::new(),
+        fuel_limit: crate::jobs::DEFAULT_FUEL,
+        memory_limit: crate::jobs::DEFAULT_MEMORY,
+        replicas: args.replicas,
+        audit_bps: 0,
+        auction: AuctionSpec::Dutch {
+            start_price: Amount(crate::jobs::DEFAULT_MAX_PRICE / 10),
+            duration_ms: args.auction_ms,
+        },
+        max_price: Amount(crate::jobs::DEFAULT_MAX_PRICE),
+        deadline_ms: crate::jobs::DEFAULT_DEADLINE_MS,
+        min_reputation_bps: 0,
+    };
+    let (builder, mut nonce) = crate::jobs::builder_and_nonce(&client, key)?;
+    let mut committed_nonce = nonce;
+
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let timeout = Duration::from_secs(args.timeout);
+    let mut tracked: BTreeMap<Hash, Tracked> = BTreeMap::new();
+    let mut open: BTreeSet<Hash> = BTreeSet::new();
+    let mut refused = 0u64;
+    let mut refused_in_a_row = 0u32;
+    let mut first_send: Option<Instant> = None;
+    let mut last_send = Instant::now();
+    let mut next_send = Instant::now();
+    let mut next_sweep = Instant::now();
+    let mut next_nonce_read = Instant::now();
+    let list_path = format!("/v1/jobs?client={me}&limit={MAX_BENCH_JOBS}");
+    loop {
+        let sending = (tracked.len() as u64) < args.jobs;
+        let now = Instant::now();
+        if sending && now >= next_send {
+            if nonce - committed_nonce >= MAX_OUTSTANDING && now >= next_nonce_read {
+                committed_nonce = account_nonce(&client, &me)?.max(committed_nonce);
+                next_nonce_read = now + POLL_EVERY;
+            }
+            if nonce - committed_nonce >= MAX_OUTSTANDING {
+                // The nonce window is full: try again after the next account read.
+                next_send = next_nonce_read;
+            }
+            if nonce - committed_nonce < MAX_OUTSTANDING {
+                let env = builder.submit_job(nonce, spec.clone());
+                let bytes = agora_market::encode_envelope(&env);
+                match client.post_bytes("/v1/tx", "application/octet-stream", &bytes) {
+                    Ok(_) => {
+                        let at = Instant::now();
+                        first_send.get_or_insert(at);
+                        last_send = at;
+                        tracked.insert(
+                            env.hash(),
+                            Tracked {
+                                submitted: at,
+                                committed: None,
+                                done: None,
+                            },
+                        );
+                        open.insert(env.hash());
+                        nonce += 1;
+                        refused_in_a_row = 0;
+                    }
+                    Err(e) => {
+                        refused += 1;
+                        refused_in_a_row += 1;
+                        tracing::warn!(target: "bench", error = %e, nonce, "job submission refused");
+                        if refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
+                            return Err(anyhow::Error::new(e).context(format!(
+                                "{refused_in_a_row} job submissions in a row were refused"
+                            )));
+                        }
+                    }
+                }
+                // Keep the pace, but never burst to make up for time spent waiting.
+                next_send += interval;
+                let now = Instant::now();
+                if next_send + interval < now {
+                    next_send = now;
+                }
+                continue;
+            }
+        }
+        if now >= next_sweep {
+            sweep(&client, &list_path, &mut tracked, &mut open)?;
+            next_sweep = Instant::now() + POLL_EVERY;
+        }
+        if !sending && (open.is_empty() || last_send.elapsed() > timeout) {
+            break;
+        }
+        let wake = if sending {
+            next_sweep.min(next_send)
+        } else {
+            next_sweep
+        };
+        std::thread::sleep(
+            wake.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        );
+    }
+
+    let first_send = first_send.unwrap_or(last_send);
+    let mut settled: Vec<(Instant, Hash)> = Vec::new();
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut commit_latencies: Vec<Duration> = Vec::new();
+    let (mut refunded, mut failed) = (0u64, 0u64);
+    for (id, t) in &tracked {
+        if let Some(c) = t.committed {
+            commit_latencies.push(c - t.submitted);
+        }
+        match &t.done {
+            Some((state, at)) if state == "settled" => {
+                settled.push((*at, *id));
+                latencies.push(*at - t.submitted);
+            }
+            Some((state, _)) if state == "refunded" => refunded += 1,
+            Some(_) => failed += 1,
+            None => {}
+        }
+    }
+    latencies.sort();
+    commit_latencies.sort();
+    settled.sort();
+    let span = settled
+        .last()
+        .map(|(at, _)| (*at - first_send).as_secs_f64())
+        .unwrap_or(0.0);
+    let throughput = if span > 0.0 {
+        settled.len() as f64 / span
+    } else {
+        0.0
+    };
+    let submit_span = (last_send - first_send).as_secs_f64();
+    let submit_rate = if submit_span > 0.0 {
+        (tracked.len() as f64 - 1.0) / submit_span
+    } else {
+        0.0
+    };
+    let (verified, verify_failures) = verify_sample(&client, &settled, args.verify);
+    let unfinished = open.len();
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+
+    if args.json {
+        let doc = serde_json::json!({
+            "jobs": args.jobs, "rate": args.rate, "replicas": args.replicas,
+            "auction_ms": args.auction_ms,
+            "submitted": tracked.len(), "refused": refused,
+            "submit_rate": submit_rate,
+            "settled": settled.len(), "refunded": refunded, "failed": failed,
+            "unfinished": unfinished,
+            "latency_ms": {
+                "p50": ms(percentile(&latencies, 50)), "p90": ms(percentile(&latencies, 90)),
+                "p99": ms(percentile(&latencies, 99)), "max": ms(latencies.last().copied()),
+            },
+            "commit_latency_ms": {
+                "p50": ms(percentile(&commit_latencies, 50)),
+                "p99": ms(percentile(&commit_latencies, 99)),
+            },
+            "throughput_jobs_per_s": throughput,
+            "span_s": span,
+            "verified": verified, "verify_failures": verify_failures,
+        });
+        println!("{doc}");
+    } else {
+        let fmt = |d: Option<Duration>| {
+            ms(d)
+                .map(|m| format!("{m} ms"))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "submitted {} jobs ({} replica(s), {} ms auction) at {:.1} jobs/s (target {}, {refused} refused)",
+            tracked.len(),
+            args.replicas,
+            args.auction_ms,
+            submit_rate,
+            args.rate
+        );
+        println!(
+            "settled {}, refunded {refunded}, failed {failed}, unfinished {unfinished}",
+            settled.len()
+        );
+        println!(
+            "submit-to-settled latency (polling every {} ms): p50 {}, p90 {}, p99 {}, max {}",
+            POLL_EVERY.as_millis(),
+            fmt(percentile(&latencies, 50)),
+            fmt(percentile(&latencies, 90)),
+            fmt(percentile(&latencies, 99)),
+            fmt(latencies.last().copied())
+        );
+        println!(
+            "submit-to-on-chain latency: p50 {}, p99 {}",
+            fmt(percentile(&commit_latencies, 50)),
+            fmt(percentile(&commit_latencies, 99))
+        );
+        println!(
+            "sustained throughput: {throughput:.2} settled jobs/s over {span:.1} s (first submit to last settlement)"
+        );
+        println!("outputs verified: {verified}, verification failures: {verify_failures}");
+    }
+
+    if unfinished > 0 {
+        bail!(
+            "{unfinished} jobs were not final {} s after the last submission",
+            args.timeout
+        );
+    }
+    if refunded + failed > 0 {
+        bail!(
+            "{} jobs did not settle ({refunded} refunded, {failed} failed)",
+            refunded + failed
+        );
+    }
+    if verify_failures > 0 {
+        bail!("{verify_failures} job outputs did not match their committed result hash");
+    }
+    Ok(())
+}
+
+/// Upload a blob and check the node stored it under its hash.
+fn upload(client: &Client, bytes: &[u8]) -> anyhow::Result<Hash> {
+    let body = client.post_bytes("/v1/blobs", "application/octet-stream", bytes)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).context("unexpected answer to a blob upload")?;
+    let hash: Hash = v["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .context("node returned no blob hash")?;
+    if hash != Hash::of(bytes) {
+        bail!(
+            "node stored the blob under {hash}, expected {}",
+            Hash::of(bytes)
+        );
+    }
+    Ok(hash)
+}
+
+/// The account's committed nonce.
+fn account_nonce(client: &Client, who: &Address) -> anyhow::Result<u64> {
+    let account: serde_json::Value = client.get_json(&format!("/v1/accounts/{who}"))?;
+    Ok(account["nonce"].as_u64().unwrap_or(0))
+}
+
+/// One request for the state of every job of the client; marks jobs seen on chain and jobs
+/// seen final, with the time they were first seen so.
+fn sweep(
+    client: &Client,
+    path: &str,
+    tracked: &mut BTreeMap<Hash, Tracked>,
+    open: &mut BTreeSet<Hash>,
+) -> anyhow::Result<()> {
+    if open.is_empty() {
+        return Ok(());
+    }
+    let list: serde_json::Value = client.get_json(path)?;
+    let now = Instant::now();
+    for j in list["jobs"].as_array().into_iter().flatten() {
+        let Some(id) = j["id"].as_str().and_then(|s| s.parse::<Hash>().ok()) else {
+            continue;
+        };
+        if !open.contains(&id) {
+            continue;
+        }
+        let Some(t) = tracked.get_mut(&id) else {
+            continue;
+        };
+        t.committed.get_or_insert(now);
+        let state = j["state"].as_str().unwrap_or_default();
+        if matches!(state, "settled" | "refunded" | "failed") {
+            t.done = Some((state.to_owned(), now));
+            open.remove(&id);
+        }
+    }
+    Ok(())
+}
+
+/// Fetch and check the outputs of up to `n` settled jobs spread over the run; returns how many
+/// were checked and how many failed (a fetch error counts as a failure).
+fn verify_sample(client: &Client, settled: &[(Instant, Hash)], n: u64) -> (u64, u64) {
+    let n = (n as usize).min(settled.len());
+    let mut failures = 0u64;
+    for i in 0..n {
+        let (_, id) = settled[i * settled.len() / n];
+        if let Err(e) = verify_one(client, &id) {
+            tracing::warn!(target: "bench", job = %id, error = %e, "output check failed");
+            failures += 1;
+        }
+    }
+    (n as u64, failures)
+}
+
+/// The output of a settled bench job must match the committed result hash and be what the
+/// program prints for the bench input.
+fn verify_one(client: &Client, id: &Hash) -> anyhow::Result<()> {
+    let view: agora_market::JobView = client.get_json(&format!("/v1/jobs/{id}"))?;
+    let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
+    let (code, stdout) =
+        crate::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+    let expected = [b"hello, world\n".as_slice(), BENCH_INPUT].concat();
+    if code != 0 || stdout != expected.as_slice() {
+        bail!(
+            "exit code {code}, output {:?} (expected 0, {:?})",
+            String::from_utf8_lossy(stdout),
+            String::from_utf8_lossy(&expected)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&m| Duration::from_millis(m)).collect()
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        assert_eq!(percentile(&[], 50), None);
+        let one = ms(&[7]);
+        assert_eq!(percentile(&one, 0), Some(Duration::from_millis(7)));
+        assert_eq!(percentile(&one, 100), Some(Duration::from_millis(7)));
+        let hundred: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&hundred, 50), Some(Duration::from_millis(50)));
+        assert_eq!(percentile(&hundred, 99), Some(Duration::from_millis(99)));
+        assert_eq!(percentile(&hundred, 100), Some(Duration::from_millis(100)));
+        let four = ms(&[10, 20, 30, 40]);
+        assert_eq!(percentile(&four, 50), Some(Duration::from_millis(20)));
+        assert_eq!(percentile(&four, 90), Some(Duration::from_millis(40)));
+        assert_eq!(percentile(&four, 0), Some(Duration::from_millis(10)));
+        assert_eq!(percentile(&four, 250), Some(Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn bench_program_assembles_and_has_a_valid_header() {
+        let module = wat::parse_str(BENCH_PROGRAM).expect("hello.wat assembles");
+        assert_eq!(&module[..8], b"\0asm\x01\0\0\0");
+    }
 }

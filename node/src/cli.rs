@@ -53,6 +53,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Submit transfers at a steady rate and report throughput and commit latency
     Tx(crate::bench::BenchTxArgs),
+    /// Submit tiny jobs at a steady rate and report settlement latency and throughput
+    Jobs(crate::bench::BenchJobsArgs),
 }
 
 /// `--home DIR`, shared by every command that works on a node home.
@@ -205,6 +207,9 @@ pub struct SubmitArgs {
     /// Execution window after award, in milliseconds of market time
     #[arg(long, value_name = "MS")]
     pub deadline_ms: Option<u64>,
+    /// Audit probability for k = 1, in basis points [default: the network's]
+    #[arg(long, value_name = "BPS")]
+    pub audit_bps: Option<u32>,
     /// Wait until the job is settled, refunded or failed
     #[arg(long)]
     pub wait: bool,
@@ -280,12 +285,14 @@ pub struct SimArgs {
     pub rest: Vec<String>,
 }
 
+#[cfg(test)]
 impl Command {
-    /// The command's name as a user types it, for messages.
+    /// The command's name as a user types it (the parser tests check every command maps to it).
     pub fn name(&self) -> &'static str {
         match self {
             Command::Init(_) => "init",
-            Command::Bench(_) => "bench tx",
+            Command::Bench(BenchCommand::Tx(_)) => "bench tx",
+            Command::Bench(BenchCommand::Jobs(_)) => "bench jobs",
             Command::Key(KeyCommand::Show { .. }) => "key show",
             Command::Node(_) => "node",
             Command::Testnet(TestnetCommand::Up { .. }) => "testnet up",

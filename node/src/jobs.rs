@@ -182,7 +182,7 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
         fuel_limit: args.fuel.unwrap_or(DEFAULT_FUEL),
         memory_limit: DEFAULT_MEMORY,
         replicas: u32::from(replicas),
-        audit_bps: 0,
+        audit_bps: args.audit_bps.unwrap_or(0),
         auction: match args.auction.unwrap_or(AuctionKind::Dutch) {
             AuctionKind::Dutch => AuctionSpec::Dutch {
                 start_price: Amount(max_price.0 / 10),

@@ -109,6 +109,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init_cli();
             bench::tx(&args)
         }
+        Command::Bench(cli::BenchCommand::Jobs(args)) => {
+            logging::init_cli();
+            bench::jobs(&args)
+        }
         Command::Sim(args) => {
             logging::init_cli();
             sim::run(&args.rest)

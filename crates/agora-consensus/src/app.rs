@@ -17,6 +17,13 @@ pub trait Application {
     fn info(&self) -> (u64, Hash);
     /// Admission to the mempool (stateful checks against the current state are fine).
     fn check_tx(&self, tx: &[u8]) -> Result<(), String>;
+    /// Whether a tx admitted earlier still belongs in the mempool after a commit. The default
+    /// re-runs [`Application::check_tx`]; an application whose admission checks are costly (a
+    /// signature) or whose txs stay includable after their handler would fail may answer with
+    /// a cheaper, narrower test.
+    fn recheck_tx(&self, tx: &[u8]) -> bool {
+        self.check_tx(tx).is_ok()
+    }
     /// Choose the txs of the next block from mempool `candidates` (in arrival order), within
     /// `max_bytes`.
     fn prepare_block(

@@ -1379,7 +1379,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         let old = std::mem::take(&mut self.mempool);
         self.mempool_ids.clear();
         for (id, tx) in old {
-            if !included.contains(&id) && self.app.check_tx(&tx).is_ok() {
+            if !included.contains(&id) && self.app.recheck_tx(&tx) {
                 self.mempool_ids.insert(id);
                 self.mempool.push_back((id, tx));
             }

@@ -265,7 +265,8 @@ impl<'a> Run<'a> {
         for ev in &result.events {
             self.observe(h, &ev.event);
         }
-        // Nonces follow the market: a rejected transaction does not consume one.
+        // Nonces follow the market (a refused transaction with the right nonce uses it, one with
+        // a wrong nonce does not).
         for a in self
             .operators
             .iter_mut()

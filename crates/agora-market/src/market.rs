@@ -499,6 +499,9 @@ impl Market {
         })
     }
 
+    /// Apply one signed transaction. A transaction carrying the signer's next nonce uses that
+    /// nonce whether its handler accepts it or not (ADR 006): otherwise one rejected
+    /// transaction would hold back every later one its signer has in flight.
     fn apply_tx(&mut self, signer: Address, id: Hash, tx: &Transaction) -> Result<(), Rejection> {
         let expected = self.nonce(&signer);
         if tx.nonce != expected {
@@ -507,12 +510,28 @@ impl Market {
                 got: tx.nonce,
             });
         }
-        self.dispatch(signer, id, &tx.kind, true)?;
-        self.dispatch(signer, id, &tx.kind, false)?;
+        let r = self
+            .dispatch(signer, id, &tx.kind, true)
+            .and_then(|()| self.dispatch(signer, id, &tx.kind, false));
         let acct = self.s.accounts.entry(signer).or_default();
         acct.nonce = acct.nonce.checked_add(1).ok_or(Rejection::Overflow)?;
         self.dirty.insert(Key::Account(signer));
-        Ok(())
+        r
+    }
+
+    /// Whether a transaction admitted to a mempool earlier can still be included: it decodes
+    /// and its nonce is not used yet (and within the window). Its signature was checked at
+    /// admission and the bytes are the same; a handler that would now refuse it only makes it
+    /// a rejected transaction that uses its nonce, so it stays.
+    pub fn recheck_tx_bytes(&self, bytes: &[u8]) -> bool {
+        let Ok(env) = decode_envelope(bytes) else {
+            return false;
+        };
+        let Ok(tx) = Transaction::decode(&env.payload) else {
+            return false;
+        };
+        let expected = self.nonce(&env.signer);
+        tx.nonce >= expected && tx.nonce < expected.saturating_add(NONCE_WINDOW)
     }
 
     /// Validate (`dry`) or execute one transaction. Every handler checks everything before its

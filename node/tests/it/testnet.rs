@@ -11,8 +11,8 @@ use agora_client::{Client, TestnetFile};
 use super::agora;
 
 /// Stops the detached testnet (and any extra node) whatever happens in the test.
-struct Guard {
-    dir: PathBuf,
+pub(super) struct Guard {
+    pub(super) dir: PathBuf,
     extra: Vec<Child>,
 }
 
@@ -31,7 +31,7 @@ impl Drop for Guard {
 }
 
 /// `agora testnet up --detach` in `tmp/net`; the guard stops it when dropped.
-fn up_detached(tmp: &Path, operators: &str, coprocessors: &str) -> (Guard, TestnetFile) {
+pub(super) fn up_detached(tmp: &Path, operators: &str, coprocessors: &str) -> (Guard, TestnetFile) {
     let dir = tmp.join("net");
     let out = agora(
         tmp,
@@ -77,7 +77,7 @@ fn block_hash(api: &str, h: u64) -> Option<String> {
     v["hash"].as_str().map(str::to_owned)
 }
 
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
         assert!(
@@ -121,7 +121,7 @@ fn start_node(dir: &Path, home: &Path, bootstrap: &str) -> (Child, String) {
     (child, api)
 }
 
-fn kill9(pid: u32) {
+pub(super) fn kill9(pid: u32) {
     let ok = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -216,7 +216,8 @@ fn testnet_agrees_survives_a_crash_and_syncs_late_nodes() {
 }
 
 /// A job nobody can take (a network without coprocessors) is refunded in full, `job why` says
-/// why, and bad input to `job submit` is one clear error.
+/// why, and bad input to `job submit` (not WebAssembly, over the size limit, an unfunded key, a
+/// wrong API URL) is one clear error.
 #[test]
 fn untakeable_job_is_refunded_and_explained() {
     let tmp = tempfile::tempdir().unwrap();
@@ -323,4 +324,45 @@ fn untakeable_job_is_refunded_and_explained() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+
+    // A module over the upload limit, and a node that is not there.
+    let big = tmp.path().join("big.wasm");
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    bytes.resize(5 << 20, 0);
+    std::fs::write(&big, bytes).unwrap();
+    let out = agora(
+        tmp.path(),
+        &[
+            "job",
+            "submit",
+            big.to_str().unwrap(),
+            "--api",
+            &api,
+            "--key",
+            &key,
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("byte limit"), "{err}");
+    let out = agora(
+        tmp.path(),
+        &[
+            "job",
+            "submit",
+            wat.to_str().unwrap(),
+            "--api",
+            "http://127.0.0.1:1",
+            "--key",
+            &key,
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("127.0.0.1:1") && err.lines().count() == 1,
+        "{err}"
+    );
 }

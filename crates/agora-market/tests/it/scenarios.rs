@@ -131,7 +131,6 @@ fn sealed_auction_with_a_non_revealer() {
         },
     );
     h.block(vec![bad]);
-    h.actors.get_mut("cop0").unwrap().nonce -= 1;
     let reveals = vec![
         h.tx(
             "cop0",

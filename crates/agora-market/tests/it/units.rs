@@ -68,11 +68,18 @@ fn invalid_transactions_are_rejected_with_a_reason_and_change_nothing() {
             "invalid: zero amount",
         ]
     "#]].assert_debug_eq(&reasons(&r));
-    assert_eq!(h.market.nonce(&client), 0);
-    assert_eq!(h.market.nonce(&cop0), 0);
-    // Only the global entry (height, time) changed.
-    let after: serde_json::Value = serde_json::from_slice(&h.market.to_snapshot_bytes()).unwrap();
+    // A transaction with the right nonce uses it even when refused (ADR 006); the others
+    // (wrong nonce, bad signature, undecodable) change nothing.
+    assert_eq!(h.market.nonce(&client), 1);
+    assert_eq!(h.market.nonce(&cop0), 1);
+    // Nothing but those two nonces (and the global height and time) changed.
+    let mut after: serde_json::Value =
+        serde_json::from_slice(&h.market.to_snapshot_bytes()).unwrap();
     let before: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    for a in [client, cop0] {
+        let acct = after["accounts"][a.to_hex()].as_object_mut().unwrap();
+        acct.insert("nonce".into(), 0.into());
+    }
     assert_eq!(after["accounts"], before["accounts"]);
 }
 
@@ -316,7 +323,6 @@ fn staking_unbonding_and_deactivation() {
     );
     let r = h.block(vec![too_little]);
     assert!(!r.receipts[0].applied());
-    h.actors.get_mut("cop0").unwrap().nonce -= 1;
     h.stake_all(1, 1_500, 2);
     assert!(h.market.coprocessor(&h.addr("cop0")).unwrap().active);
     let un = h.tx(

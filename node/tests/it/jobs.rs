@@ -1,0 +1,405 @@
+//! The whole job flow on a real local testnet (4 operators, 3 coprocessors, one process each):
+//! the example programs with k = 1, 2, 3 under both auctions give their expected bytes through
+//! `agora job result` and the money adds up; an audited job is attested by an operator; bad
+//! input is a clear error or a clean committed failure; a job priced below every reserve is
+//! refunded with the coprocessors' reasons; a coprocessor committing wrong output is outvoted
+//! and slashed; and a coprocessor killed mid-job loses its slot to a re-auction.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use agora_client::{Client, TestnetFile};
+use serde_json::Value;
+
+use super::agora;
+use super::testnet::{kill9, up_detached, wait_until};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+
+/// One CLI invocation against the testnet, with the client key.
+struct Cli<'a> {
+    tmp: &'a Path,
+    api: String,
+    key: String,
+}
+
+impl Cli<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--api", &self.api]);
+        agora(self.tmp, &all).output().unwrap()
+    }
+
+    /// `agora job submit` with the client key; returns the job id.
+    fn submit(&self, file: &str, extra: &[&str]) -> String {
+        let mut args = vec!["job", "submit", file, "--key", &self.key, "--json"];
+        args.extend(extra);
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "submit {file} {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `agora job result ID`: the verified output bytes.
+    fn result(&self, id: &str) -> Vec<u8> {
+        let out = self.run(&["job", "result", id]);
+        assert!(
+            out.status.success(),
+            "job result {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+fn job(client: &Client, id: &str) -> Value {
+    client.get_json(&format!("/v1/jobs/{id}")).unwrap()
+}
+
+fn is_final(v: &Value) -> bool {
+    matches!(v["state"].as_str(), Some("settled" | "refunded" | "failed"))
+}
+
+/// Wait until every job is final; returns their views.
+fn wait_final(client: &Client, ids: &[String], limit: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let views: Vec<Value> = ids.iter().map(|id| job(client, id)).collect();
+        if views.iter().all(is_final) {
+            return views;
+        }
+        if Instant::now() > deadline {
+            let pending: Vec<String> = views
+                .iter()
+                .filter(|v| !is_final(v))
+                .map(|v| format!("{} {}", v["id"], v["state"]))
+                .collect();
+            panic!("jobs not final after {limit:?}: {pending:?}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The events of a job of one kind (`paid`, `settled`, ...).
+fn events<'a>(view: &'a Value, kind: &str) -> Vec<&'a Value> {
+    view["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event"].get(kind))
+        .collect()
+}
+
+fn amount(v: &Value) -> u128 {
+    match v {
+        Value::Number(n) => n.as_u64().unwrap() as u128,
+        Value::String(s) => s.parse().unwrap(),
+        other => panic!("not an amount: {other}"),
+    }
+}
+
+fn balance(client: &Client, address: &str) -> u128 {
+    let v: Value = client.get_json(&format!("/v1/accounts/{address}")).unwrap();
+    amount(&v["balance"])
+}
+
+fn coprocessor(client: &Client, address: &str) -> Value {
+    let v: Value = client.get_json(&format!("/v1/accounts/{address}")).unwrap();
+    v["coprocessor"].clone()
+}
+
+/// Every node's market passes its invariants (supply conserved, loads and escrows consistent).
+fn assert_invariants(file: &TestnetFile) {
+    for n in &file.nodes {
+        let Ok(c) = Client::with_timeout(&n.api, Duration::from_secs(2)) else {
+            continue;
+        };
+        if let Ok(v) = c.get_json::<Value>("/v1/market") {
+            assert_eq!(v["invariants"], "ok", "{}: {v}", n.name);
+        }
+    }
+}
+
+#[test]
+fn jobs_run_end_to_end_on_a_testnet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (guard, file) = up_detached(tmp.path(), "4", "3");
+    let api = file.nodes[0].api.clone();
+    let client = Client::new(&api).unwrap();
+    let cli = Cli {
+        tmp: tmp.path(),
+        api: api.clone(),
+        key: file.client_key.to_str().unwrap().to_owned(),
+    };
+    let me = agora_crypto::load_key(&file.client_key)
+        .unwrap()
+        .address()
+        .to_hex();
+    let coprocessors: Vec<(String, String)> = file
+        .nodes
+        .iter()
+        .filter(|n| n.role == "coprocessor")
+        .map(|n| (n.name.clone(), n.address.clone()))
+        .collect();
+    wait_until("three active coprocessors", Duration::from_secs(60), || {
+        coprocessors
+            .iter()
+            .all(|(_, a)| coprocessor(&client, a)["active"] == true)
+    });
+
+    // --- Every example, k = 1, 2, 3, both auctions.
+    let input = tmp.path().join("input.txt");
+    std::fs::write(&input, "one two\nthree\n").unwrap();
+    let input = input.to_str().unwrap().to_owned();
+    let examples: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "hello.wat",
+            vec!["--input", &input],
+            "hello, world\none two\nthree\n",
+        ),
+        ("wordcount.wat", vec!["--input", &input], "2 3 14\n"),
+        (
+            "primes.wat",
+            vec!["--arg", "30"],
+            "2\n3\n5\n7\n11\n13\n17\n19\n23\n29\n",
+        ),
+        ("hashchain.wat", vec![], "489e965e73196f70\n"),
+    ];
+    let balance_before = balance(&client, &me);
+    let earned_before: BTreeMap<String, u128> = coprocessors
+        .iter()
+        .map(|(_, a)| (a.clone(), amount(&coprocessor(&client, a)["earned"])))
+        .collect();
+    let mut submitted: Vec<(String, &str, u32)> = Vec::new();
+    for (name, extra, expected) in &examples {
+        let path = format!("{EXAMPLES}/{name}");
+        for k in ["1", "2", "3"] {
+            for auction in ["dutch", "sealed"] {
+                let mut args = extra.clone();
+                args.extend([
+                    "--replicas",
+                    k,
+                    "--auction",
+                    auction,
+                    "--auction-ms",
+                    "2000",
+                ]);
+                let id = cli.submit(&path, &args);
+                submitted.push((id, expected, k.parse().unwrap()));
+            }
+        }
+    }
+    let ids: Vec<String> = submitted.iter().map(|(id, _, _)| id.clone()).collect();
+    let views = wait_final(&client, &ids, Duration::from_secs(240));
+    let mut paid_by_client = 0u128;
+    let mut earned: BTreeMap<String, u128> = BTreeMap::new();
+    for ((id, expected, k), view) in submitted.iter().zip(&views) {
+        assert_eq!(view["state"], "settled", "{id}: {view}");
+        assert_eq!(view["outcome"], "success", "{id}");
+        assert_eq!(
+            view["winners"].as_array().unwrap().len(),
+            *k as usize,
+            "{id}: one winner per replica"
+        );
+        let paid = events(view, "paid");
+        assert_eq!(paid.len(), *k as usize, "{id}: every replica paid");
+        for p in paid {
+            *earned
+                .entry(p["coprocessor"].as_str().unwrap().to_owned())
+                .or_default() += amount(&p["amount"]);
+        }
+        let escrow = amount(&events(view, "job_submitted")[0]["escrow"]);
+        let refund = amount(&events(view, "settled")[0]["refund"]);
+        paid_by_client += escrow - refund;
+        let out = cli.result(id);
+        assert_eq!(String::from_utf8_lossy(&out), *expected, "{id}");
+    }
+    assert_eq!(
+        balance_before - balance(&client, &me),
+        paid_by_client,
+        "the client paid exactly what its jobs cost"
+    );
+    for (_, a) in &coprocessors {
+        let now = amount(&coprocessor(&client, a)["earned"]);
+        assert_eq!(
+            now - earned_before[a],
+            earned.get(a).copied().unwrap_or(0),
+            "{a}: earnings equal the payments"
+        );
+    }
+    assert!(earned.len() >= 2, "the load curve spreads work: {earned:?}");
+    assert_invariants(&file);
+
+    // --- An audited k = 1 job: an operator re-executes and attests, and is paid for it.
+    let id = cli.submit(
+        &format!("{EXAMPLES}/primes.wat"),
+        &[
+            "--arg",
+            "50",
+            "--audit-bps",
+            "10000",
+            "--auction-ms",
+            "1000",
+        ],
+    );
+    let view = &wait_final(&client, &[id.clone()], Duration::from_secs(90))[0];
+    assert_eq!(view["state"], "settled", "{view}");
+    let auditor = view["auditor"].as_str().expect("an auditor was drawn");
+    assert!(
+        file.nodes
+            .iter()
+            .any(|n| n.role == "operator" && n.address == auditor),
+        "{view}"
+    );
+    assert_eq!(events(view, "audit_selected").len(), 1, "{view}");
+    assert!(events(view, "audit_mismatch").is_empty(), "{view}");
+    assert_eq!(
+        String::from_utf8_lossy(&cli.result(&id)),
+        "2\n3\n5\n7\n11\n13\n17\n19\n23\n29\n31\n37\n41\n43\n47\n"
+    );
+
+    // --- Bad programs: an endless loop ends at its fuel limit, a trap is a trap; both are
+    // committed outcomes (the CLI's own input checks are in `testnet.rs`).
+    let spin = tmp.path().join("spin.wat");
+    std::fs::write(
+        &spin,
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop br 0)))"#,
+    )
+    .unwrap();
+    let trap = tmp.path().join("trap.wat");
+    std::fs::write(
+        &trap,
+        r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#,
+    )
+    .unwrap();
+    let spin_id = cli.submit(
+        spin.to_str().unwrap(),
+        &["--fuel", "5000000", "--auction-ms", "1000"],
+    );
+    let trap_id = cli.submit(trap.to_str().unwrap(), &["--auction-ms", "1000"]);
+    let views = wait_final(
+        &client,
+        &[spin_id.clone(), trap_id.clone()],
+        Duration::from_secs(90),
+    );
+    assert_eq!(views[0]["state"], "settled", "{}", views[0]);
+    assert_eq!(views[0]["outcome"], "fuel_exhausted", "{}", views[0]);
+    let fuel = views[0]["slots"][0]["fuel_used"].as_u64().unwrap();
+    assert!(fuel <= 5_000_000 && fuel > 4_000_000, "{fuel}");
+    assert_eq!(views[1]["outcome"], "trap", "{}", views[1]);
+    let out = cli.run(&["job", "result", &trap_id]);
+    assert!(out.status.success() && out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trap"));
+
+    // --- Priced below every reserve: refunded, and `job why` gives each coprocessor's reason.
+    let before = balance(&client, &me);
+    let id = cli.submit(
+        &format!("{EXAMPLES}/hello.wat"),
+        &["--max-price", "50", "--auction-ms", "1000"],
+    );
+    let view = &wait_final(&client, &[id.clone()], Duration::from_secs(90))[0];
+    assert_eq!(view["state"], "refunded", "{view}");
+    assert_eq!(balance(&client, &me), before, "escrow returned in full");
+    let out = cli.run(&["job", "why", &id, "--json"]);
+    let why: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons = why["why_not"].as_array().unwrap();
+    assert_eq!(reasons.len(), 3, "{why}");
+    assert!(
+        reasons.iter().all(|r| r["reason"] == "price_below_reserve"
+            && r["detail"].as_str().unwrap().contains("below reserve")),
+        "{why}"
+    );
+    assert_invariants(&file);
+
+    // --- A coprocessor that commits wrong output is outvoted and slashed.
+    let down = agora(
+        tmp.path(),
+        &["testnet", "down", "--dir", guard.dir.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(down.status.success());
+    let (liar_name, liar) = coprocessors[2].clone();
+    let config = guard.dir.join(&liar_name).join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("fault = \"\""));
+    std::fs::write(
+        &config,
+        text.replace("fault = \"\"", "fault = \"wrong_output\""),
+    )
+    .unwrap();
+    let (guard, file) = up_detached(tmp.path(), "4", "3");
+    let api = file.nodes[0].api.clone();
+    let client = Client::new(&api).unwrap();
+    let cli = Cli { api, ..cli };
+    let slashed_before = amount(&coprocessor(&client, &liar)["slashed"]);
+    let id = cli.submit(
+        &format!("{EXAMPLES}/primes.wat"),
+        &["--arg", "30", "--replicas", "3", "--auction-ms", "1000"],
+    );
+    let view = &wait_final(&client, &[id.clone()], Duration::from_secs(90))[0];
+    assert_eq!(view["state"], "settled", "{view}");
+    let slots = view["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 3, "{view}");
+    for s in slots {
+        let expected = if s["coprocessor"] == liar.as_str() {
+            "slashed"
+        } else {
+            "paid"
+        };
+        assert_eq!(s["status"], expected, "{view}");
+    }
+    assert!(amount(&coprocessor(&client, &liar)["slashed"]) > slashed_before);
+    assert_eq!(events(view, "paid").len(), 2, "{view}");
+    assert_eq!(
+        String::from_utf8_lossy(&cli.result(&id)),
+        "2\n3\n5\n7\n11\n13\n17\n19\n23\n29\n"
+    );
+    assert_invariants(&file);
+
+    // --- A coprocessor killed mid-job: its slot times out and is re-auctioned automatically.
+    let id = cli.submit(
+        &format!("{EXAMPLES}/hashchain.wat"),
+        &[
+            "--arg",
+            "250000000",
+            "--fuel",
+            "9500000000",
+            "--max-price",
+            "5000",
+            "--deadline-ms",
+            "3000",
+            "--auction-ms",
+            "1000",
+        ],
+    );
+    let mut winner = String::new();
+    wait_until("the long job's award", Duration::from_secs(60), || {
+        let v = job(&client, &id);
+        winner = v["winners"][0].as_str().unwrap_or_default().to_owned();
+        !winner.is_empty()
+    });
+    let victim = file
+        .nodes
+        .iter()
+        .find(|n| n.address == winner)
+        .expect("the winner is a testnet node");
+    kill9(victim.pid.expect("pid"));
+    let view = &wait_final(&client, &[id.clone()], Duration::from_secs(180))[0];
+    assert_eq!(view["state"], "settled", "{view}");
+    let timed_out = events(view, "timed_out");
+    assert_eq!(timed_out.len(), 1, "{view}");
+    assert_eq!(timed_out[0]["coprocessor"], winner.as_str());
+    let paid = events(view, "paid");
+    assert_eq!(paid.len(), 1, "{view}");
+    assert_ne!(paid[0]["coprocessor"], winner.as_str());
+    let out = cli.result(&id);
+    assert_eq!(out.len(), 17, "{}", String::from_utf8_lossy(&out));
+    drop(guard);
+}
