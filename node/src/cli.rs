@@ -133,9 +133,12 @@ pub enum TestnetCommand {
         coprocessors: u32,
         #[command(flatten)]
         dir: TestnetDirArg,
-        /// Return once the testnet is running
+        /// Return once the testnet is running (no demo job)
         #[arg(long)]
         detach: bool,
+        /// Do not run the demo job once the network is ready
+        #[arg(long)]
+        no_demo: bool,
     },
     /// Show the nodes of a running testnet
     Status {

@@ -423,3 +423,75 @@ pub fn list(api: &ApiArg, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The demo job `agora testnet up` runs once the network is ready: `examples/hello.wat` with
+/// a greeting as input, submitted with the testnet's client key; prints its journey and the
+/// verified output.
+pub fn demo(api: &str, key: &Path) -> anyhow::Result<()> {
+    const HELLO: &str = include_str!("../../examples/hello.wat");
+    let client = Client::new(api)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: serde_json::Value = client.get_json("/v1/coprocessors")?;
+        let active = v["coprocessors"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["active"] == true));
+        if active {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("no coprocessor became active within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let module = wat::parse_str(HELLO).context("assembling the demo program")?;
+    let input = b"Agora ran this job on a coprocessor; the operators verified it.\n";
+    let started = Instant::now();
+    let spec = JobSpec {
+        module_hash: upload(&client, &module)?,
+        input_hash: upload(&client, input)?,
+        module_size: module.len() as u64,
+        input_size: input.len() as u64,
+        args: Vec::new(),
+        fuel_limit: 10_000_000,
+        memory_limit: DEFAULT_MEMORY,
+        replicas: 2,
+        audit_bps: 0,
+        auction: AuctionSpec::Dutch {
+            start_price: Amount(DEFAULT_MAX_PRICE / 10),
+            duration_ms: 2_000,
+        },
+        max_price: Amount(DEFAULT_MAX_PRICE),
+        deadline_ms: DEFAULT_DEADLINE_MS,
+        min_reputation_bps: 0,
+    };
+    let mut signer = Signer::new(client.clone(), agora_crypto::load_key(key)?)?;
+    let env = signer.builder.submit_job(signer.nonce, spec);
+    let id = signer.send(env)?;
+    println!("demo: submitted examples/hello.wat as job {id} (2 replicas, Dutch auction)");
+    let v = wait_for_job(&client, &id, Duration::from_secs(120), is_final)?;
+    let view: agora_market::JobView =
+        serde_json::from_value(v).context("the node's job view is not understood")?;
+    let winners: Vec<String> = view.winners.iter().map(|w| w.short()).collect();
+    println!(
+        "demo: {} in {:.1}s; coprocessors {} at price {}",
+        serde_json::to_value(view.state)?.as_str().unwrap_or("?"),
+        started.elapsed().as_secs_f64(),
+        winners.join(" and "),
+        view.price.map(|p| p.to_string()).unwrap_or_default()
+    );
+    let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
+    let (_, stdout) =
+        crate::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "demo: output, checked against the committed result hash {}:",
+        view.result_hash.map(|h| h.short()).unwrap_or_default()
+    );
+    for line in String::from_utf8_lossy(stdout).lines() {
+        println!("    {line}");
+    }
+    println!(
+        "demo: see it again with `agora job status {id}`, `agora job watch {id}`, `agora job result {id}`"
+    );
+    Ok(())
+}

@@ -148,13 +148,20 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
             coprocessors,
             dir,
             detach,
+            no_demo,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(testnet::up(operators, coprocessors, &dir.dir, detach))
+            runtime.block_on(testnet::up(
+                operators,
+                coprocessors,
+                &dir.dir,
+                detach,
+                !no_demo,
+            ))
         }
         TestnetCommand::Status { dir } => testnet::status(&dir.dir, false),
         TestnetCommand::Down { dir } => testnet::down(&dir.dir),

@@ -34,7 +34,13 @@ struct Planned {
 }
 
 /// `agora testnet up`.
-pub async fn up(operators: u32, coprocessors: u32, dir: &Path, detach: bool) -> anyhow::Result<()> {
+pub async fn up(
+    operators: u32,
+    coprocessors: u32,
+    dir: &Path,
+    detach: bool,
+    demo: bool,
+) -> anyhow::Result<()> {
     if operators == 0 {
         bail!("--operators must be at least 1");
     }
@@ -145,8 +151,29 @@ pub async fn up(operators: u32, coprocessors: u32, dir: &Path, detach: bool) -> 
         );
         return Ok(());
     }
-    println!("press Ctrl-C to stop");
-    foreground(&file, children).await;
+    let has_coprocessors = file.nodes.iter().any(|n| n.role == "coprocessor");
+    let mut interrupted = false;
+    if demo && has_coprocessors {
+        let api = file.nodes[0].api.clone();
+        let key = file.client_key.clone();
+        // Runs beside the nodes: a demo that fails is reported, and the testnet keeps running.
+        let mut job = tokio::task::spawn_blocking(move || crate::jobs::demo(&api, &key));
+        tokio::select! {
+            r = &mut job => match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => println!("demo job failed: {e:#}"),
+                Err(e) => println!("demo job failed: {e}"),
+            },
+            _ = tokio::signal::ctrl_c() => interrupted = true,
+        }
+    }
+    if interrupted {
+        eprintln!("\nstopping {} nodes", children.len());
+        stop_all(&mut children).await;
+    } else {
+        println!("press Ctrl-C to stop");
+        foreground(&file, children).await;
+    }
     let mut file = file;
     for n in &mut file.nodes {
         n.pid = None;
