@@ -43,6 +43,8 @@ const NONCE_STALL_TIME: std::time::Duration = std::time::Duration::from_secs(3);
 const RESEND_AFTER_BLOCKS: u64 = 8;
 /// Transactions outstanding at once (the market accepts nonces up to 64 ahead).
 const MAX_OUTSTANDING: u64 = 48;
+/// How often settled jobs' blobs are garbage-collected (kept for the market's job retention).
+const GC_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What this node's agent does.
 #[derive(Clone, Debug)]
@@ -74,7 +76,7 @@ struct Finished {
 /// How an execution or audit task ended.
 enum RunEnd {
     /// A transaction to send.
-    Tx(TxKind),
+    Tx(Box<TxKind>),
     /// Nothing now (e.g. the module could not be fetched yet): try again on a later block.
     Retry,
     /// Nothing honest to commit (the run did not end deterministically).
@@ -101,6 +103,7 @@ pub struct Agent {
     stalled_blocks: u32,
     /// When our nonce on chain last moved (or the first transaction went out after that).
     progress_at: std::time::Instant,
+    last_gc: std::time::Instant,
     height: u64,
     inflight: BTreeMap<Action, u64>,
     /// Sealed bids made: (job, round) → (price, salt), kept until the job leaves the auction.
@@ -154,6 +157,7 @@ impl Agent {
             chain_nonce: 0,
             stalled_blocks: 0,
             progress_at: std::time::Instant::now(),
+            last_gc: std::time::Instant::now(),
             height: 0,
             inflight: BTreeMap::new(),
             sealed: BTreeMap::new(),
@@ -189,8 +193,8 @@ impl Agent {
                     self.inflight.remove(&f.action);
                     match f.end {
                         RunEnd::Tx(kind) => {
-                            self.computed.insert(f.action, kind.clone());
-                            self.send(f.action, kind).await
+                            self.computed.insert(f.action, (*kind).clone());
+                            self.send(f.action, *kind).await
                         }
                         RunEnd::Retry => {
                             self.started.remove(&(f.job, f.audit));
@@ -233,6 +237,10 @@ impl Agent {
             }
             if self.cfg.operator {
                 self.operator_step(&m, &mut todo, &mut spawn);
+            }
+            if self.last_gc.elapsed() >= GC_EVERY {
+                self.last_gc = std::time::Instant::now();
+                self.collect_garbage(&m);
             }
         }
         for (job, audit) in spawn {
@@ -491,6 +499,33 @@ impl Agent {
         }
     }
 
+    /// Remove blobs untouched for the market's job retention, except those of open jobs.
+    fn collect_garbage(&self, m: &Market) {
+        let mut pinned = BTreeSet::new();
+        for id in m.open_jobs() {
+            if let Some(job) = m.job(id) {
+                pinned.insert(job.spec.module_hash);
+                pinned.insert(job.spec.input_hash);
+                if let Some(h) = self.shared.blobs.output_hash(id) {
+                    pinned.insert(h);
+                }
+            }
+        }
+        let retention = std::time::Duration::from_millis(m.params().job_retention_ms);
+        let blobs = self.shared.blobs.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = agora_types::Timestamp(crate::chain::now_ms());
+            match blobs.store.gc(now, retention, &pinned) {
+                Ok(r) => {
+                    tracing::info!(target: "node.agent", removed = r.removed.len(), freed_bytes = r.freed_bytes, kept = r.kept, "blob garbage collection")
+                }
+                Err(e) => {
+                    tracing::warn!(target: "node.agent", error = %e, "blob garbage collection failed")
+                }
+            }
+        });
+    }
+
     /// Fetch a job's module and input in the background while the auction runs.
     fn prefetch(&self, job: &Job) {
         let shared = self.shared.clone();
@@ -621,26 +656,26 @@ async fn run_job(shared: &Shared, job: &Job, audit: bool) -> RunEnd {
         "executed"
     );
     if audit {
-        return RunEnd::Tx(TxKind::Attestation(agora_market::Attestation {
+        return RunEnd::Tx(Box::new(TxKind::Attestation(agora_market::Attestation {
             kind: agora_market::AttestationKind::Audit,
             job_id: job.id,
             result_hash,
             subject: Address::default(),
             alive: true,
-        }));
+        })));
     }
     let output = encode_output(r.exit_code, &stdout);
     if let Err(e) = shared.blobs.record_output(&job.id, &output) {
         tracing::error!(target: "node.agent", job = %job.id.short(), error = %format!("{e:#}"), "cannot store the output; not committing");
         return RunEnd::Retry;
     }
-    RunEnd::Tx(TxKind::Result {
+    RunEnd::Tx(Box::new(TxKind::Result {
         job_id: job.id,
         result_hash,
         fuel_used: r.fuel_used,
         outcome,
         output_size: stdout.len() as u64,
-    })
+    }))
 }
 
 /// The committed form of a sandbox outcome; `None` for outcomes that are not a property of

@@ -248,7 +248,7 @@ fn jobs_run_end_to_end_on_a_testnet() {
             "1000",
         ],
     );
-    let view = &wait_final(&client, &[id.clone()], Duration::from_secs(90))[0];
+    let view = &wait_final(&client, std::slice::from_ref(&id), Duration::from_secs(90))[0];
     assert_eq!(view["state"], "settled", "{view}");
     let auditor = view["auditor"].as_str().expect("an auditor was drawn");
     assert!(
@@ -303,7 +303,7 @@ fn jobs_run_end_to_end_on_a_testnet() {
         &format!("{EXAMPLES}/hello.wat"),
         &["--max-price", "50", "--auction-ms", "1000"],
     );
-    let view = &wait_final(&client, &[id.clone()], Duration::from_secs(90))[0];
+    let view = &wait_final(&client, std::slice::from_ref(&id), Duration::from_secs(90))[0];
     assert_eq!(view["state"], "refunded", "{view}");
     assert_eq!(balance(&client, &me), before, "escrow returned in full");
     let out = cli.run(&["job", "why", &id, "--json"]);
@@ -343,7 +343,7 @@ fn jobs_run_end_to_end_on_a_testnet() {
         &format!("{EXAMPLES}/primes.wat"),
         &["--arg", "30", "--replicas", "3", "--auction-ms", "1000"],
     );
-    let view = &wait_final(&client, &[id.clone()], Duration::from_secs(90))[0];
+    let view = &wait_final(&client, std::slice::from_ref(&id), Duration::from_secs(90))[0];
     assert_eq!(view["state"], "settled", "{view}");
     let slots = view["slots"].as_array().unwrap();
     assert_eq!(slots.len(), 3, "{view}");
@@ -391,7 +391,7 @@ fn jobs_run_end_to_end_on_a_testnet() {
         .find(|n| n.address == winner)
         .expect("the winner is a testnet node");
     kill9(victim.pid.expect("pid"));
-    let view = &wait_final(&client, &[id.clone()], Duration::from_secs(180))[0];
+    let view = &wait_final(&client, std::slice::from_ref(&id), Duration::from_secs(180))[0];
     assert_eq!(view["state"], "settled", "{view}");
     let timed_out = events(view, "timed_out");
     assert_eq!(timed_out.len(), 1, "{view}");
