@@ -401,5 +401,44 @@ fn jobs_run_end_to_end_on_a_testnet() {
     assert_ne!(paid[0]["coprocessor"], winner.as_str());
     let out = cli.result(&id);
     assert_eq!(out.len(), 17, "{}", String::from_utf8_lossy(&out));
+
+    // --- `coprocessor leave` and `join` with a coprocessor's own key.
+    let (name, address) = coprocessors
+        .iter()
+        .find(|(_, a)| *a != winner)
+        .cloned()
+        .unwrap();
+    let key = guard.dir.join(&name).join("node.key");
+    let key = key.to_str().unwrap();
+    let out = cli.run(&["coprocessor", "leave", "--key", key]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("no longer bidding"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = coprocessor(&client, &address);
+    assert_eq!(
+        (c["active"].as_bool(), amount(&c["stake"])),
+        (Some(false), 0),
+        "{c}"
+    );
+    assert!(amount(&c["unbonding"]) > 0, "{c}");
+    let out = cli.run(&["coprocessor", "leave", "--key", key]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no coprocessor stake"));
+    let out = cli.run(&["coprocessor", "join", "--stake", "200000", "--key", key]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = coprocessor(&client, &address);
+    assert_eq!(
+        (c["active"].as_bool(), amount(&c["stake"])),
+        (Some(true), 200_000),
+        "{c}"
+    );
+    assert_invariants(&file);
     drop(guard);
 }
