@@ -179,11 +179,11 @@ async fn job_output(
         .collect();
     let bytes = state
         .blobs
-        .fetch_output(&state.net, id, max, &holders)
+        .fetch_output(&state.net, id, max, &holders, |b| {
+            crate::blobsvc::verify_output(&view, b).map(|_| ())
+        })
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
-    crate::blobsvc::verify_output(&view, &bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
     let blobs = state.blobs.clone();
     let keep = bytes.clone();
     let _ = tokio::task::spawn_blocking(move || blobs.record_output(&id, &keep)).await;

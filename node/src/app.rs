@@ -79,6 +79,8 @@ pub fn order_by_nonce(
 pub struct MarketApp {
     market: SharedMarket,
     store: Store,
+    /// `Market::next_due` after the last commit (block time, ms).
+    wake_at: Option<u64>,
 }
 
 impl MarketApp {
@@ -104,9 +106,11 @@ impl MarketApp {
                 genesis.hash()
             );
         }
+        let wake_at = market.next_due().map(|t| t.0);
         Ok(MarketApp {
             market: Arc::new(RwLock::new(market)),
             store,
+            wake_at,
         })
     }
 
@@ -197,6 +201,12 @@ impl Application for MarketApp {
         m.check_tx_bytes(tx).map_err(|e| e.to_string())
     }
 
+    fn check_relayed_tx(&self, tx: &[u8]) -> Result<(), String> {
+        // Signature and nonce window only (ADR 006).
+        let m = self.market.read().expect("market lock");
+        m.check_relayed_tx_bytes(tx).map_err(|e| e.to_string())
+    }
+
     fn recheck_tx(&self, tx: &[u8]) -> bool {
         // No signature check and no handler dry run per pending tx per block (ADR 006).
         self.market
@@ -247,7 +257,12 @@ impl Application for MarketApp {
         if let Err(e) = self.persist(&m, &result) {
             tracing::error!(target: "node.app", error = %e, "cannot persist block result");
         }
+        self.wake_at = m.next_due().map(|t| t.0);
         result.app_hash
+    }
+
+    fn wake_at(&self) -> Option<u64> {
+        self.wake_at
     }
 }
 

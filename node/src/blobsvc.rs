@@ -162,18 +162,55 @@ impl BlobService {
         Ok(fetched)
     }
 
-    /// A job's output blob from peers (`prefer` first). Not stored and not checked against
-    /// the chain here: the caller verifies it against the committed result hash.
+    /// A job's output from the peers that committed it, each asked on its own so that one
+    /// serving bytes that do not match the committed result (`check`) is identified and
+    /// penalised; then from any connected peer. Not stored here.
     pub async fn fetch_output(
         &self,
         net: &NetworkHandle,
         job: Hash,
         max_bytes: u64,
-        prefer: &[Address],
+        holders: &[Address],
+        check: impl Fn(&[u8]) -> Result<(), String>,
     ) -> anyhow::Result<Vec<u8>> {
-        self.fetch(net, &Want::Output(job), max_bytes, prefer)
-            .await
-            .with_context(|| format!("fetching the output of job {}", job.short()))
+        let want = Want::Output(job);
+        let connected = candidates(net, &[]).await?;
+        let mut last = String::from("no connected peer holds it");
+        for holder in holders {
+            let Some(peer) = agora_net::peer_id_for(holder) else {
+                continue;
+            };
+            if !connected.contains(&peer) {
+                continue;
+            }
+            match self.fetch_from(net, &want, max_bytes, &[peer]).await {
+                Ok(bytes) => match check(&bytes) {
+                    Ok(()) => return Ok(bytes),
+                    Err(e) => {
+                        tracing::warn!(target: "node.blobs", %peer, job = %job.short(), error = %e, "peer served a wrong job output");
+                        let _ = net.report(peer, Penalty::Invalid).await;
+                        last = e;
+                    }
+                },
+                Err(e) => last = format!("{e:#}"),
+            }
+        }
+        let others: Vec<PeerId> = connected
+            .into_iter()
+            .filter(|p| {
+                !holders
+                    .iter()
+                    .any(|h| agora_net::peer_id_for(h) == Some(*p))
+            })
+            .collect();
+        if !others.is_empty() {
+            if let Ok(bytes) = self.fetch_from(net, &want, max_bytes, &others).await {
+                if check(&bytes).is_ok() {
+                    return Ok(bytes);
+                }
+            }
+        }
+        anyhow::bail!("no peer served the output of job {}: {last}", job.short())
     }
 
     async fn fetch(
@@ -184,6 +221,16 @@ impl BlobService {
         prefer: &[Address],
     ) -> anyhow::Result<Vec<u8>> {
         let peers = candidates(net, prefer).await?;
+        self.fetch_from(net, want, max_bytes, &peers).await
+    }
+
+    async fn fetch_from(
+        &self,
+        net: &NetworkHandle,
+        want: &Want,
+        max_bytes: u64,
+        peers: &[PeerId],
+    ) -> anyhow::Result<Vec<u8>> {
         if peers.is_empty() {
             anyhow::bail!("no connected peer to ask");
         }
@@ -191,7 +238,7 @@ impl BlobService {
         let r = agora_blobs::fetch(
             want,
             max_bytes,
-            &peers,
+            peers,
             |peer: PeerId, req: Vec<u8>| {
                 let net = net.clone();
                 async move {

@@ -124,7 +124,7 @@ pub async fn run(
                         blobs.spawn_serve(net.clone(), from, data, reply);
                     }
                     NetEvent::Message { topic: Topic::Transactions, from, data } => {
-                        if let Err(e) = replica.submit_tx(data.to_vec(), now_ms()).map(|eff| shell.apply(eff)) {
+                        if let Err(e) = replica.relay_tx(data.to_vec(), now_ms()).map(|eff| shell.apply(eff)) {
                             if matches!(e, ConsensusError::Wire(_)) {
                                 let _ = net.report(from, Penalty::Malformed).await;
                             }

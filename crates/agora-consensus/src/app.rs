@@ -17,12 +17,23 @@ pub trait Application {
     fn info(&self) -> (u64, Hash);
     /// Admission to the mempool (stateful checks against the current state are fine).
     fn check_tx(&self, tx: &[u8]) -> Result<(), String>;
+    /// Admission of a tx relayed by a peer (which admitted it with [`Application::check_tx`]
+    /// against its own state). Defaults to `check_tx`.
+    fn check_relayed_tx(&self, tx: &[u8]) -> Result<(), String> {
+        self.check_tx(tx)
+    }
     /// Whether a tx admitted earlier still belongs in the mempool after a commit. The default
     /// re-runs [`Application::check_tx`]; an application whose admission checks are costly (a
     /// signature) or whose txs stay includable after their handler would fail may answer with
     /// a cheaper, narrower test.
     fn recheck_tx(&self, tx: &[u8]) -> bool {
         self.check_tx(tx).is_ok()
+    }
+    /// The block time at which the application wants the next block even with an empty
+    /// mempool (a clock of its own passes a boundary), if earlier than the heartbeat. Not
+    /// replicated: only the proposer's timing depends on it.
+    fn wake_at(&self) -> Option<u64> {
+        None
     }
     /// Choose the txs of the next block from mempool `candidates` (in arrival order), within
     /// `max_bytes`.

@@ -458,9 +458,23 @@ impl<S: KvStore, A: Application> Replica<S, A> {
 
     /// Admit a local tx to the mempool and gossip it.
     pub fn submit_tx(&mut self, tx: Vec<u8>, now: u64) -> Result<Vec<Effect>, ConsensusError> {
+        self.admit_tx(tx, now, false)
+    }
+
+    /// Admit a tx a peer gossiped (checked with `Application::check_relayed_tx`) and pass it on.
+    pub fn relay_tx(&mut self, tx: Vec<u8>, now: u64) -> Result<Vec<Effect>, ConsensusError> {
+        self.admit_tx(tx, now, true)
+    }
+
+    fn admit_tx(
+        &mut self,
+        tx: Vec<u8>,
+        now: u64,
+        relayed: bool,
+    ) -> Result<Vec<Effect>, ConsensusError> {
         self.check_halted()?;
         let bytes = wire::encode(&Message::Tx(tx.clone()));
-        self.add_tx(tx)?;
+        self.add_tx(tx, relayed)?;
         let mut out = vec![Effect::Broadcast(bytes)];
         self.stats.broadcasts += 1;
         self.run(now, &mut out)?;
@@ -633,12 +647,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             next = next.min(*d);
         }
         if self.pending_value.is_some() {
-            next = next.min(
-                self.tip
-                    .time
-                    .saturating_add(self.cfg.empty_block_interval_ms)
-                    .max(now + 1),
-            );
+            next = next.min(self.empty_block_due().max(now + 1));
         }
         if let Some((since, _)) = self.ahead {
             next = next.min(since.saturating_add(self.cfg.sync_delay_ms));
@@ -964,6 +973,19 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         Ok(sig)
     }
 
+    /// When a proposer proposes a block with no txs: at the heartbeat, or earlier when the
+    /// application asks (never before the tip's time + 1).
+    fn empty_block_due(&self) -> u64 {
+        let heartbeat = self
+            .tip
+            .time
+            .saturating_add(self.cfg.empty_block_interval_ms);
+        match self.app.wake_at() {
+            Some(t) => heartbeat.min(t.max(self.tip.time + 1)),
+            None => heartbeat,
+        }
+    }
+
     fn try_propose(&mut self, now: u64) -> Result<(), ConsensusError> {
         let Some(r) = self.pending_value else {
             return Ok(());
@@ -972,11 +994,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         {
             return Ok(());
         }
-        let due = now
-            >= self
-                .tip
-                .time
-                .saturating_add(self.cfg.empty_block_interval_ms);
+        let due = now >= self.empty_block_due();
         if self.mempool.is_empty() && !due {
             return Ok(());
         }
@@ -1037,8 +1055,13 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             && self.app.validate_block(b)
     }
 
-    fn add_tx(&mut self, tx: Vec<u8>) -> Result<(), ConsensusError> {
-        self.app.check_tx(&tx).map_err(ConsensusError::TxRejected)?;
+    fn add_tx(&mut self, tx: Vec<u8>, relayed: bool) -> Result<(), ConsensusError> {
+        let checked = if relayed {
+            self.app.check_relayed_tx(&tx)
+        } else {
+            self.app.check_tx(&tx)
+        };
+        checked.map_err(ConsensusError::TxRejected)?;
         let id = Hash::of(&tx);
         if self.mempool_ids.contains(&id) {
             return Ok(());
@@ -1298,7 +1321,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     }
                 }
             }
-            Message::Tx(t) => self.add_tx(t)?,
+            Message::Tx(t) => self.add_tx(t, true)?,
         }
         Ok(())
     }

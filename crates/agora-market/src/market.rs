@@ -296,6 +296,65 @@ impl Market {
 
     /// Check supply conservation (balances + escrow + stakes + unbonding + burned = genesis
     /// supply) and per-coprocessor bookkeeping.
+    /// The next block time at which a market clock passes a boundary that changes something:
+    /// a Dutch clock reaching a standing acceptance or ending its round, a sealed phase ending,
+    /// an execution or audit deadline passing. The node asks consensus for a block then instead
+    /// of waiting for the next heartbeat, so phases and deadlines act on time. `None` when
+    /// nothing is pending or while the market clocks are frozen.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        if self.s.health.stalled {
+            return None;
+        }
+        let now = self.s.market_time;
+        let mut next: Option<u64> = None;
+        let mut consider = |t: u64| {
+            if t > now {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for id in &self.s.open_jobs {
+            let Some(job) = self.s.jobs.get(id) else {
+                continue;
+            };
+            let opened = job.auction.opened_at;
+            if job.state == JobState::Auction {
+                match &job.spec.auction {
+                    AuctionSpec::Dutch {
+                        start_price,
+                        duration_ms,
+                    } => {
+                        consider(opened.saturating_add(*duration_ms));
+                        let span = job.spec.max_price.0.saturating_sub(start_price.0);
+                        if let Some(low) = job.auction.dutch.values().min() {
+                            let need = low.0.saturating_sub(start_price.0);
+                            if span > 0 && need > 0 {
+                                let e =
+                                    need.saturating_mul(u128::from(*duration_ms)).div_ceil(span);
+                                consider(opened.saturating_add(e.min(u64::MAX as u128) as u64));
+                            }
+                        }
+                    }
+                    AuctionSpec::Sealed {
+                        commit_ms,
+                        reveal_ms,
+                    } => {
+                        consider(opened.saturating_add(*commit_ms));
+                        consider(opened.saturating_add(*commit_ms).saturating_add(*reveal_ms));
+                    }
+                }
+            }
+            for a in job.assignments.values() {
+                if a.status == SlotStatus::Executing {
+                    consider(a.deadline.saturating_add(1));
+                }
+            }
+            if let Some(audit) = &job.audit {
+                consider(audit.deadline.saturating_add(1));
+            }
+        }
+        next.map(|t| Timestamp(self.s.time.0.saturating_add(t - now)))
+    }
+
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         let mut total = self.s.burned;
         let add = |t: &mut Amount, a: Amount| -> Result<(), InvariantError> {
@@ -363,6 +422,25 @@ impl Market {
         let r = self.dispatch(env.signer, id, &tx.kind, true);
         self.dirty.clear();
         r
+    }
+
+    /// Admission of a transaction relayed by a peer: size, decoding, signature and the nonce
+    /// window, but not the handler's checks against the current state. The node it came from
+    /// ran those on its own, possibly slightly older, state; and a transaction refused when its
+    /// block is applied still uses its nonce (ADR 006), so admitting it can never hold back its
+    /// signer's later transactions, while refusing it here would.
+    pub fn check_relayed_tx_bytes(&self, bytes: &[u8]) -> Result<(), Rejection> {
+        self.check_size(bytes.len())?;
+        let env = decode_envelope(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let tx = self.verify_envelope(&env)?;
+        let expected = self.nonce(&env.signer);
+        if tx.nonce < expected || tx.nonce >= expected.saturating_add(NONCE_WINDOW) {
+            return Err(Rejection::BadNonce {
+                expected,
+                got: tx.nonce,
+            });
+        }
+        Ok(())
     }
 
     /// [`Market::check_tx`] on encoded envelope bytes.

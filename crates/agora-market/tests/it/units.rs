@@ -493,3 +493,97 @@ fn final_jobs_are_pruned_after_the_retention_period() {
     let r = h.block(vec![late]);
     assert!(!r.receipts[0].applied());
 }
+
+/// `next_due` names the block time of the next market boundary: the sealed phases, the Dutch
+/// clock reaching the lowest standing acceptance, then the execution deadline.
+#[test]
+fn next_due_follows_auction_phases_and_deadlines() {
+    let mut h = Harness::new();
+    h.stake_all(2, 5_000, 4);
+    assert_eq!(h.market.next_due(), None, "nothing open");
+    let sealed = h.submit(spec(
+        1,
+        AuctionSpec::Sealed {
+            commit_ms: 3_000,
+            reveal_ms: 2_000,
+        },
+    ));
+    let opened = h.time;
+    assert_eq!(h.market.next_due(), Some(Timestamp(opened + 3_000)));
+    h.block_after(3_500, vec![]);
+    assert_eq!(h.market.next_due(), Some(Timestamp(opened + 5_000)));
+    // Nobody bid: the round is re-auctioned, with its own phases.
+    h.block_after(1_600, vec![]);
+    assert_eq!(h.market.job(&sealed).unwrap().auction.round, 1);
+    assert_eq!(h.market.next_due(), Some(Timestamp(h.time + 3_000)));
+    let cancel = h.tx("client", TxKind::CancelJob { job_id: sealed });
+    h.block_after(100, vec![cancel]);
+    assert_eq!(h.market.next_due(), None, "nothing open again");
+
+    // Dutch from 100 to 1000 over 10 s: an acceptance at 550 fills at 5 s.
+    let job = h.submit(dutch(1));
+    let opened = h.time;
+    assert_eq!(h.market.next_due(), Some(Timestamp(opened + 10_000)));
+    let bid = h.tx(
+        "cop0",
+        TxKind::Bid {
+            job_id: job,
+            bid: BidKind::Dutch {
+                min_price: Amount(550),
+            },
+        },
+    );
+    h.block_after(100, vec![bid]);
+    assert_eq!(h.market.next_due(), Some(Timestamp(opened + 5_000)));
+    let r = h.block_after(4_900, vec![]);
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(e.event, MarketEvent::Awarded { .. })),
+        "filled exactly when due"
+    );
+    // Awarded at opened + 5 s with a 5 s window: due one ms after the deadline.
+    assert_eq!(h.market.next_due(), Some(Timestamp(opened + 10_001)));
+}
+
+/// A peer-relayed transaction is admitted on its signature and nonce alone (ADR 006): one the
+/// handler would refuse now still gets in (and uses its nonce when applied); a forged or stale
+/// one does not.
+#[test]
+fn relayed_admission_checks_signature_and_nonce_only() {
+    let mut h = Harness::new();
+    let cop0 = h.addr("cop0");
+    let poor = h.tx(
+        "client",
+        TxKind::Transfer {
+            to: cop0,
+            amount: Amount(u64::MAX as u128),
+        },
+    );
+    assert!(
+        h.market.check_tx_bytes(&poor).is_err(),
+        "local admission runs the handler"
+    );
+    assert_eq!(h.market.check_relayed_tx_bytes(&poor), Ok(()));
+    let mut env = agora_market::decode_envelope(&poor).unwrap();
+    env.signature.0[0] ^= 1;
+    assert_eq!(
+        h.market.check_relayed_tx_bytes(&encode_envelope(&env)),
+        Err(Rejection::BadSignature)
+    );
+    let r = h.block(vec![poor.clone()]);
+    assert!(!r.receipts[0].applied());
+    assert_eq!(
+        h.market.nonce(&h.addr("client")),
+        1,
+        "the refused transaction used its nonce"
+    );
+    assert!(matches!(
+        h.market.check_relayed_tx_bytes(&poor),
+        Err(Rejection::BadNonce { .. })
+    ));
+    assert!(
+        !h.market.recheck_tx_bytes(&poor),
+        "stale nonce leaves the mempool"
+    );
+}
