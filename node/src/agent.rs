@@ -43,6 +43,8 @@ const NONCE_STALL_TIME: std::time::Duration = std::time::Duration::from_secs(3);
 const RESEND_AFTER_BLOCKS: u64 = 8;
 /// Transactions outstanding at once (the market accepts nonces up to 64 ahead).
 const MAX_OUTSTANDING: u64 = 48;
+/// Blob fetches (module and input of jobs to bid on) running at once.
+const MAX_FETCHES: usize = 8;
 /// How often settled jobs' blobs are garbage-collected (kept for the market's job retention).
 const GC_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -85,6 +87,8 @@ enum RunEnd {
 
 /// Everything a spawned execution needs.
 struct Shared {
+    /// Blob fetches running at once.
+    fetches: Arc<tokio::sync::Semaphore>,
     net: NetworkHandle,
     blobs: Arc<BlobService>,
     exec: AsyncExecutor,
@@ -105,6 +109,8 @@ pub struct Agent {
     progress_at: std::time::Instant,
     last_gc: std::time::Instant,
     height: u64,
+    /// The height `track_nonce` last counted (steps between blocks do not count).
+    nonce_height: u64,
     inflight: BTreeMap<Action, u64>,
     /// Sealed bids made: (job, round) → (price, salt), kept until the job leaves the auction.
     sealed: BTreeMap<(JobId, u32), (Amount, Hash)>,
@@ -115,6 +121,11 @@ pub struct Agent {
     computed: BTreeMap<Action, TxKind>,
     finished_tx: mpsc::Sender<Finished>,
     finished_rx: mpsc::Receiver<Finished>,
+    /// Jobs whose module and input are being fetched before we bid; a finished fetch sends
+    /// the job id here (wake the agent to bid at once) with whether it succeeded.
+    fetching: BTreeMap<JobId, Option<bool>>,
+    fetched_tx: mpsc::Sender<(JobId, bool)>,
+    fetched_rx: mpsc::Receiver<(JobId, bool)>,
 }
 
 impl Agent {
@@ -141,8 +152,10 @@ impl Agent {
         .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
         let me = key.address();
         let (finished_tx, finished_rx) = mpsc::channel(256);
+        let (fetched_tx, fetched_rx) = mpsc::channel(256);
         Ok(Agent {
             shared: Arc::new(Shared {
+                fetches: Arc::new(tokio::sync::Semaphore::new(MAX_FETCHES)),
                 net,
                 blobs,
                 exec,
@@ -159,12 +172,16 @@ impl Agent {
             progress_at: std::time::Instant::now(),
             last_gc: std::time::Instant::now(),
             height: 0,
+            nonce_height: 0,
             inflight: BTreeMap::new(),
             sealed: BTreeMap::new(),
             started: BTreeSet::new(),
             computed: BTreeMap::new(),
             finished_tx,
             finished_rx,
+            fetching: BTreeMap::new(),
+            fetched_tx,
+            fetched_rx,
         })
     }
 
@@ -186,6 +203,12 @@ impl Agent {
                     let h = chain.borrow_and_update().height;
                     if h != self.height {
                         self.height = h;
+                        self.step().await;
+                    }
+                }
+                Some((job, ok)) = self.fetched_rx.recv() => {
+                    self.fetching.insert(job, Some(ok));
+                    if ok {
                         self.step().await;
                     }
                 }
@@ -259,7 +282,7 @@ impl Agent {
             self.chain_nonce = on_chain;
             self.stalled_blocks = 0;
             self.progress_at = std::time::Instant::now();
-        } else {
+        } else if self.nonce_height != self.height {
             self.stalled_blocks += 1;
             if self.stalled_blocks >= NONCE_STALL_BLOCKS
                 && self.progress_at.elapsed() >= NONCE_STALL_TIME
@@ -273,6 +296,7 @@ impl Agent {
         if self.next_nonce < on_chain {
             self.next_nonce = on_chain;
         }
+        self.nonce_height = self.height;
     }
 
     fn coprocessor_step(
@@ -365,6 +389,29 @@ impl Agent {
                 continue;
             }
             match self.decide(m, job, cop.load, cop.free_collateral()) {
+                // Bid only on what we can run: module and input first (a fetch wakes us).
+                Ok(_) if !self.have_inputs(job) => match self.fetching.get(id) {
+                    None => {
+                        self.fetching.insert(*id, None);
+                        self.prefetch(job);
+                    }
+                    Some(Some(false)) => {
+                        let key = Action::Decline(*id, DeclineReason::Other);
+                        let said = job.declines.iter().any(|d| d.coprocessor == me);
+                        if !said && !self.inflight.contains_key(&key) {
+                            todo.push((
+                                key,
+                                TxKind::Decline(agora_market::DeclineNotice {
+                                    job_id: *id,
+                                    coprocessor: me,
+                                    reason: DeclineReason::Other,
+                                    detail: "module or input not available from any peer".into(),
+                                }),
+                            ));
+                        }
+                    }
+                    Some(_) => {}
+                },
                 Ok(price) => {
                     let bid = match job.spec.auction {
                         AuctionSpec::Dutch { .. } => {
@@ -379,7 +426,6 @@ impl Agent {
                         }
                     };
                     todo.push((Action::Bid(*id, round), TxKind::Bid { job_id: *id, bid }));
-                    self.prefetch(job);
                 }
                 Err((reason, detail)) => {
                     let key = Action::Decline(*id, reason);
@@ -526,19 +572,35 @@ impl Agent {
         });
     }
 
-    /// Fetch a job's module and input in the background while the auction runs.
+    /// Whether the job's module and input are in the local blob store.
+    fn have_inputs(&self, job: &Job) -> bool {
+        let store = &self.shared.blobs.store;
+        store.contains(&job.spec.module_hash) && store.contains(&job.spec.input_hash)
+    }
+
+    /// Fetch a job's module and input in the background (at most [`MAX_FETCHES`] at once); the
+    /// outcome comes back through `fetched`.
     fn prefetch(&self, job: &Job) {
         let shared = self.shared.clone();
         let spec = job.spec.clone();
+        let id = job.id;
+        let done = self.fetched_tx.clone();
         tokio::spawn(async move {
+            let Ok(_permit) = shared.fetches.clone().acquire_owned().await else {
+                return;
+            };
+            let mut ok = true;
             for (hash, size) in [
                 (spec.module_hash, spec.module_size),
                 (spec.input_hash, spec.input_size),
             ] {
                 if let Err(e) = shared.blobs.blob(&shared.net, hash, size, &[]).await {
-                    tracing::debug!(target: "node.agent", error = %format!("{e:#}"), "prefetch failed");
+                    tracing::info!(target: "node.agent", job = %id.short(), error = %format!("{e:#}"), "cannot fetch a job's blobs; not bidding");
+                    ok = false;
+                    break;
                 }
             }
+            let _ = done.send((id, ok)).await;
         });
     }
 

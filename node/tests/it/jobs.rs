@@ -58,8 +58,19 @@ impl Cli<'_> {
     }
 }
 
+/// A job's view (waiting out the 404 of a submission not yet in a block).
 fn job(client: &Client, id: &str) -> Value {
-    client.get_json(&format!("/v1/jobs/{id}")).unwrap()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.get_json(&format!("/v1/jobs/{id}")) {
+            Err(agora_client::ClientError::Status { status: 404, .. })
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 fn is_final(v: &Value) -> bool {
@@ -124,6 +135,44 @@ fn assert_invariants(file: &TestnetFile) {
             assert_eq!(v["invariants"], "ok", "{}: {v}", n.name);
         }
     }
+}
+
+/// A job whose module was never uploaded anywhere, signed with the testnet's client key.
+fn submit_unfetchable(client: &Client, file: &TestnetFile) -> String {
+    let key = agora_crypto::load_key(&file.client_key).unwrap();
+    let status = client.status().unwrap();
+    let chain: agora_types::Hash = status.chain_id.unwrap().parse().unwrap();
+    let account: Value = client
+        .get_json(&format!("/v1/accounts/{}", key.address()))
+        .unwrap();
+    let spec = agora_market::JobSpec {
+        module_hash: agora_types::Hash::of(b"a module nobody has"),
+        input_hash: agora_types::Hash::of(b""),
+        module_size: 19,
+        input_size: 0,
+        args: Vec::new(),
+        fuel_limit: 1_000_000,
+        memory_limit: 1 << 20,
+        replicas: 1,
+        audit_bps: 0,
+        auction: agora_market::AuctionSpec::Dutch {
+            start_price: agora_types::Amount(100),
+            duration_ms: 1_000,
+        },
+        max_price: agora_types::Amount(1_000),
+        deadline_ms: 10_000,
+        min_reputation_bps: 0,
+    };
+    let env = agora_market::TxBuilder::new(key, chain)
+        .submit_job(account["nonce"].as_u64().unwrap(), spec);
+    client
+        .post_bytes(
+            "/v1/tx",
+            "application/octet-stream",
+            &agora_market::encode_envelope(&env),
+        )
+        .unwrap();
+    env.hash().to_hex()
 }
 
 #[test]
@@ -318,13 +367,27 @@ fn jobs_run_end_to_end_on_a_testnet() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("trap"));
 
     // --- Priced below every reserve: refunded, and `job why` gives each coprocessor's reason.
+    // Beside it, a job whose module no peer holds: nobody bids on what it cannot fetch.
     let before = balance(&client, &me);
     let id = cli.submit(
         &format!("{EXAMPLES}/hello.wat"),
         &["--max-price", "50", "--auction-ms", "1000"],
     );
-    let view = &wait_final(&client, std::slice::from_ref(&id), Duration::from_secs(90))[0];
+    let ghost = submit_unfetchable(&client, &file);
+    let views = wait_final(&client, &[id.clone(), ghost], Duration::from_secs(90));
+    let view = &views[0];
     assert_eq!(view["state"], "refunded", "{view}");
+    assert_eq!(views[1]["state"], "refunded", "{}", views[1]);
+    let reasons = views[1]["why_not"].as_array().unwrap();
+    assert_eq!(reasons.len(), 3, "{}", views[1]);
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r["reason"] == "other"
+                && r["detail"].as_str().unwrap().contains("not available")),
+        "{}",
+        views[1]
+    );
     assert_eq!(balance(&client, &me), before, "escrow returned in full");
     let out = cli.run(&["job", "why", &id, "--json"]);
     let why: Value = serde_json::from_slice(&out.stdout).unwrap();
