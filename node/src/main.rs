@@ -39,6 +39,9 @@ const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Node(_) | Command::Testnet(_)) {
+        restore_sigpipe();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -46,6 +49,17 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// One-shot commands die quietly when their reader goes away (`agora job list | head -1`), as
+/// command-line tools do, instead of failing to print. Long-running commands keep Rust's
+/// default (SIGPIPE ignored), so a peer closing a socket is an error, never a signal.
+fn restore_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called first thing in `main`, before any thread exists; installing the default
+    // disposition runs no handler code of ours.
+    #[allow(unsafe_code)]
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// The error chain on one line, `a: b: c`. A cause whose text its parent already quotes (many
