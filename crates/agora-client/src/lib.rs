@@ -185,6 +185,17 @@ impl Client {
 
     /// `GET path` as text (bounded by [`MAX_RESPONSE_BYTES`]).
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let (url, resp) = self.get(path)?;
+        read_body(url, resp)
+    }
+
+    /// `GET path` as raw bytes (bounded by [`MAX_RESPONSE_BYTES`]).
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let (url, resp) = self.get(path)?;
+        read_body_bytes(url, resp)
+    }
+
+    fn get(&self, path: &str) -> Result<(String, ureq::http::Response<ureq::Body>), ClientError> {
         let url = format!("{}{}", self.base, path);
         let resp = self
             .agent
@@ -194,54 +205,31 @@ impl Client {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        read_body(url, resp)
+        Ok((url, resp))
     }
 }
 
-impl Client {
-    /// `GET path` as raw bytes (bounded by [`MAX_RESPONSE_BYTES`]).
-    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
-        let url = format!("{}{}", self.base, path);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()
-            .map_err(|e| ClientError::Decode {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        if !(200..300).contains(&status) {
-            return Err(ClientError::Status {
-                url,
-                status,
-                body: error_message(&String::from_utf8_lossy(&body)),
-            });
-        }
-        Ok(body)
-    }
+/// Read a bounded text body; a non-2xx status becomes [`ClientError::Status`] with the API's
+/// message.
+fn read_body(url: String, resp: ureq::http::Response<ureq::Body>) -> Result<String, ClientError> {
+    let bytes = read_body_bytes(url.clone(), resp)?;
+    String::from_utf8(bytes).map_err(|e| ClientError::Decode {
+        url,
+        reason: e.to_string(),
+    })
 }
 
-/// Read a bounded body; a non-2xx status becomes [`ClientError::Status`] with the API's message.
-fn read_body(
+/// [`read_body`] for bytes.
+fn read_body_bytes(
     url: String,
     mut resp: ureq::http::Response<ureq::Body>,
-) -> Result<String, ClientError> {
+) -> Result<Vec<u8>, ClientError> {
     let status = resp.status().as_u16();
     let body = resp
         .body_mut()
         .with_config()
         .limit(MAX_RESPONSE_BYTES)
-        .read_to_string()
+        .read_to_vec()
         .map_err(|e| ClientError::Decode {
             url: url.clone(),
             reason: e.to_string(),
@@ -250,7 +238,7 @@ fn read_body(
         return Err(ClientError::Status {
             url,
             status,
-            body: error_message(&body),
+            body: error_message(&String::from_utf8_lossy(&body)),
         });
     }
     Ok(body)

@@ -280,89 +280,41 @@ fn untakeable_job_is_refunded_and_explained() {
         "{why}"
     );
 
-    // Not WebAssembly, and an unfunded key: one clear line each, non-zero exit.
+    // Bad input to `job submit`: one clear line each, a non-zero exit, never a panic.
     let junk = tmp.path().join("junk.wasm");
     std::fs::write(&junk, b"hello").unwrap();
-    let out = agora(
-        tmp.path(),
-        &[
-            "job",
-            "submit",
-            junk.to_str().unwrap(),
-            "--api",
-            &api,
-            "--key",
-            &key,
-        ],
-    )
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("not a WebAssembly module"),
-        "{err}"
-    );
     let poor = tmp.path().join("poor.key");
     agora_crypto::save_key(&poor, &agora_crypto::Keypair::generate()).unwrap();
-    let out = agora(
-        tmp.path(),
-        &[
-            "job",
-            "submit",
-            wat.to_str().unwrap(),
-            "--api",
-            &api,
-            "--key",
-            poor.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("insufficient funds"),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-
-    // A module over the upload limit, and a node that is not there.
     let big = tmp.path().join("big.wasm");
     let mut bytes = b"\0asm\x01\0\0\0".to_vec();
     bytes.resize(5 << 20, 0);
     std::fs::write(&big, bytes).unwrap();
-    let out = agora(
-        tmp.path(),
-        &[
-            "job",
-            "submit",
-            big.to_str().unwrap(),
-            "--api",
-            &api,
-            "--key",
-            &key,
-        ],
-    )
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("byte limit"), "{err}");
-    let out = agora(
-        tmp.path(),
-        &[
-            "job",
-            "submit",
-            wat.to_str().unwrap(),
-            "--api",
-            "http://127.0.0.1:1",
-            "--key",
-            &key,
-        ],
-    )
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("127.0.0.1:1") && err.lines().count() == 1,
-        "{err}"
+    let (junk, poor, big, wat) = (
+        junk.to_str().unwrap(),
+        poor.to_str().unwrap(),
+        big.to_str().unwrap(),
+        wat.to_str().unwrap(),
     );
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (junk, &api, &key, "not a WebAssembly module"),
+        (wat, &api, poor, "insufficient funds"),
+        (big, &api, &key, "byte limit"),
+        (wat, "http://127.0.0.1:1", &key, "127.0.0.1:1"),
+    ];
+    for (file, api, key, needle) in cases {
+        let out = agora(
+            tmp.path(),
+            &["job", "submit", file, "--api", api, "--key", key],
+        )
+        .output()
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains(needle)
+                && err.lines().count() == 1
+                && !err.contains("panicked"),
+            "{file} via {api}: {err}"
+        );
+    }
 }
