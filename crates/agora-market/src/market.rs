@@ -50,7 +50,7 @@ pub enum InvariantError {
     Overflow,
     #[error("coprocessor {0} has more locked than staked")]
     Locked(Address),
-    #[error("coprocessor {0} load does not match its live slots")]
+    #[error("coprocessor {0} load does not match its executing slots")]
     Load(Address),
     #[error("final job {0} still holds money")]
     Escrow(JobId),
@@ -375,7 +375,7 @@ impl Market {
             }
             add(&mut total, held)?;
             for (c, a) in &j.assignments {
-                if a.is_live() {
+                if a.status == SlotStatus::Executing {
                     *live.entry(*c).or_default() += 1;
                 }
             }
@@ -1206,6 +1206,8 @@ impl Market {
             .get_mut(&who)
             .ok_or(Rejection::Overflow)?;
         a.status = SlotStatus::Committed;
+        // The slot's work is done: it no longer counts against the coprocessor's capacity
+        // (its collateral stays locked until settlement).
         a.result = Some(ResultRecord {
             result_hash,
             fuel_used,
@@ -1213,6 +1215,8 @@ impl Market {
             output_size,
             height,
         });
+        let cop = self.cop_mut(&who)?;
+        cop.load = cop.load.saturating_sub(1);
         self.emit_job(
             id,
             MarketEvent::ResultCommitted {
@@ -1743,6 +1747,8 @@ impl Market {
                 a.collateral
             };
             let slashed = self.slash(c, collateral, rate, client, "timeout")?;
+            let cop = self.cop_mut(c)?;
+            cop.load = cop.load.saturating_sub(1);
             self.reputation(c, false);
             self.emit_job(
                 id,
@@ -1986,7 +1992,6 @@ impl Market {
         let amount = bps(collateral, rate)?.min(cop.stake);
         cop.locked = cop.locked.checked_sub(collateral)?;
         cop.stake = cop.stake.checked_sub(amount)?;
-        cop.load = cop.load.saturating_sub(1);
         cop.failed += 1;
         cop.slashed = cop.slashed.checked_add(amount)?;
         let to_client = bps(amount, comp_bps)?;
@@ -2044,7 +2049,6 @@ impl Market {
             self.credit(*c, net)?;
             let cop = self.cop_mut(c)?;
             cop.locked = cop.locked.checked_sub(a.collateral)?;
-            cop.load = cop.load.saturating_sub(1);
             cop.completed += 1;
             cop.earned = cop.earned.checked_add(net)?;
             if let Some(slot) = self.job_mut(id)?.assignments.get_mut(c) {
@@ -2174,7 +2178,9 @@ impl Market {
             if a.is_live() {
                 let cop = self.cop_mut(c)?;
                 cop.locked = cop.locked.checked_sub(a.collateral)?;
-                cop.load = cop.load.saturating_sub(1);
+                if a.status == SlotStatus::Executing {
+                    cop.load = cop.load.saturating_sub(1);
+                }
             }
         }
         for (c, b) in &job.bonds {

@@ -96,7 +96,8 @@ pub struct Coprocessor {
     /// Collateral on its way back to the balance.
     pub unbonding: Amount,
     pub capacity: u32,
-    /// Awarded, unsettled slots.
+    /// Awarded slots still executing (no result committed yet): what counts against the
+    /// capacity (ADR 007). Collateral stays locked until settlement.
     pub load: u32,
     /// GAS logit; reputation is σ(f).
     pub logit: Fixed,

@@ -587,3 +587,43 @@ fn relayed_admission_checks_signature_and_nonce_only() {
         "stale nonce leaves the mempool"
     );
 }
+
+/// A slot stops counting against capacity when its result is committed, not when the job
+/// settles (ADR 007): a coprocessor waiting for other replicas of a k = 2 job can take more work.
+#[test]
+fn load_counts_executing_slots_only() {
+    let mut h = Harness::new();
+    h.stake_all(2, 5_000, 1);
+    let job = h.submit(dutch(2));
+    let bids: Vec<Vec<u8>> = ["cop0", "cop1"]
+        .iter()
+        .map(|c| {
+            h.tx(
+                c,
+                TxKind::Bid {
+                    job_id: job,
+                    bid: BidKind::Dutch {
+                        min_price: Amount(100),
+                    },
+                },
+            )
+        })
+        .collect();
+    h.block(bids);
+    let load = |h: &Harness, c: &str| h.market.coprocessor(&h.addr(c)).unwrap().load;
+    assert_eq!((load(&h, "cop0"), load(&h, "cop1")), (1, 1));
+    let r = result_tx(&mut h, "cop0", job, b"out");
+    h.block(vec![r]);
+    assert_eq!(h.market.job(&job).unwrap().state, JobState::Executing);
+    assert_eq!(load(&h, "cop0"), 0, "its work is done");
+    assert!(!h
+        .market
+        .coprocessor(&h.addr("cop0"))
+        .unwrap()
+        .locked
+        .is_zero());
+    let r = result_tx(&mut h, "cop1", job, b"out");
+    h.block(vec![r]);
+    assert_eq!(h.market.job(&job).unwrap().state, JobState::Settled);
+    assert_eq!((load(&h, "cop0"), load(&h, "cop1")), (0, 0));
+}
