@@ -255,7 +255,8 @@ pub enum CoprocessorCommand {
         /// Collateral to stake [default: 100000]
         #[arg(long, value_name = "N")]
         stake: Option<u128>,
-        /// Jobs run at once [default: the current capacity, else 4]
+        /// Jobs run at once [default: the current capacity, else 4]; a running coprocessor
+        /// node declares its configured `coprocessor.capacity` again
         #[arg(long, value_name = "C")]
         capacity: Option<u32>,
         #[command(flatten)]
