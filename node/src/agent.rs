@@ -213,7 +213,6 @@ impl Agent {
                     }
                 }
                 Some(f) = self.finished_rx.recv() => {
-                    self.inflight.remove(&f.action);
                     match f.end {
                         RunEnd::Tx(kind) => {
                             self.computed.insert(f.action, (*kind).clone());
@@ -614,7 +613,6 @@ impl Agent {
         } else {
             Action::Result(job.id)
         };
-        self.inflight.insert(action, u64::MAX / 2);
         tokio::spawn(async move {
             let end = run_job(&shared, &job, audit).await;
             let _ = done
