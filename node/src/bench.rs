@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use agora_client::Client;
-use agora_market::{AuctionSpec, JobSpec};
 use agora_types::{Address, Amount, Hash};
 use anyhow::{bail, Context};
 
@@ -203,24 +202,14 @@ pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
     let key = crate::jobs::client_key(&args.key)?;
     let me = key.address();
     let module = wat::parse_str(BENCH_PROGRAM).context("assembling the bench program")?;
-    let spec = JobSpec {
-        module_hash: upload(&client, &module)?,
-        input_hash: upload(&client, BENCH_INPUT)?,
-        module_size: module.len() as u64,
-        input_size: BENCH_INPUT.len() as u64,
-        args: Vec::new(),
-        fuel_limit: crate::jobs::DEFAULT_FUEL,
-        memory_limit: crate::jobs::DEFAULT_MEMORY,
-        replicas: args.replicas,
-        audit_bps: 0,
-        auction: AuctionSpec::Dutch {
-            start_price: Amount(crate::jobs::DEFAULT_MAX_PRICE / 10),
-            duration_ms: args.auction_ms,
-        },
-        max_price: Amount(crate::jobs::DEFAULT_MAX_PRICE),
-        deadline_ms: crate::jobs::DEFAULT_DEADLINE_MS,
-        min_reputation_bps: 0,
-    };
+    let mut spec = crate::jobs::upload_job(
+        &client,
+        &module,
+        BENCH_INPUT,
+        Amount(crate::jobs::DEFAULT_MAX_PRICE),
+        args.auction_ms,
+    )?;
+    spec.replicas = args.replicas;
     let (builder, mut nonce) = crate::jobs::builder_and_nonce(&client, key)?;
     let mut committed_nonce = nonce;
 
@@ -421,25 +410,6 @@ pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
         bail!("{verify_failures} job outputs did not match their committed result hash");
     }
     Ok(())
-}
-
-/// Upload a blob and check the node stored it under its hash.
-fn upload(client: &Client, bytes: &[u8]) -> anyhow::Result<Hash> {
-    let body = client.post_bytes("/v1/blobs", "application/octet-stream", bytes)?;
-    let v: serde_json::Value =
-        serde_json::from_str(&body).context("unexpected answer to a blob upload")?;
-    let hash: Hash = v["hash"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()
-        .context("node returned no blob hash")?;
-    if hash != Hash::of(bytes) {
-        bail!(
-            "node stored the blob under {hash}, expected {}",
-            Hash::of(bytes)
-        );
-    }
-    Ok(hash)
 }
 
 /// The account's committed nonce.

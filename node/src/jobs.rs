@@ -159,6 +159,36 @@ impl Signer {
     }
 }
 
+/// Upload a job's module and input, and the spec of a job running them with the CLI's defaults:
+/// one replica, a Dutch auction rising from a tenth of `max_price` over `auction_ms`, the default
+/// fuel, memory and deadline, no arguments.
+pub fn upload_job(
+    client: &Client,
+    module: &[u8],
+    input: &[u8],
+    max_price: Amount,
+    auction_ms: u64,
+) -> anyhow::Result<JobSpec> {
+    Ok(JobSpec {
+        module_hash: upload(client, module)?,
+        input_hash: upload(client, input)?,
+        module_size: module.len() as u64,
+        input_size: input.len() as u64,
+        args: Vec::new(),
+        fuel_limit: DEFAULT_FUEL,
+        memory_limit: DEFAULT_MEMORY,
+        replicas: 1,
+        audit_bps: 0,
+        auction: AuctionSpec::Dutch {
+            start_price: Amount(max_price.0 / 10),
+            duration_ms: auction_ms,
+        },
+        max_price,
+        deadline_ms: DEFAULT_DEADLINE_MS,
+        min_reputation_bps: 0,
+    })
+}
+
 /// `agora job submit`.
 pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
     let module = read_program(&args.file)?;
@@ -171,32 +201,18 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
     let auction_ms = args.auction_ms.unwrap_or(DEFAULT_AUCTION_MS);
     let client = crate::commands::connect(&args.api)?;
     let key = client_key(&args.key)?;
-    let module_hash = upload(&client, &module)?;
-    let input_hash = upload(&client, &input)?;
-    let spec = JobSpec {
-        module_hash,
-        input_hash,
-        module_size: module.len() as u64,
-        input_size: input.len() as u64,
-        args: args.args.clone(),
-        fuel_limit: args.fuel.unwrap_or(DEFAULT_FUEL),
-        memory_limit: DEFAULT_MEMORY,
-        replicas: u32::from(replicas),
-        audit_bps: args.audit_bps.unwrap_or(0),
-        auction: match args.auction.unwrap_or(AuctionKind::Dutch) {
-            AuctionKind::Dutch => AuctionSpec::Dutch {
-                start_price: Amount(max_price.0 / 10),
-                duration_ms: auction_ms,
-            },
-            AuctionKind::Sealed => AuctionSpec::Sealed {
-                commit_ms: auction_ms / 2,
-                reveal_ms: auction_ms / 2,
-            },
-        },
-        max_price,
-        deadline_ms: args.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS),
-        min_reputation_bps: 0,
-    };
+    let mut spec = upload_job(&client, &module, &input, max_price, auction_ms)?;
+    spec.args = args.args.clone();
+    spec.fuel_limit = args.fuel.unwrap_or(DEFAULT_FUEL);
+    spec.replicas = u32::from(replicas);
+    spec.audit_bps = args.audit_bps.unwrap_or(0);
+    if args.auction == Some(AuctionKind::Sealed) {
+        spec.auction = AuctionSpec::Sealed {
+            commit_ms: auction_ms / 2,
+            reveal_ms: auction_ms / 2,
+        };
+    }
+    spec.deadline_ms = args.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS);
     let mut signer = Signer::new(client.clone(), key)?;
     let env = signer.builder.submit_job(signer.nonce, spec);
     let id = signer.send(env)?;
@@ -447,24 +463,9 @@ pub fn demo(api: &str, key: &Path) -> anyhow::Result<()> {
     let module = wat::parse_str(HELLO).context("assembling the demo program")?;
     let input = b"Agora ran this job on a coprocessor; the operators verified it.\n";
     let started = Instant::now();
-    let spec = JobSpec {
-        module_hash: upload(&client, &module)?,
-        input_hash: upload(&client, input)?,
-        module_size: module.len() as u64,
-        input_size: input.len() as u64,
-        args: Vec::new(),
-        fuel_limit: 10_000_000,
-        memory_limit: DEFAULT_MEMORY,
-        replicas: 2,
-        audit_bps: 0,
-        auction: AuctionSpec::Dutch {
-            start_price: Amount(DEFAULT_MAX_PRICE / 10),
-            duration_ms: 2_000,
-        },
-        max_price: Amount(DEFAULT_MAX_PRICE),
-        deadline_ms: DEFAULT_DEADLINE_MS,
-        min_reputation_bps: 0,
-    };
+    let mut spec = upload_job(&client, &module, input, Amount(DEFAULT_MAX_PRICE), 2_000)?;
+    spec.replicas = 2;
+    spec.fuel_limit = 10_000_000;
     let mut signer = Signer::new(client.clone(), agora_crypto::load_key(key)?)?;
     let env = signer.builder.submit_job(signer.nonce, spec);
     let id = signer.send(env)?;
