@@ -112,8 +112,9 @@ pub struct Agent {
     /// The height `track_nonce` last counted (steps between blocks do not count).
     nonce_height: u64,
     inflight: BTreeMap<Action, u64>,
-    /// Sealed bids made: (job, round) → (price, salt), kept until the job leaves the auction.
-    sealed: BTreeMap<(JobId, u32), (Amount, Hash)>,
+    /// Key of the sealed-bid salts: derived from the node key, so salts are secret, and a
+    /// restarted agent finds its own again (no bond is lost to a restart).
+    salt_key: Hash,
     /// Jobs with an execution or audit task started (or given up on), until the job closes.
     started: BTreeSet<(JobId, bool)>,
     /// Results and attestations computed, kept until the chain shows them (a transaction can
@@ -151,6 +152,7 @@ impl Agent {
         })
         .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
         let me = key.address();
+        let salt_key = Hash::derive("agora/v1/sealed-salt-key", &key.seed());
         let (finished_tx, finished_rx) = mpsc::channel(256);
         let (fetched_tx, fetched_rx) = mpsc::channel(256);
         Ok(Agent {
@@ -174,7 +176,7 @@ impl Agent {
             height: 0,
             nonce_height: 0,
             inflight: BTreeMap::new(),
-            sealed: BTreeMap::new(),
+            salt_key,
             started: BTreeSet::new(),
             computed: BTreeMap::new(),
             finished_tx,
@@ -252,8 +254,6 @@ impl Agent {
                 Action::Audit(j) => m.job(j).is_some_and(|job| awaits_attestation(job, &me)),
                 _ => false,
             });
-            self.sealed
-                .retain(|(j, _), _| m.job(j).is_some_and(|job| job.state == JobState::Auction));
             if self.cfg.coprocessor {
                 self.coprocessor_step(&m, &mut todo, &mut spawn);
             }
@@ -363,15 +363,12 @@ impl Agent {
                         && !job.auction.reveals.contains_key(&me)
                         && !self.inflight.contains_key(&key)
                     {
-                        if let Some((price, salt)) = self.sealed.get(&(*id, round)) {
+                        if let Some((price, salt)) = self.our_sealed_bid(m, job) {
                             todo.push((
                                 key,
                                 TxKind::Bid {
                                     job_id: *id,
-                                    bid: agora_market::BidKind::Reveal {
-                                        price: *price,
-                                        salt: *salt,
-                                    },
+                                    bid: agora_market::BidKind::Reveal { price, salt },
                                 },
                             ));
                         }
@@ -417,8 +414,7 @@ impl Agent {
                             agora_market::BidKind::Dutch { min_price: price }
                         }
                         AuctionSpec::Sealed { .. } => {
-                            let salt = Hash(rand::random());
-                            self.sealed.insert((*id, round), (price, salt));
+                            let salt = self.salt(id, round);
                             agora_market::BidKind::Commit {
                                 commitment: agora_market::sealed_commitment(id, &me, price, &salt),
                             }
@@ -505,11 +501,7 @@ impl Agent {
                 format!("free collateral {free} below the {collateral} this job locks"),
             ));
         }
-        let cost = Amount(
-            u128::from(sec.base_cost)
-                .saturating_add(u128::from(spec.fuel_limit / sec.fuel_per_unit.max(1))),
-        );
-        let reserve = reserve_price(cost, load, sec.capacity, m.params());
+        let reserve = reserve_price(self.cost(spec), load, sec.capacity, m.params());
         if reserve > spec.max_price {
             return Err((
                 DeclineReason::PriceBelowReserve,
@@ -520,6 +512,42 @@ impl Agent {
             ));
         }
         Ok(reserve)
+    }
+
+    /// What running a job costs this coprocessor: `base_cost + fuel_limit / fuel_per_unit`.
+    fn cost(&self, spec: &agora_market::JobSpec) -> Amount {
+        let sec = &self.cfg.section;
+        Amount(
+            u128::from(sec.base_cost)
+                .saturating_add(u128::from(spec.fuel_limit / sec.fuel_per_unit.max(1))),
+        )
+    }
+
+    /// The salt of our sealed bid in a job's round.
+    fn salt(&self, job: &JobId, round: u32) -> Hash {
+        let mut bytes = self.salt_key.as_bytes().to_vec();
+        bytes.extend_from_slice(job.as_bytes());
+        bytes.extend_from_slice(&round.to_le_bytes());
+        Hash::derive("agora/v1/sealed-salt", &bytes)
+    }
+
+    /// The price and salt behind our commitment in the job's current round.
+    fn our_sealed_bid(&self, m: &Market, job: &Job) -> Option<(Amount, Hash)> {
+        let commitment = job.auction.commits.get(&self.me)?;
+        let salt = self.salt(&job.id, job.auction.round);
+        let found = sealed_price(
+            commitment,
+            &job.id,
+            &self.me,
+            &salt,
+            self.cost(&job.spec),
+            self.cfg.section.capacity,
+            m.params(),
+        );
+        if found.is_none() {
+            tracing::warn!(target: "node.agent", job = %job.id.short(), "cannot reconstruct our sealed bid (cost model changed?); its bond is forfeited");
+        }
+        found.map(|p| (p, salt))
     }
 
     fn operator_step(
@@ -656,6 +684,22 @@ impl Agent {
     }
 }
 
+/// The price behind a sealed `commitment`: it was the reserve at some load `0..=capacity`, so
+/// each is tried (no state to lose in a restart).
+fn sealed_price(
+    commitment: &Hash,
+    job: &JobId,
+    me: &Address,
+    salt: &Hash,
+    cost: Amount,
+    capacity: u32,
+    params: &agora_market::Params,
+) -> Option<Amount> {
+    (0..=capacity)
+        .map(|load| reserve_price(cost, load, capacity, params))
+        .find(|p| agora_market::sealed_commitment(job, me, *p, salt) == *commitment)
+}
+
 /// Whether `job` waits for an audit attestation from `me` (as auditor or tie-breaker).
 fn awaits_attestation(job: &Job, me: &Address) -> bool {
     job.audit.as_ref().is_some_and(|a| {
@@ -756,6 +800,22 @@ pub fn market_outcome(o: &agora_exec::Outcome) -> Option<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_price_is_found_again_from_the_commitment() {
+        let params = agora_market::Params::default();
+        let (job, me, salt) = (Hash([1; 32]), Address([2; 32]), Hash([3; 32]));
+        let cost = Amount(110);
+        let price = reserve_price(cost, 3, 4, &params);
+        assert!(price > cost, "a loaded coprocessor asks more");
+        let c = agora_market::sealed_commitment(&job, &me, price, &salt);
+        assert_eq!(
+            sealed_price(&c, &job, &me, &salt, cost, 4, &params),
+            Some(price)
+        );
+        let other = Hash([4; 32]);
+        assert_eq!(sealed_price(&c, &job, &me, &other, cost, 4, &params), None);
+    }
 
     #[test]
     fn only_deterministic_outcomes_are_committed() {
