@@ -479,12 +479,16 @@ fn jobs_run_end_to_end_on_a_testnet() {
             "1000",
         ],
     );
-    let mut winner = String::new();
-    wait_until("the long job's award", Duration::from_secs(60), || {
+    // Polled tightly: the run takes about 1.5 s, and the kill must land inside it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let winner = loop {
         let v = job(&client, &id);
-        winner = v["winners"][0].as_str().unwrap_or_default().to_owned();
-        !winner.is_empty()
-    });
+        if let Some(w) = v["winners"][0].as_str() {
+            break w.to_owned();
+        }
+        assert!(Instant::now() < deadline, "the long job was never awarded");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let victim = file
         .nodes
         .iter()
