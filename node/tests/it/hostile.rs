@@ -63,15 +63,27 @@ fn a_hostile_peer_is_refused_and_banned_and_the_node_keeps_going() {
                     .map_err(|e| e.to_string())
             }
         };
-        let fetched = agora_blobs::fetch(
-            &agora_blobs::Want::Blob(blob_hash),
-            1 << 20,
-            &[peer],
-            request,
-            |_| panic!("the node served inconsistent data"),
-        )
-        .await
-        .unwrap();
+        // (The node may still be confirming our genesis when we see it connected: it closes
+        // requests from unconfirmed peers, so the first one is retried.)
+        let mut tries = 0;
+        let fetched = loop {
+            match agora_blobs::fetch(
+                &agora_blobs::Want::Blob(blob_hash),
+                1 << 20,
+                &[peer],
+                &request,
+                |_| panic!("the node served inconsistent data"),
+            )
+            .await
+            {
+                Ok(f) => break f,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 50, "the node never served the blob: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
         assert_eq!(fetched.bytes, blob);
 
         // Garbage consensus frames (decoded, refused, penalised) ...
