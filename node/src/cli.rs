@@ -37,6 +37,8 @@ pub enum Command {
     Job(JobCommand),
     /// Show an account's balance, stake and nonce
     Account(AccountArgs),
+    /// Send funds to another account (e.g. a new coprocessor node's key)
+    Transfer(TransferArgs),
     /// Join or leave the market as a coprocessor
     #[command(subcommand)]
     Coprocessor(CoprocessorCommand),
@@ -248,6 +250,21 @@ pub struct AccountArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Recipient address (hex; `agora key show` prints a node's)
+    #[arg(long, value_name = "ADDRESS")]
+    pub to: String,
+    /// Amount in base units
+    #[arg(long, value_name = "N")]
+    pub amount: u128,
+    #[command(flatten)]
+    pub api: ApiArg,
+    /// Sender key file [default: the testnet's client key]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CoprocessorCommand {
     /// Stake collateral and start bidding
@@ -309,6 +326,7 @@ impl Command {
             Command::Job(JobCommand::Why(_)) => "job why",
             Command::Job(JobCommand::List { .. }) => "job list",
             Command::Account(_) => "account",
+            Command::Transfer(_) => "transfer",
             Command::Coprocessor(CoprocessorCommand::Join { .. }) => "coprocessor join",
             Command::Coprocessor(CoprocessorCommand::Leave { .. }) => "coprocessor leave",
             Command::Status(_) => "status",
@@ -392,6 +410,7 @@ mod tests {
             &["agora", "job", "list"],
             &["agora", "account"],
             &["agora", "account", "00ff"],
+            &["agora", "transfer", "--to", "00ff", "--amount", "5"],
             &["agora", "coprocessor", "join"],
             &["agora", "coprocessor", "leave"],
             &["agora", "status", "--api", "http://127.0.0.1:1"],

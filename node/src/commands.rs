@@ -1,4 +1,4 @@
-//! The one-shot CLI commands: `init`, `key show`, `status`, `account`, and
+//! The one-shot CLI commands: `init`, `key show`, `status`, `account`, `transfer`, and
 //! `coprocessor join|leave`.
 
 use std::io::Write;
@@ -178,13 +178,47 @@ pub fn account(address: Option<&str>, api: &ApiArg, json: bool) -> anyhow::Resul
     println!("nonce    {}", v["nonce"]);
     if let Some(c) = v.get("coprocessor").filter(|c| !c.is_null()) {
         println!(
-            "coprocessor stake {} (locked {}), reputation {}",
-            c["stake"], c["locked"], c["reputation"]
+            "coprocessor stake {} (locked {}, unbonding {}), reputation {} bps, {}",
+            c["stake"],
+            c["locked"],
+            c["unbonding"],
+            c["reputation_bps"],
+            if c["active"] == true {
+                "active"
+            } else {
+                "inactive"
+            }
         );
     }
     if let Some(o) = v.get("operator").filter(|o| !o.is_null()) {
         println!("operator stake {}", o["stake"]);
     }
+    Ok(())
+}
+
+/// `agora transfer`: send `amount` from the key's account and wait until it is on chain.
+pub fn transfer(args: &crate::cli::TransferArgs) -> anyhow::Result<()> {
+    let to: agora_types::Address = args
+        .to
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid address {:?}: {e}", args.to))?;
+    if args.amount == 0 {
+        bail!("--amount must be positive");
+    }
+    let client = connect(&args.api)?;
+    let key = crate::jobs::client_key(&args.key)?;
+    let from = key.address();
+    let before: agora_market::AccountView = client.get_json(&format!("/v1/accounts/{to}"))?;
+    let mut signer = crate::jobs::Signer::new(client.clone(), key)?;
+    let env = signer
+        .builder
+        .transfer(signer.nonce, to, agora_types::Amount(args.amount));
+    signer.send(env)?;
+    let after = wait_for_account(&client, &to, |a| a.balance > before.balance)?;
+    println!(
+        "sent {} from {from} to {to}; its balance is {}",
+        args.amount, after.balance
+    );
     Ok(())
 }
 

@@ -119,6 +119,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init_cli();
             commands::account(args.address.as_deref(), &args.api, args.json)
         }
+        Command::Transfer(args) => {
+            logging::init_cli();
+            commands::transfer(&args)
+        }
         Command::Bench(cli::BenchCommand::Tx(args)) => {
             logging::init_cli();
             bench::tx(&args)

@@ -14,7 +14,7 @@ use agora_client::{Client, TestnetFile};
 use serde_json::Value;
 
 use super::agora;
-use super::testnet::{kill9, up_detached, wait_until};
+use super::testnet::{kill9, start_node, up_detached, wait_until};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
 
@@ -542,6 +542,68 @@ fn jobs_run_end_to_end_on_a_testnet() {
         (c["active"].as_bool(), amount(&c["stake"])),
         (Some(true), 200_000),
         "{c}"
+    );
+    assert_invariants(&file);
+
+    // --- A new coprocessor node joins the running network: init, fund, start; it stakes from
+    // its config and wins work (with one coprocessor dead, a k = 3 job needs it).
+    let home = tmp.path().join("newcomer");
+    let out = agora(
+        tmp.path(),
+        &[
+            "init",
+            "--home",
+            home.to_str().unwrap(),
+            "--role",
+            "coprocessor",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(guard.dir.join("genesis.json"), home.join("genesis.json")).unwrap();
+    let newcomer = agora_crypto::load_key(&home.join("node.key"))
+        .unwrap()
+        .address()
+        .to_hex();
+    let out = cli.run(&[
+        "transfer", "--to", &newcomer, "--amount", "150000", "--key", &cli.key,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(balance(&client, &newcomer), 150_000);
+    let bootstrap = std::fs::read_to_string(guard.dir.join("operator-0").join("p2p.addr")).unwrap();
+    let mut guard = guard;
+    let (child, _) = start_node(tmp.path(), &home, bootstrap.trim());
+    guard.extra.push(child);
+    wait_until("the newcomer's stake", Duration::from_secs(60), || {
+        coprocessor(&client, &newcomer)["active"] == true
+    });
+    let id = cli.submit(
+        &format!("{EXAMPLES}/primes.wat"),
+        &["--arg", "20", "--replicas", "3", "--auction-ms", "2000"],
+    );
+    let view = &wait_final(&client, std::slice::from_ref(&id), Duration::from_secs(90))[0];
+    assert!(
+        view["winners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == newcomer.as_str()),
+        "{view}"
+    );
+    assert!(
+        events(view, "paid")
+            .iter()
+            .any(|p| p["coprocessor"] == newcomer.as_str()),
+        "{view}"
     );
     assert_invariants(&file);
     drop(guard);

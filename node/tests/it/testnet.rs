@@ -13,7 +13,7 @@ use super::agora;
 /// Stops the detached testnet (and any extra node) whatever happens in the test.
 pub(super) struct Guard {
     pub(super) dir: PathBuf,
-    extra: Vec<Child>,
+    pub(super) extra: Vec<Child>,
 }
 
 impl Drop for Guard {
@@ -89,7 +89,7 @@ pub(super) fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bo
 }
 
 /// Start a node process on `home`, bootstrapping from `bootstrap`; returns it and its API URL.
-fn start_node(dir: &Path, home: &Path, bootstrap: &str) -> (Child, String) {
+pub(super) fn start_node(dir: &Path, home: &Path, bootstrap: &str) -> (Child, String) {
     let _ = std::fs::remove_file(home.join("api.addr"));
     let log = std::fs::File::create(home.with_extension("restart.log")).unwrap();
     let child = agora(
