@@ -340,14 +340,7 @@ impl Agent {
                 .get(&me)
                 .is_some_and(|a| a.status == SlotStatus::Executing)
             {
-                let action = Action::Result(*id);
-                if let Some(kind) = self.computed.get(&action) {
-                    if !self.inflight.contains_key(&action) {
-                        todo.push((action, kind.clone()));
-                    }
-                } else if !self.started.contains(&(*id, false)) {
-                    spawn.push((job.clone(), false));
-                }
+                self.resend_or_run(job, false, todo, spawn);
                 continue;
             }
             if job.state != JobState::Auction || job.assignments.contains_key(&me) {
@@ -561,14 +554,30 @@ impl Agent {
             if !awaits_attestation(job, &self.me) {
                 continue;
             }
-            let action = Action::Audit(*id);
-            if let Some(kind) = self.computed.get(&action) {
-                if !self.inflight.contains_key(&action) {
-                    todo.push((action, kind.clone()));
-                }
-            } else if !self.started.contains(&(*id, true)) {
-                spawn.push((job.clone(), true));
+            self.resend_or_run(job, true, todo, spawn);
+        }
+    }
+
+    /// Our result (or audit attestation) for `job`: send it again if it was computed and is no
+    /// longer in flight, else start computing it unless that has begun.
+    fn resend_or_run(
+        &self,
+        job: &Job,
+        audit: bool,
+        todo: &mut Vec<(Action, TxKind)>,
+        spawn: &mut Vec<(Job, bool)>,
+    ) {
+        let action = if audit {
+            Action::Audit(job.id)
+        } else {
+            Action::Result(job.id)
+        };
+        if let Some(kind) = self.computed.get(&action) {
+            if !self.inflight.contains_key(&action) {
+                todo.push((action, kind.clone()));
             }
+        } else if !self.started.contains(&(job.id, audit)) {
+            spawn.push((job.clone(), audit));
         }
     }
 
