@@ -408,14 +408,7 @@ impl Market {
     /// pass; it never changes the state or the app hash.
     pub fn check_tx(&mut self, env: &Envelope) -> Result<(), Rejection> {
         let tx = self.verify_envelope(env)?;
-        let expected = self.nonce(&env.signer);
-        if tx.nonce < expected || tx.nonce >= expected.saturating_add(NONCE_WINDOW) {
-            return Err(Rejection::BadNonce {
-                expected,
-                got: tx.nonce,
-            });
-        }
-        if tx.nonce > expected {
+        if self.nonce_in_window(&env.signer, tx.nonce)? {
             return Ok(());
         }
         let id = env.hash();
@@ -433,14 +426,20 @@ impl Market {
         self.check_size(bytes.len())?;
         let env = decode_envelope(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
         let tx = self.verify_envelope(&env)?;
-        let expected = self.nonce(&env.signer);
-        if tx.nonce < expected || tx.nonce >= expected.saturating_add(NONCE_WINDOW) {
+        self.nonce_in_window(&env.signer, tx.nonce).map(|_| ())
+    }
+
+    /// A nonce the mempool accepts: unused and less than [`NONCE_WINDOW`] ahead. `Ok(true)`
+    /// when it is ahead of the next one (only signature and shape can be checked then).
+    fn nonce_in_window(&self, signer: &Address, nonce: u64) -> Result<bool, Rejection> {
+        let expected = self.nonce(signer);
+        if nonce < expected || nonce >= expected.saturating_add(NONCE_WINDOW) {
             return Err(Rejection::BadNonce {
                 expected,
-                got: tx.nonce,
+                got: nonce,
             });
         }
-        Ok(())
+        Ok(nonce > expected)
     }
 
     /// [`Market::check_tx`] on encoded envelope bytes.
@@ -608,8 +607,7 @@ impl Market {
         let Ok(tx) = Transaction::decode(&env.payload) else {
             return false;
         };
-        let expected = self.nonce(&env.signer);
-        tx.nonce >= expected && tx.nonce < expected.saturating_add(NONCE_WINDOW)
+        self.nonce_in_window(&env.signer, tx.nonce).is_ok()
     }
 
     /// Validate (`dry`) or execute one transaction. Every handler checks everything before its
