@@ -377,30 +377,23 @@ impl Agent {
             if self.inflight.contains_key(&Action::Bid(*id, round)) {
                 continue;
             }
-            match self.decide(m, job, cop.load, cop.free_collateral()) {
-                // Bid only on what we can run: module and input first (a fetch wakes us).
+            // Bid only on what we can run: module and input first (a finished fetch wakes us).
+            let decision = match self.decide(m, job, cop.load, cop.free_collateral()) {
                 Ok(_) if !self.have_inputs(job) => match self.fetching.get(id) {
                     None => {
                         self.fetching.insert(*id, None);
                         self.prefetch(job);
+                        continue;
                     }
-                    Some(Some(false)) => {
-                        let key = Action::Decline(*id, DeclineReason::Other);
-                        let said = job.declines.iter().any(|d| d.coprocessor == me);
-                        if !said && !self.inflight.contains_key(&key) {
-                            todo.push((
-                                key,
-                                TxKind::Decline(agora_market::DeclineNotice {
-                                    job_id: *id,
-                                    coprocessor: me,
-                                    reason: DeclineReason::Other,
-                                    detail: "module or input not available from any peer".into(),
-                                }),
-                            ));
-                        }
-                    }
-                    Some(_) => {}
+                    Some(Some(false)) => Err((
+                        DeclineReason::Other,
+                        "module or input not available from any peer".to_owned(),
+                    )),
+                    Some(_) => continue,
                 },
+                other => other,
+            };
+            match decision {
                 Ok(price) => {
                     let bid = match job.spec.auction {
                         AuctionSpec::Dutch { .. } => {
