@@ -142,6 +142,18 @@ pub struct Stats {
     pub heights_committed: u64,
     pub heights_synced: u64,
     pub flushes: u64,
+    /// Timeouts that fired, by kind.
+    pub timeouts_propose: u64,
+    pub timeouts_prevote: u64,
+    pub timeouts_precommit: u64,
+    /// Rounds above 0 entered (each one a failed round).
+    pub rounds_failed: u64,
+    /// Proposal received (or built) → decision, of the last height this replica decided
+    /// itself; 0 for a synced height.
+    pub last_decision_ms: u64,
+    /// Voting power that signed the last block's `last_commit`, basis points of the total
+    /// (10,000 before the first such block).
+    pub participation_bps: u32,
 }
 
 enum Work {
@@ -299,7 +311,10 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             replaying: false,
             dirty: false,
             halted: None,
-            stats: Stats::default(),
+            stats: Stats {
+                participation_bps: 10_000,
+                ..Stats::default()
+            },
         };
         r.catch_up_app(last)?;
         let mut out = Vec::new();
@@ -419,6 +434,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             .collect();
         for (kind, round) in due {
             self.timers.remove(&(kind, round));
+            match kind {
+                TK_PROPOSE => self.stats.timeouts_propose += 1,
+                TK_PREVOTE => self.stats.timeouts_prevote += 1,
+                _ => self.stats.timeouts_precommit += 1,
+            }
             self.wal_append(
                 pb::wal_entry::Kind::Timeout((u64::from(round) << 2) | u64::from(kind)),
                 false,
