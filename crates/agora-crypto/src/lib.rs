@@ -4,9 +4,12 @@
 //! peer id is derived from the same key (see `agora-net`). Every signature is made over a
 //! domain-separated preimage ([`Domain`]), so a signed vote can never be replayed as a signed
 //! transaction and vice versa. Key files are written with mode 0600 and a corrupt or
-//! world-readable key file is a clear error, never a panic.
+//! world-readable key file is a clear error, never a panic. The same key also proves a
+//! verifiable random function ([`vrf`], RFC 9381 ECVRF-EDWARDS25519-SHA512-TAI), whose output
+//! is unique per key and input where a signature is not.
 
 mod keyfile;
+pub mod vrf;
 
 use std::fmt;
 
@@ -15,6 +18,7 @@ use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use keyfile::{load_key, save_key, KeyFileError};
+pub use vrf::{VrfError, VrfOutput, VrfProof};
 
 /// Failure to verify a signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
