@@ -10,8 +10,9 @@
 //! same 32-byte seed by the RFC 8032 expansion (RFC 9381 §5.5), so the VRF public key is exactly
 //! the account [`Address`]. Verification validates the key (RFC 9381 §5.4.5: a key that is not
 //! a point, or has small order, is refused), decodes points strictly (a non-canonical encoding is
-//! not a point) and refuses a non-canonical `s`, so a proof has one byte string and no
-//! malleated copy verifies.
+//! not a point) and refuses a non-canonical `s`, so no one but the prover can re-encode a valid
+//! proof into another valid one. Proofs themselves are not unique (a prover with another nonce
+//! makes another valid proof); their output is, so consumers key on the output, never the proof.
 
 use std::fmt;
 
