@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use agora_consensus::{Application, Block, CommitCertificate};
+use agora_consensus::{Application, Block, BlockInfo};
 use agora_market::{BlockContext, BlockResult, Market};
 use agora_store::Store;
 use agora_types::{Hash, Height, Timestamp};
@@ -232,15 +232,16 @@ impl Application for MarketApp {
         true
     }
 
-    fn commit(&mut self, block: &Block, _cert: &CommitCertificate) -> Hash {
+    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Hash {
+        // Participation and seed come from the block's `last_commit`s and VRF proof, which
+        // every replica agrees on (ADR 009), never from this replica's own certificate.
         let ctx = BlockContext {
             height: Height(block.header.height),
             time: Timestamp(block.header.time),
             proposer: block.header.proposer,
-            // The certificate a replica holds is any >2/3 subset and differs between
-            // replicas, so it cannot feed replicated state; see ADR 004.
-            commit_power_bps: 10_000,
-            seed: block.header.prev_hash,
+            commit_power_bps: info.participation_bps,
+            seed: info.seed,
+            absent: info.absent.clone(),
         };
         let mut m = self.market.write().expect("market lock");
         let result = match m.apply_block(&ctx, &block.txs) {

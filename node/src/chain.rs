@@ -51,6 +51,17 @@ pub fn view_of(replica: &R, peers: u32, syncing: bool) -> ChainView {
     }
 }
 
+/// The next network event: one set aside while batching, else the next from the queue.
+async fn next_event(
+    stash: &mut Option<NetEvent>,
+    events: &mut mpsc::Receiver<NetEvent>,
+) -> Option<NetEvent> {
+    match stash.take() {
+        Some(ev) => Some(ev),
+        None => events.recv().await,
+    }
+}
+
 /// A node committing blocks younger than this is not syncing.
 const CAUGHT_UP_MS: u64 = 5_000;
 
@@ -67,6 +78,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<ChainCommand>,
     status: watch::Sender<ChainView>,
     blobs: std::sync::Arc<crate::blobsvc::BlobService>,
+    batch_max: usize,
     mut shutdown: impl std::future::Future<Output = ()> + Unpin,
 ) -> R {
     // Responses to our own requests come back through this queue.
@@ -80,6 +92,8 @@ pub async fn run(
         syncing: false,
     };
     shell.apply(initial);
+    // An event taken off the queue while batching consensus messages, handled next.
+    let mut stash: Option<NetEvent> = None;
     loop {
         let sleep = tokio::time::sleep(Duration::from_millis(
             shell.wakeup.saturating_sub(now_ms()).min(1000),
@@ -90,12 +104,40 @@ pub async fn run(
                 let r = replica.tick(now_ms());
                 shell.result(r, None);
             }
-            Some(ev) = events.recv() => {
+            Some(ev) = next_event(&mut stash, &mut events) => {
                 match ev {
                     NetEvent::Consensus { from, data } => {
-                        let Some(addr) = agora_net::address_of(&from) else { continue };
-                        let r = replica.handle_message(addr, &data, now_ms());
-                        shell.result(r, Some(from));
+                        // Group commit: every consensus message already waiting goes in one
+                        // batch with one durable flush (votes still leave only after it).
+                        let mut batch = vec![(from, data)];
+                        while batch.len() < batch_max {
+                            match events.try_recv() {
+                                Ok(NetEvent::Consensus { from, data }) => batch.push((from, data)),
+                                Ok(other) => {
+                                    stash = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        let msgs: Vec<(Address, &[u8])> = batch
+                            .iter()
+                            .filter_map(|(p, d)| Some((agora_net::address_of(p)?, &d[..])))
+                            .collect();
+                        let peers_of: Vec<agora_net::PeerId> = batch
+                            .iter()
+                            .filter(|(p, _)| agora_net::address_of(p).is_some())
+                            .map(|(p, _)| *p)
+                            .collect();
+                        match replica.handle_batch(&msgs, now_ms()) {
+                            Ok((effects, rejected)) => {
+                                shell.apply(effects);
+                                for (i, e) in rejected {
+                                    shell.reject(e, peers_of[i]);
+                                }
+                            }
+                            Err(e) => shell.result(Err(e), None),
+                        }
                     }
                     NetEvent::Request { protocol: Protocol::Sync, from, data, reply } => {
                         let Some(addr) = agora_net::address_of(&from) else { continue };

@@ -97,12 +97,24 @@ impl Default for NodeSection {
 pub struct ConsensusSection {
     /// Least time between two empty blocks, in milliseconds.
     pub empty_block_interval_ms: u64,
+    /// Timeouts follow the decision latency this node observes (bounded by the fixed ones:
+    /// propose 3 s, prevote and precommit 1 s); `false` uses the fixed timeouts.
+    pub adaptive_timeouts: bool,
+    /// Pass over, as proposer, operators missing from the last 3 blocks' commits; `false`
+    /// draws every proposer by stake alone. Every operator must use the same setting.
+    pub pass_over_absent: bool,
+    /// Most consensus messages handled with one durable flush (group commit); 1 flushes after
+    /// every message.
+    pub batch_max: usize,
 }
 
 impl Default for ConsensusSection {
     fn default() -> Self {
         ConsensusSection {
             empty_block_interval_ms: 1000,
+            adaptive_timeouts: true,
+            pass_over_absent: true,
+            batch_max: 256,
         }
     }
 }

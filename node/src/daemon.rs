@@ -161,6 +161,12 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     let is_validator = cgen.validators.contains(&key.address());
     let consensus_cfg = agora_consensus::Config {
         empty_block_interval_ms: config.consensus.empty_block_interval_ms,
+        adaptive_timeouts: config.consensus.adaptive_timeouts,
+        pass_over_after: if config.consensus.pass_over_absent {
+            agora_consensus::Config::default().pass_over_after
+        } else {
+            0
+        },
         ..agora_consensus::Config::default()
     };
     let (replica, initial) = Replica::open(
@@ -249,6 +255,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         commands_rx,
         chain_tx,
         blobs.clone(),
+        config.consensus.batch_max.clamp(1, 4096),
         Box::pin(shutdown.wait()),
     ));
 

@@ -3,10 +3,24 @@
 
 use std::collections::BTreeMap;
 
-use agora_types::Hash;
+use agora_types::{Address, Hash};
 
 use crate::block::Block;
-use crate::cert::CommitCertificate;
+
+/// Replicated facts about a committed block that consensus derives from the chain itself (never
+/// from a replica's own commit certificate, which differs between replicas): every honest
+/// replica passes the same values for the same block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// The block's seed: the output of its proposer's VRF proof over the previous seed.
+    pub seed: Hash,
+    /// Voting power (basis points of the total) of the validators that signed at least one of
+    /// the `last_commit`s of the recent blocks (the activity window, ending with this block).
+    /// 10,000 while no block carries a `last_commit` yet.
+    pub participation_bps: u32,
+    /// Validators that signed none of those `last_commit`s, sorted.
+    pub absent: Vec<Address>,
+}
 
 /// What the replica needs from the replicated state machine. Every method except
 /// `check_tx`'s mempool use must be deterministic: all honest nodes call them with the same
@@ -47,7 +61,7 @@ pub trait Application {
     /// Whether a proposed block's txs are acceptable. Deterministic.
     fn validate_block(&self, block: &Block) -> bool;
     /// Execute a decided block; returns the new app hash.
-    fn commit(&mut self, block: &Block, cert: &CommitCertificate) -> Hash;
+    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Hash;
 }
 
 /// A tiny key-value application for tests and the simulator: a tx is `key=value` (at most
@@ -107,7 +121,7 @@ impl Application for KvApp {
         block.txs.iter().all(|t| self.check_tx(t).is_ok())
     }
 
-    fn commit(&mut self, block: &Block, _cert: &CommitCertificate) -> Hash {
+    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Hash {
         let mut writes: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for tx in &block.txs {
             if let Some((k, v)) = Self::parse(tx) {
@@ -117,6 +131,13 @@ impl Application for KvApp {
         let mut h = blake3::Hasher::new_derive_key("agora/v1/kv-app");
         h.update(self.app_hash.as_bytes());
         h.update(&block.header.height.to_be_bytes());
+        // The replicated block facts are part of the state, so the simulator's app-hash check
+        // catches replicas that disagree on them.
+        h.update(info.seed.as_bytes());
+        h.update(&info.participation_bps.to_be_bytes());
+        for a in &info.absent {
+            h.update(a.as_bytes());
+        }
         for (k, v) in &writes {
             h.update(&(k.len() as u64).to_be_bytes());
             h.update(k);

@@ -13,23 +13,30 @@
 //! - a per-height input WAL plus a signing guard (`cons_signed`), flushed before any signed
 //!   message is returned, so a restart replays to the same votes and lock and never signs a
 //!   conflicting vote;
-//! - stake-weighted proposer choice, voting power mapped from `u128` stake, linear timeouts,
-//!   a round lookahead bound, future-height buffering, rebroadcast for liveness;
+//! - stake-weighted proposer choice that passes over validators missing from the recent
+//!   blocks' `last_commit`s, voting power mapped from `u128` stake, timeouts that adapt to the
+//!   decision latency observed (bounded by the configured ones), a round lookahead bound,
+//!   future-height buffering, rebroadcast for liveness;
 //! - commit certificates that verify offline, block sync that verifies them, and equivocation
 //!   evidence drained from the driver after every input;
+//! - blocks that carry the previous height's certificate (`last_commit`) and their proposer's VRF
+//!   proof over the previous seed ([`seed`]), so participation and randomness are replicated
+//!   facts no single proposer chooses;
 //! - a heartbeat: a proposer with no txs waits until `empty_block_interval_ms` after the last
-//!   block before proposing an empty one.
+//!   block before proposing an empty one, and the others count their propose timeout from the
+//!   moment a block is due, so the heartbeat never adds to it.
 
 pub mod app;
 pub mod block;
 pub mod cert;
 pub mod context;
 pub mod replica;
+pub mod seed;
 pub mod store;
 pub mod validators;
 pub mod wire;
 
-pub use app::{Application, KvApp};
+pub use app::{Application, BlockInfo, KvApp};
 pub use block::{Block, BlockHeader};
 pub use cert::{CertError, Certificate, CommitCertificate};
 pub use replica::{Config, ConsensusError, Effect, Genesis, Replica, Stats};

@@ -16,13 +16,14 @@ use arc_malachitebft_core_types::{
 };
 use prost::Message as _;
 
-use crate::app::Application;
+use crate::app::{Application, BlockInfo};
 use crate::block::Block;
 use crate::cert::{CertError, Certificate, CommitCertificate};
 use crate::context::{
     round_u32, vote_type_code, BlockId, BlockValue, ConsHeight, Ctx, NilOrVal, Round,
     SignedProposal, SignedVote, ValAddr, VoteType,
 };
+use crate::seed;
 use crate::store::{trees, KvStore, StorageError};
 use crate::validators::ValidatorSet;
 use crate::wire::{self, Evidence, Message, ProposalMsg, WireError};
@@ -36,10 +37,23 @@ pub struct Genesis {
     pub validators: ValidatorSet,
 }
 
-/// Replica tuning. Timeouts grow linearly per round (`LinearTimeouts`).
+/// Replica tuning. Timeouts grow linearly per round (`LinearTimeouts`) up to those values;
+/// with `adaptive_timeouts` they start from the decision latency this replica observes instead.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The ceiling of every timeout (and the timeouts themselves when not adaptive).
     pub timeouts: LinearTimeouts,
+    /// Derive timeouts from observed decision latency (bounded by `timeouts` and
+    /// `timeout_floor_ms`), doubling after a failed round and halving after a decided one.
+    pub adaptive_timeouts: bool,
+    /// The least adaptive timeout.
+    pub timeout_floor_ms: u64,
+    /// Recent blocks whose `last_commit` signers count as active (participation, and who
+    /// proposes first).
+    pub activity_window: usize,
+    /// A validator missing from this many consecutive `last_commit`s is passed over as proposer
+    /// until it signs again (it still gets the last turn of a height's rotation).
+    pub pass_over_after: usize,
     /// Empty blocks are proposed only this long after the previous block; blocks with txs as
     /// soon as consensus allows.
     pub empty_block_interval_ms: u64,
@@ -63,6 +77,10 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             timeouts: LinearTimeouts::default(),
+            adaptive_timeouts: true,
+            timeout_floor_ms: 150,
+            activity_window: 16,
+            pass_over_after: 3,
             empty_block_interval_ms: 1000,
             max_clock_drift_ms: 2000,
             max_block_bytes: 4 * 1024 * 1024,
@@ -168,12 +186,20 @@ const MAX_SEEN: usize = 100_000;
 const MAX_TRACKED: usize = 4096;
 
 /// The last committed block, as the next height needs it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Tip {
     hash: Hash,
     time: u64,
     app_hash: Hash,
+    /// The block's seed (the genesis seed before the first block).
+    seed: Hash,
+    /// A commit certificate of the block (ours, grown by late precommits): the next block's
+    /// `last_commit` when we propose it.
+    cert: Option<Certificate>,
 }
+
+/// Most adaptive-timeout doublings after failed rounds.
+const MAX_BACKOFF: u32 = 4;
 
 /// A consensus participant (validator if it holds a key in the set, else a follower).
 pub struct Replica<S: KvStore, A: Application> {
@@ -204,6 +230,21 @@ pub struct Replica<S: KvStore, A: Application> {
     ahead: Option<(u64, Address)>,
     last_sync_request: Option<u64>,
     helped: BTreeMap<Address, u64>,
+    /// Signers of the `last_commit` of each recent block, oldest first (`activity_window`).
+    recent: VecDeque<BTreeSet<Address>>,
+    /// This height's proposer rotation (round `r` is entry `r mod n`).
+    order: Vec<Address>,
+    /// Observed decision latency (block due → decided, round-0 decisions), smoothed.
+    latency_ms: u64,
+    /// Adaptive timeouts are multiplied by `2^backoff`.
+    backoff: u32,
+    /// When the current height's block became due (start of the latency measurement).
+    due_at: u64,
+    /// The propose timer of the current round is waiting for the heartbeat: lower it to
+    /// `now + propose_wait_ms` once a block is due.
+    propose_waiting: Option<u64>,
+    /// When the first proposal of each round of this height arrived (or was made).
+    proposal_at: BTreeMap<u32, u64>,
     replaying: bool,
     dirty: bool,
     halted: Option<String>,
@@ -282,6 +323,8 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 hash: Hash::ZERO,
                 time: genesis.time,
                 app_hash: genesis_app_hash,
+                seed: seed::genesis_seed(&genesis.chain_id),
+                cert: None,
             },
             genesis,
             cfg,
@@ -308,6 +351,13 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             ahead: None,
             last_sync_request: None,
             helped: BTreeMap::new(),
+            recent: VecDeque::new(),
+            order: Vec::new(),
+            latency_ms: 50,
+            backoff: 0,
+            due_at: now,
+            propose_waiting: None,
+            proposal_at: BTreeMap::new(),
             replaying: false,
             dirty: false,
             halted: None,
@@ -343,15 +393,17 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 "application at height {app_height}, blocks only to {last}"
             )));
         }
+        self.load_recent(app_height)?;
         for h in app_height + 1..=last {
-            let (b, c) = self
+            let (b, _) = self
                 .stored_block(h)?
                 .ok_or_else(|| ConsensusError::Corrupt(format!("block {h} missing")))?;
-            let hash = self.app.commit(&b, &c);
+            let info = self.block_info(&b)?;
+            let hash = self.app.commit(&b, &info);
             self.store.put(trees::APP_HASH, &be8(h), hash.as_bytes())?;
         }
         if last > 0 {
-            let (b, _) = self
+            let (b, c) = self
                 .stored_block(last)?
                 .ok_or_else(|| ConsensusError::Corrupt(format!("block {last} missing")))?;
             let app_hash = match self.store.get(trees::APP_HASH, &be8(last))? {
@@ -370,9 +422,95 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 hash: b.hash(),
                 time: b.header.time,
                 app_hash,
+                seed: seed::output(&b.header.seed_proof).ok_or_else(|| {
+                    ConsensusError::Corrupt(format!("seed proof of block {last}"))
+                })?,
+                cert: Some(c),
             };
         }
         Ok(())
+    }
+
+    /// Rebuild the activity window as it was after block `upto` from the stored blocks.
+    fn load_recent(&mut self, upto: u64) -> Result<(), ConsensusError> {
+        self.recent.clear();
+        let from = upto
+            .saturating_sub(self.cfg.activity_window as u64)
+            .saturating_add(1)
+            .max(1);
+        for h in from..=upto {
+            let (b, _) = self
+                .stored_block(h)?
+                .ok_or_else(|| ConsensusError::Corrupt(format!("block {h} missing")))?;
+            self.note_activity(&b);
+        }
+        Ok(())
+    }
+
+    /// Add a block's `last_commit` signers to the activity window.
+    fn note_activity(&mut self, b: &Block) {
+        if let Some(c) = &b.last_commit {
+            self.recent
+                .push_back(c.signatures.iter().map(|(a, _)| *a).collect());
+            while self.recent.len() > self.cfg.activity_window.max(1) {
+                self.recent.pop_front();
+            }
+        }
+    }
+
+    /// The replicated facts of block `b`, whose `last_commit` must already be in the window.
+    fn block_info(&mut self, b: &Block) -> Result<BlockInfo, ConsensusError> {
+        self.note_activity(b);
+        let seed = seed::output(&b.header.seed_proof).ok_or_else(|| {
+            ConsensusError::Corrupt(format!("seed proof of block {}", b.header.height))
+        })?;
+        let vs = &self.genesis.validators;
+        if self.recent.is_empty() {
+            return Ok(BlockInfo {
+                seed,
+                participation_bps: 10_000,
+                absent: Vec::new(),
+            });
+        }
+        let mut signed: u64 = 0;
+        let mut absent = Vec::new();
+        for v in vs.validators() {
+            if self.recent.iter().any(|s| s.contains(&v.address.0)) {
+                signed = signed.saturating_add(v.power);
+            } else {
+                absent.push(v.address.0);
+            }
+        }
+        absent.sort();
+        let bps = u128::from(signed) * 10_000 / u128::from(vs.total_power().max(1));
+        Ok(BlockInfo {
+            seed,
+            participation_bps: bps.min(10_000) as u32,
+            absent,
+        })
+    }
+
+    /// Validators missing from each of the last `pass_over_after` `last_commit`s.
+    fn passed_over(&self) -> BTreeSet<Address> {
+        let k = self.cfg.pass_over_after;
+        if k == 0 || self.recent.len() < k {
+            return BTreeSet::new();
+        }
+        self.genesis
+            .validators
+            .validators()
+            .iter()
+            .map(|v| v.address.0)
+            .filter(|a| self.recent.iter().rev().take(k).all(|s| !s.contains(a)))
+            .collect()
+    }
+
+    /// The proposer of round `r` of the current height.
+    fn proposer_of(&self, r: u32) -> ValAddr {
+        if self.order.is_empty() {
+            return self.genesis.validators.proposer(self.height, r).address;
+        }
+        ValAddr(self.order[(r as usize) % self.order.len()])
     }
 
     fn stored_block(&self, h: u64) -> Result<Option<(Block, Certificate)>, ConsensusError> {
@@ -422,6 +560,47 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         Ok(out)
     }
 
+    /// Handle a batch of messages that were ready at once, with one durable flush for the whole
+    /// batch (group commit): every input is written to the WAL, the driver runs after each, and
+    /// the effects — our votes among them — are returned only after the flush. Returns the
+    /// effects and, per rejected message, its index and why (score those peers).
+    pub fn handle_batch(
+        &mut self,
+        msgs: &[(Address, &[u8])],
+        now: u64,
+    ) -> Result<(Vec<Effect>, Vec<(usize, ConsensusError)>), ConsensusError> {
+        self.check_halted()?;
+        let mut out = Vec::new();
+        let mut rejected = Vec::new();
+        for (i, (from, bytes)) in msgs.iter().enumerate() {
+            self.stats.messages_in += 1;
+            let msg = match wire::decode(bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.stats.messages_rejected += 1;
+                    rejected.push((i, e.into()));
+                    continue;
+                }
+            };
+            if let Err(e) = self.on_message(*from, msg, false, now, &mut out) {
+                self.stats.messages_rejected += 1;
+                if matches!(e, ConsensusError::Storage(_)) {
+                    self.halted = Some(e.to_string());
+                    self.run(now, &mut out)?;
+                    self.finish(now, &mut out)?;
+                    return Err(e);
+                }
+                rejected.push((i, e));
+            }
+            self.run(now, &mut out)?;
+            if self.halted.is_some() {
+                break;
+            }
+        }
+        self.finish(now, &mut out)?;
+        Ok((out, rejected))
+    }
+
     /// Fire due timeouts, rebroadcast for liveness, propose when a block is due, ask for sync.
     pub fn tick(&mut self, now: u64) -> Result<Vec<Effect>, ConsensusError> {
         self.check_halted()?;
@@ -439,6 +618,8 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 TK_PREVOTE => self.stats.timeouts_prevote += 1,
                 _ => self.stats.timeouts_precommit += 1,
             }
+            // A round that timed out: be more patient until a height decides again.
+            self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
             self.wal_append(
                 pb::wal_entry::Kind::Timeout((u64::from(round) << 2) | u64::from(kind)),
                 false,
@@ -594,8 +775,12 @@ impl<S: KvStore, A: Application> Replica<S, A> {
 
     fn begin_height(&mut self, now: u64) {
         let h = self.height;
-        let proposer = self.genesis.validators.proposer(h, 0).address;
+        self.order = self.genesis.validators.rotation(h, &self.passed_over());
+        let proposer = self.proposer_of(0);
         self.timers.clear();
+        self.proposal_at.clear();
+        self.propose_waiting = None;
+        self.due_at = now;
         self.pending_value = None;
         self.own.clear();
         self.seen.clear();
@@ -657,6 +842,18 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     }
 
     fn finish(&mut self, now: u64, out: &mut Vec<Effect>) -> Result<(), ConsensusError> {
+        if let Some(d) = self.propose_waiting {
+            if self.block_due(now) {
+                self.propose_waiting = None;
+                let r = self.round();
+                if let Some(t) = self.timers.get_mut(&(TK_PROPOSE, r)) {
+                    *t = (*t).min(now.saturating_add(d));
+                    if r == 0 {
+                        self.due_at = now;
+                    }
+                }
+            }
+        }
         if self.dirty {
             self.store.flush()?;
             self.stats.flushes += 1;
@@ -842,7 +1039,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             Output::NewRound(_, r) => {
                 self.timers.clear();
                 self.pending_value = None;
-                let proposer = self.genesis.validators.proposer(h, round_u32(r)).address;
+                self.propose_waiting = None;
+                if round_u32(r) > 0 {
+                    self.stats.rounds_failed += 1;
+                }
+                let proposer = self.proposer_of(round_u32(r));
                 self.urgent
                     .push_back(Work::Input(h, Input::NewRound(ConsHeight(h), r, proposer)));
             }
@@ -878,6 +1079,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                         }),
                     Round::Nil => None,
                 };
+                self.proposal_at.entry(r).or_insert(now);
                 let signed = SignedProposal::new(p, sig);
                 let bytes = wire::encode(&Message::Proposal(Box::new(ProposalMsg {
                     signed: signed.clone(),
@@ -935,21 +1137,34 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     tracing::error!(target: "consensus.decide", height = h, "decision without a quorum certificate");
                     return Ok(());
                 }
+                let pr = round_u32(r);
+                self.stats.last_decision_ms = self
+                    .proposal_at
+                    .get(&pr)
+                    .map_or(0, |t| now.saturating_sub(*t));
+                if !self.replaying && round_u32(self.driver.round()) == 0 {
+                    // Learn from healthy heights only; failed rounds are the backoff's job.
+                    let sample = now.saturating_sub(self.due_at);
+                    self.latency_ms = (self.latency_ms * 7 + sample) / 8;
+                    self.backoff = self.backoff.saturating_sub(1);
+                }
                 self.commit(p.value, cert, now, out)?;
             }
             Output::ScheduleTimeout(t) => {
                 if let (Some(kind), Some(r)) = (tk_code(t.kind), t.round.as_u32()) {
-                    let mut d = ms(self.cfg.timeouts.duration_for(t));
-                    if kind == TK_PROPOSE {
-                        // Proposers wait for txs or the heartbeat: so do we.
-                        d = d.saturating_add(
-                            self.tip
-                                .time
-                                .saturating_add(self.cfg.empty_block_interval_ms)
-                                .saturating_sub(now),
-                        );
+                    let d = self.timeout_ms(t);
+                    let mut start = now;
+                    if kind == TK_PROPOSE && !self.block_due(now) {
+                        // The proposer waits for txs or the heartbeat, so the timeout counts
+                        // from when a block is due, never from now: `finish` brings it forward
+                        // when txs arrive.
+                        start = now.max(self.empty_block_due());
+                        self.propose_waiting = Some(d);
                     }
-                    self.timers.insert((kind, r), now.saturating_add(d));
+                    if kind == TK_PROPOSE && r == 0 {
+                        self.due_at = start;
+                    }
+                    self.timers.insert((kind, r), start.saturating_add(d));
                 }
             }
             Output::GetValue(_, r, _) => {
@@ -993,6 +1208,50 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         Ok(sig)
     }
 
+    /// A timeout's duration. Adaptive: four times the observed decision latency (at least
+    /// `timeout_floor_ms`), doubled per failed round since the last decided height
+    /// (`backoff`) and grown linearly with the round, never above the configured timeout.
+    fn timeout_ms(&self, t: Timeout) -> u64 {
+        let ceiling = ms(self.cfg.timeouts.duration_for(t));
+        if !self.cfg.adaptive_timeouts {
+            return ceiling;
+        }
+        let round = u64::from(t.round.as_u32().unwrap_or(0));
+        self.latency_ms
+            .saturating_mul(4)
+            .max(self.cfg.timeout_floor_ms)
+            .saturating_mul(1 << self.backoff)
+            .saturating_mul(round + 1)
+            .min(ceiling)
+    }
+
+    /// Whether a block is due now: the heartbeat (or the application's clock) has come, or the
+    /// mempool holds txs the application would put in a block. Every validator asks this of
+    /// its own mempool, as the proposer does before proposing.
+    fn block_due(&mut self, now: u64) -> bool {
+        if now >= self.empty_block_due() {
+            return true;
+        }
+        if self.mempool.is_empty() {
+            return false;
+        }
+        let candidates = self.candidates();
+        let time = now.max(self.tip.time + 1);
+        !self
+            .app
+            .prepare_block(self.height, time, &candidates, self.cfg.max_block_bytes)
+            .is_empty()
+    }
+
+    /// The mempool's txs a block may take, in arrival order.
+    fn candidates(&self) -> Vec<Vec<u8>> {
+        self.mempool
+            .iter()
+            .take(self.cfg.max_block_txs)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
     /// When a proposer proposes a block with no txs: at the heartbeat, or earlier when the
     /// application asks (never before the tip's time + 1).
     fn empty_block_due(&self) -> u64 {
@@ -1019,12 +1278,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             return Ok(());
         }
         let time = now.max(self.tip.time + 1);
-        let candidates: Vec<Vec<u8>> = self
-            .mempool
-            .iter()
-            .take(self.cfg.max_block_txs)
-            .map(|(_, t)| t.clone())
-            .collect();
+        let candidates = self.candidates();
         let mut txs =
             self.app
                 .prepare_block(self.height, time, &candidates, self.cfg.max_block_bytes);
@@ -1032,12 +1286,23 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         if txs.is_empty() && !due {
             return Ok(());
         }
+        let Some(key) = self.key.as_ref() else {
+            return Ok(());
+        };
+        let seed_proof = seed::prove(key, &self.genesis.chain_id, &self.tip.seed);
+        let last_commit = if self.height > 1 {
+            self.tip.cert.clone()
+        } else {
+            None
+        };
         let block = Block::new(
             self.height,
             time,
             self.tip.hash,
             self.tip.app_hash,
             self.me.0,
+            last_commit,
+            seed_proof,
             txs,
         );
         let value = BlockValue::new(block);
@@ -1072,7 +1337,37 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             && hd.time <= now.saturating_add(self.cfg.max_clock_drift_ms)
             && b.txs.len() <= self.cfg.max_block_txs
             && b.tx_bytes() <= self.cfg.max_block_bytes
+            && self.check_chain_fields(b).is_ok()
             && self.app.validate_block(b)
+    }
+
+    /// The fields a block takes from the chain before it: `last_commit` must be a valid commit
+    /// certificate of the tip (none for the first block), and the seed proof the header's
+    /// proposer's VRF proof over the tip's seed. Returns the block's seed.
+    fn check_chain_fields(&self, b: &Block) -> Result<Hash, &'static str> {
+        let hd = &b.header;
+        match (&b.last_commit, hd.height) {
+            (None, 1) => {}
+            (Some(_), 1) => return Err("first block carries a last commit"),
+            (None, _) => return Err("last commit missing"),
+            (Some(c), _) => {
+                if c.height + 1 != hd.height || c.block_hash != self.tip.hash {
+                    return Err("last commit is not for the previous block");
+                }
+                c.verify(&self.genesis.validators, &self.genesis.chain_id)
+                    .map_err(|_| "last commit does not verify")?;
+            }
+        }
+        if !b.last_commit_matches() {
+            return Err("last commit hash mismatch");
+        }
+        seed::verify(
+            &hd.proposer,
+            &self.genesis.chain_id,
+            &self.tip.seed,
+            &hd.seed_proof,
+        )
+        .ok_or("seed proof does not verify")
     }
 
     fn add_tx(&mut self, tx: Vec<u8>, relayed: bool) -> Result<(), ConsensusError> {
@@ -1203,6 +1498,9 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             Message::Vote(v) => {
                 let mh = v.message.height.0;
                 let signer = v.message.validator.0;
+                if mh + 1 == h {
+                    self.late_precommit(&v);
+                }
                 if mh < h {
                     return self.help_behind(from, mh, now, out);
                 }
@@ -1242,9 +1540,13 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     return Ok(());
                 }
                 let r = round_u32(p.round);
-                let expected = self.genesis.validators.proposer(mh, r).address;
-                if p.proposer != expected {
+                // A future height's rotation depends on blocks we do not have yet: its
+                // proposer is checked when the buffered proposal is replayed.
+                if mh == h && p.proposer != self.proposer_of(r) {
                     return Err(ConsensusError::WrongProposer(p.proposer.0));
+                }
+                if !self.genesis.validators.contains(&p.proposer.0) {
+                    return Err(ConsensusError::NotValidator(p.proposer.0));
                 }
                 if let Round::Some(pr) = p.pol_round {
                     if pr >= r {
@@ -1289,6 +1591,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     }
                 }
                 let valid = self.validity(p, now);
+                self.proposal_at.entry(r).or_insert(now);
                 let rec = ProposalMsg {
                     signed: pm.signed.clone(),
                     polka: None,
@@ -1346,6 +1649,39 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         Ok(())
     }
 
+    /// A precommit for the block we just committed that missed our certificate: add it, so the
+    /// `last_commit` we propose shows every validator that signed in time.
+    fn late_precommit(&mut self, v: &SignedVote) {
+        let m = &v.message;
+        let Some(cert) = self.tip.cert.as_mut() else {
+            return;
+        };
+        if m.vote_type != VoteType::Precommit
+            || m.height.0 != cert.height
+            || round_u32(m.round) != cert.round
+            || m.value != NilOrVal::Val(BlockId(cert.block_hash))
+            || !self.genesis.validators.contains(&m.validator.0)
+            || cert.signatures.iter().any(|(a, _)| *a == m.validator.0)
+        {
+            return;
+        }
+        self.stats.signatures_verified += 1;
+        if agora_crypto::verify(
+            &m.validator.0,
+            Domain::Vote,
+            &self.genesis.chain_id,
+            &m.signing_bytes(),
+            &v.signature,
+        )
+        .is_err()
+        {
+            return;
+        }
+        let mut sigs = std::mem::take(&mut cert.signatures);
+        sigs.push((m.validator.0, v.signature));
+        *cert = Certificate::new(cert.height, cert.round, cert.block_hash, sigs);
+    }
+
     fn apply_synced(
         &mut self,
         b: Block,
@@ -1369,6 +1705,8 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         }
         self.stats.signatures_verified += c.signatures.len() as u64;
         c.verify(&self.genesis.validators, &self.genesis.chain_id)?;
+        self.check_chain_fields(&b)
+            .map_err(ConsensusError::InvalidSyncBlock)?;
         if !self.app.validate_block(&b) {
             // A quorum certified a block our app rejects: our state has diverged.
             let reason = format!(
@@ -1395,9 +1733,16 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             .put(trees::BLOCKS, &be8(h), &wire::encode_block(&block))?;
         self.store
             .put(trees::CERTS, &be8(h), &wire::encode_cert(&cert))?;
+        if let Some(lc) = &block.last_commit {
+            // The canonical certificate of the previous height replaces our own.
+            self.store
+                .put(trees::CERTS, &be8(lc.height), &wire::encode_cert(lc))?;
+        }
         self.store.flush()?;
         self.stats.flushes += 1;
-        let app_hash = self.app.commit(&block, &cert);
+        let info = self.block_info(&block)?;
+        self.stats.participation_bps = info.participation_bps;
+        let app_hash = self.app.commit(&block, &info);
         self.store
             .put(trees::APP_HASH, &be8(h), app_hash.as_bytes())?;
         for (k, _) in self.store.scan_from(trees::WAL, &be8(h), usize::MAX)? {
@@ -1417,6 +1762,8 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             hash: block.hash(),
             time: block.header.time,
             app_hash,
+            seed: info.seed,
+            cert: Some(cert.clone()),
         };
         let included: BTreeSet<Hash> = block.txs.iter().map(|t| Hash::of(t)).collect();
         let old = std::mem::take(&mut self.mempool);
@@ -1468,6 +1815,3 @@ impl Ctx {
         )
     }
 }
-
-#[allow(dead_code)]
-fn _vote_type_used(_: VoteType) {}

@@ -1,6 +1,8 @@
 //! The validator set: voting power derived deterministically from `u128` stake, and
 //! stake-weighted proposer selection.
 
+use std::collections::BTreeSet;
+
 use agora_types::{Address, Hash};
 use arc_malachitebft_core_types as mt;
 
@@ -127,25 +129,51 @@ impl ValidatorSet {
         u128::from(power) * 3 > u128::from(self.total) * 2
     }
 
-    /// The proposer of `(height, round)`. Round 0: a stake-weighted draw from
-    /// `blake3(height)`, so a validator proposes in proportion to its power. Later rounds step
-    /// through the sorted set from there, so every validator gets a turn within `n` rounds
-    /// (a run of faulty proposers cannot stall a height for long).
+    /// The proposer of `(height, round)` when no validator is passed over: see
+    /// [`ValidatorSet::rotation`].
     pub fn proposer(&self, height: u64, round: u32) -> &Validator {
+        let order = self.rotation(height, &BTreeSet::new());
+        let addr = order[(round as usize) % order.len()];
+        self.get(&addr).unwrap_or(&self.validators[0])
+    }
+
+    /// The proposers of `height`, round `r` being entry `r mod n`. Round 0 is a stake-weighted
+    /// draw from `blake3(height)` among the validators not `passed_over`, so a validator
+    /// proposes in proportion to its power; later rounds step through those validators in set
+    /// order from there, and the passed-over ones come last (in set order), so every validator
+    /// still gets a turn within `n` rounds and a wrong or stale pass-over list can only cost
+    /// rounds, never liveness. If every validator is passed over, none is.
+    pub fn rotation(&self, height: u64, passed_over: &BTreeSet<Address>) -> Vec<Address> {
+        let mut active: Vec<&Validator> = self
+            .validators
+            .iter()
+            .filter(|v| !passed_over.contains(&v.address.0))
+            .collect();
+        if active.is_empty() {
+            active = self.validators.iter().collect();
+        }
+        let total: u64 = active.iter().map(|v| v.power).sum();
         let h = Hash::derive("agora/v1/proposer", &height.to_be_bytes());
         let x = u128::from_be_bytes(h.0[..16].try_into().unwrap_or([0; 16]));
-        let mut target = (x % u128::from(self.total)) as u64;
+        let mut target = (x % u128::from(total.max(1))) as u64;
         let mut first = 0;
-        for (i, v) in self.validators.iter().enumerate() {
+        for (i, v) in active.iter().enumerate() {
             if target < v.power {
                 first = i;
                 break;
             }
             target -= v.power;
         }
-        let n = self.validators.len() as u64;
-        let idx = (first as u64 + u64::from(round) % n) % n;
-        &self.validators[idx as usize]
+        let n = active.len();
+        let mut order: Vec<Address> = (0..n).map(|i| active[(first + i) % n].address.0).collect();
+        let rest: Vec<Address> = self
+            .validators
+            .iter()
+            .map(|v| v.address.0)
+            .filter(|a| !order.contains(a))
+            .collect();
+        order.extend(rest);
+        order
     }
 
     /// A stable digest of the set (addresses and powers), for logs and sync sanity checks.
@@ -210,6 +238,38 @@ mod tests {
             }
         }
         assert!((850..950).contains(&heavy), "{heavy}");
+    }
+
+    #[test]
+    fn passed_over_validators_propose_last_and_everyone_keeps_a_turn() {
+        let vs = ValidatorSet::from_stakes(&[
+            (addr(1), 10),
+            (addr(2), 10),
+            (addr(3), 10),
+            (addr(4), 10),
+        ])
+        .unwrap();
+        let dead: BTreeSet<Address> = [addr(3)].into();
+        let mut first_was_dead = 0;
+        for h in 0..500 {
+            let plain = vs.rotation(h, &BTreeSet::new());
+            assert_eq!(plain[0], vs.proposer(h, 0).address.0);
+            assert_eq!(plain[1], vs.proposer(h, 1).address.0);
+            if plain[0] == addr(3) {
+                first_was_dead += 1;
+            }
+            let order = vs.rotation(h, &dead);
+            // Round 0 .. n-2 never ask the passed-over validator; round n-1 does.
+            assert_eq!(order.len(), 4);
+            assert_eq!(order[3], addr(3));
+            let distinct: BTreeSet<Address> = order.iter().copied().collect();
+            assert_eq!(distinct.len(), 4);
+            assert_eq!(order, vs.rotation(h, &dead), "deterministic");
+        }
+        assert!(first_was_dead > 80, "{first_was_dead}");
+        // Passing over everyone passes over no one.
+        let all: BTreeSet<Address> = (1..=4).map(addr).collect();
+        assert_eq!(vs.rotation(7, &all), vs.rotation(7, &BTreeSet::new()));
     }
 
     #[test]

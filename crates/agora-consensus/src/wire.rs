@@ -18,6 +18,9 @@ use crate::context::{
 
 /// Largest consensus message accepted from the network.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest seed proof accepted on the wire (a VRF proof is 80 bytes).
+pub const MAX_SEED_PROOF_BYTES: usize = 128;
+
 /// Most transactions in one block.
 pub const MAX_BLOCK_TXS: usize = 10_000;
 /// Largest single transaction.
@@ -86,8 +89,11 @@ pub fn block_to_pb(b: &Block) -> pb::Block {
             app_hash: h.app_hash.0.to_vec().into(),
             proposer: h.proposer.0.to_vec().into(),
             txs_hash: h.txs_hash.0.to_vec().into(),
+            last_commit_hash: h.last_commit_hash.0.to_vec().into(),
+            seed_proof: h.seed_proof.clone().into(),
         }),
         txs: b.txs.iter().map(|t| t.clone().into()).collect(),
+        last_commit: b.last_commit.as_ref().map(cert_to_pb),
     }
 }
 
@@ -107,11 +113,21 @@ pub fn block_from_pb(b: pb::Block) -> Result<Block, WireError> {
             app_hash: hash32(&h.app_hash, "header.app_hash")?,
             proposer: addr32(&h.proposer, "header.proposer")?,
             txs_hash: hash32(&h.txs_hash, "header.txs_hash")?,
+            last_commit_hash: hash32(&h.last_commit_hash, "header.last_commit_hash")?,
+            seed_proof: if h.seed_proof.len() <= MAX_SEED_PROOF_BYTES {
+                h.seed_proof.to_vec()
+            } else {
+                return Err(WireError::Bad("header.seed_proof"));
+            },
         },
+        last_commit: b.last_commit.map(cert_from_pb).transpose()?,
         txs: b.txs.into_iter().map(|t| t.to_vec()).collect(),
     };
     if !block.txs_match() {
         return Err(WireError::Bad("header.txs_hash"));
+    }
+    if !block.last_commit_matches() {
+        return Err(WireError::Bad("header.last_commit_hash"));
     }
     Ok(block)
 }
@@ -460,6 +476,13 @@ mod tests {
             Hash([1; 32]),
             Hash([2; 32]),
             Address([3; 32]),
+            Some(Certificate::new(
+                2,
+                1,
+                Hash([1; 32]),
+                vec![(Address([4; 32]), Signature([5; 64]))],
+            )),
+            vec![9; 80],
             vec![b"a=1".to_vec()],
         );
         let bytes = encode_block(&b);
@@ -467,6 +490,26 @@ mod tests {
         let mut pbb = block_to_pb(&b);
         pbb.txs.push(b"x".to_vec().into());
         assert_eq!(block_from_pb(pbb), Err(WireError::Bad("header.txs_hash")));
+        // The header commits to the certificate: dropping or changing a signer is caught.
+        let mut pbb = block_to_pb(&b);
+        pbb.last_commit = None;
+        assert_eq!(
+            block_from_pb(pbb),
+            Err(WireError::Bad("header.last_commit_hash"))
+        );
+        let mut pbb = block_to_pb(&b);
+        pbb.last_commit.as_mut().unwrap().round = 0;
+        assert_eq!(
+            block_from_pb(pbb),
+            Err(WireError::Bad("header.last_commit_hash"))
+        );
+        // And the block hash commits to the seed proof.
+        let mut other = b.clone();
+        other.header.seed_proof[0] ^= 1;
+        assert_ne!(other.hash(), b.hash());
+        let mut pbb = block_to_pb(&b);
+        pbb.header.as_mut().unwrap().seed_proof = vec![0; MAX_SEED_PROOF_BYTES + 1].into();
+        assert_eq!(block_from_pb(pbb), Err(WireError::Bad("header.seed_proof")));
     }
 
     #[test]

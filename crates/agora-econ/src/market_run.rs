@@ -303,6 +303,7 @@ impl<'a> Run<'a> {
                 "agora/econ/block-seed",
                 &[self.world.seed.to_le_bytes(), h.to_le_bytes()].concat(),
             ),
+            absent: Vec::new(),
         }
     }
 

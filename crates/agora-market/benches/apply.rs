@@ -103,6 +103,7 @@ impl Sim {
             proposer: Keypair::for_test(0).address(),
             commit_power_bps: 10_000,
             seed: Hash::ZERO,
+            absent: Vec::new(),
         };
         let r = self.market.apply_block(&ctx, &txs).unwrap();
         r.receipts.iter().filter(|r| r.applied()).count()

@@ -115,6 +115,8 @@ pub struct Market {
     block_events: Vec<EventRecord>,
     vote_decoder: Option<VoteDecoder>,
     seed: Hash,
+    /// The block's absent operators (see [`BlockContext::absent`]).
+    absent: Vec<Address>,
 }
 
 fn bps(amount: Amount, bps: u32) -> Result<Amount, Rejection> {
@@ -180,6 +182,7 @@ impl Market {
             block_events: Vec::new(),
             vote_decoder: None,
             seed: Hash::ZERO,
+            absent: Vec::new(),
         })
     }
 
@@ -288,6 +291,7 @@ impl Market {
             block_events: Vec::new(),
             vote_decoder: None,
             seed: Hash::ZERO,
+            absent: Vec::new(),
         })
     }
 
@@ -339,7 +343,7 @@ impl Market {
                         reveal_ms,
                     } => {
                         consider(opened.saturating_add(*commit_ms));
-                        consider(opened.saturating_add(*commit_ms).saturating_add(*reveal_ms));
+                        consider(job.auction.reveal_end(*commit_ms, *reveal_ms));
                     }
                 }
             }
@@ -495,6 +499,7 @@ impl Market {
         self.block_events.clear();
         self.dirty.clear();
         self.seed = ctx.seed;
+        self.absent.clone_from(&ctx.absent);
         let prev_time = self.s.time;
         self.s.height = ctx.height;
         self.s.time = ctx.time;
@@ -1126,7 +1131,7 @@ impl Market {
                 if elapsed < *commit_ms {
                     return Err(Rejection::NotAllowed("reveal phase not started".into()));
                 }
-                if elapsed >= commit_ms.saturating_add(*reveal_ms) {
+                if now >= job.auction.reveal_end(*commit_ms, *reveal_ms) {
                     return Err(Rejection::NotAllowed("reveal phase over".into()));
                 }
                 let Some(c) = job.auction.commits.get(&who) else {
@@ -1424,7 +1429,10 @@ impl Market {
                 });
             }
         } else {
-            self.s.market_time = self.s.market_time.saturating_add(gap);
+            // A slow block advances the clocks by at most one step; the rest is frozen.
+            let step = gap.min(p.max_clock_step_ms);
+            self.s.market_time = self.s.market_time.saturating_add(step);
+            self.s.health.frozen_ms = self.s.health.frozen_ms.saturating_add(gap - step);
             if self.s.health.stalled {
                 self.s.health.healthy_run += 1;
                 if self.s.health.healthy_run >= recovery {
@@ -1601,7 +1609,15 @@ impl Market {
                 commit_ms,
                 reveal_ms,
             } => {
-                if elapsed < commit_ms.saturating_add(reveal_ms) {
+                if elapsed < commit_ms {
+                    return Ok(());
+                }
+                if job.auction.reveal_opened_at.is_none() {
+                    // This block is the first to show the reveal phase open: it runs from here.
+                    self.job_mut(id)?.auction.reveal_opened_at = Some(now);
+                    return Ok(());
+                }
+                if now < job.auction.reveal_end(commit_ms, reveal_ms) {
                     return Ok(());
                 }
                 // Forfeit unrevealed bonds to the client.
@@ -1882,6 +1898,14 @@ impl Market {
             .filter(|(a, o)| !o.jailed && !o.stake.is_zero() && !exclude.contains(a))
             .map(|(a, o)| (*a, o.stake.0))
             .collect();
+        // An operator that has stopped signing commits would never attest: draw among the
+        // others while there are any.
+        let live: Vec<(Address, u128)> = pool
+            .iter()
+            .filter(|(a, _)| !self.absent.contains(a))
+            .copied()
+            .collect();
+        let pool = if live.is_empty() { pool } else { live };
         let total: u128 = pool
             .iter()
             .map(|(_, s)| *s)

@@ -182,6 +182,20 @@ pub struct AuctionRound {
     pub commits: BTreeMap<Address, Hash>,
     /// Sealed reveals.
     pub reveals: BTreeMap<Address, Amount>,
+    /// Market time of the first block in which the sealed commit phase was over: the reveal
+    /// phase lasts `reveal_ms` from there, so bidders always get the whole window after a block
+    /// shows it open, however late that block came.
+    #[serde(default)]
+    pub reveal_opened_at: Option<u64>,
+}
+
+impl AuctionRound {
+    /// When a sealed round's reveal phase ends (market time).
+    pub fn reveal_end(&self, commit_ms: u64, reveal_ms: u64) -> u64 {
+        self.reveal_opened_at
+            .unwrap_or(self.opened_at.saturating_add(commit_ms))
+            .saturating_add(reveal_ms)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,11 +431,16 @@ pub struct BlockContext {
     /// The proposer's (consensus-bounded) timestamp.
     pub time: Timestamp,
     pub proposer: Address,
-    /// Share of voting power that signed the previous block's commit, basis points.
+    /// Share of voting power that signed recent commits (the `last_commit`s the recent blocks
+    /// carry), basis points.
     pub commit_power_bps: u32,
-    /// Deterministic randomness every replica agrees on, e.g. the hash of the previous
-    /// block's commit certificate. Drives audit selection.
+    /// Deterministic randomness every replica agrees on and no single proposer chooses (the
+    /// block's VRF seed). Drives audit selection.
     pub seed: Hash,
+    /// Operators that signed none of the recent commits: not drawn as auditors or
+    /// tie-breakers while another operator is available.
+    #[serde(default)]
+    pub absent: Vec<Address>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -121,6 +121,11 @@ pub struct Params {
 
     /// A gap between consecutive block timestamps above this is a stall.
     pub stall_gap_ms: u64,
+    /// The most one block advances the market clocks (auction clocks, sealed phases,
+    /// deadlines): the rest of a longer gap is frozen. A slow block therefore stretches every
+    /// window instead of closing it, so a reveal or a result sent after the block that opened a
+    /// window always has more blocks to land in.
+    pub max_clock_step_ms: u64,
     /// A last commit signed by less than this share of voting power is low participation.
     pub low_participation_bps: u32,
     /// Healthy blocks in a row needed to leave the stalled mode.
@@ -177,6 +182,7 @@ impl Default for Params {
             max_declines_per_job: 32,
             max_decline_detail_bytes: 256,
             stall_gap_ms: 10_000,
+            max_clock_step_ms: 1_500,
             low_participation_bps: 6_667,
             recovery_blocks: 3,
             liveness_interval_ms: 60_000,
@@ -296,6 +302,9 @@ impl Genesis {
             if v > 10_000 {
                 return Err(GenesisError::Param(name));
             }
+        }
+        if p.max_clock_step_ms == 0 {
+            return Err(GenesisError::Param("max_clock_step_ms"));
         }
         if p.max_replicas == 0 || p.max_replicas > 16 {
             return Err(GenesisError::Param("max_replicas"));

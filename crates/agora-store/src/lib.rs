@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub use sled::IVec;
 
 /// The on-disk format this build writes. Bump on an incompatible layout change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const META_TREE: &str = "__meta";
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -25,6 +25,14 @@ pub enum StoreError {
         "store at {path} has format version {found}, this build reads up to {supported}; upgrade agora"
     )]
     NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "store at {path} has format version {found} from an older build, this build reads only {supported}; start from a fresh home (or `agora testnet up` a new testnet)"
+    )]
+    OlderFormat {
         path: PathBuf,
         found: u32,
         supported: u32,
@@ -78,6 +86,13 @@ impl Store {
                 let found = u32::from_le_bytes(bytes);
                 if found > FORMAT_VERSION {
                     return Err(StoreError::NewerFormat {
+                        path,
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+                if found < FORMAT_VERSION {
+                    return Err(StoreError::OlderFormat {
                         path,
                         found,
                         supported: FORMAT_VERSION,
@@ -326,5 +341,23 @@ mod tests {
         let err = Store::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::NewerFormat { .. }));
         assert!(err.to_string().contains("upgrade agora"), "{err}");
+    }
+
+    #[test]
+    fn older_format_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .tree(META_TREE)
+                .unwrap()
+                .insert(FORMAT_KEY, (FORMAT_VERSION - 1).to_le_bytes())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::OlderFormat { .. }));
+        assert!(err.to_string().contains("fresh home"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use agora_consensus::context::NilOrVal;
+use agora_consensus::store::trees;
 use agora_consensus::{
     wire, Config, Effect, Genesis, KvApp, KvStore, MemStore, Message, Replica, SledStore,
     ValidatorSet,
@@ -318,4 +319,131 @@ fn hostile_bytes_are_rejected_without_effects() {
     ));
     assert_eq!(r.stats().messages_rejected, 3);
     assert_eq!(r.height(), 0);
+}
+
+#[test]
+fn a_batch_of_ready_messages_shares_one_flush_and_its_votes_are_durable_first() {
+    let keys: Vec<Keypair> = (0..4).map(|i| Keypair::for_test(200 + i)).collect();
+    let stakes: Vec<(Address, u128)> = keys.iter().map(|k| (k.address(), 1_000u128)).collect();
+    let vs = ValidatorSet::from_stakes(&stakes).unwrap();
+    let genesis = Genesis {
+        chain_id: Hash::of(b"batch-chain"),
+        time: T0 - 1000,
+        validators: vs.clone(),
+    };
+    let cfg = Config {
+        empty_block_interval_ms: 200,
+        ..Config::default()
+    };
+    let proposer = vs.proposer(1, 0).address.0;
+    let pi = keys.iter().position(|k| k.address() == proposer).unwrap();
+    let oi = (pi + 1) % keys.len();
+    let open = |i: usize| {
+        Replica::open(
+            genesis.clone(),
+            cfg.clone(),
+            Some(keys[i].clone()),
+            MemStore::new(),
+            KvApp::new(),
+            T0,
+        )
+        .unwrap()
+    };
+    let (mut p, opened) = open(pi);
+    let (mut o, _) = open(oi);
+    // The heartbeat is already due: the proposer proposes at once (or on its next tick).
+    let mut effects = opened;
+    effects.extend(p.tick(T0 + 1).unwrap());
+    let proposal = effects
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Broadcast(b) if matches!(wire::decode(&b), Ok(Message::Proposal(_))) => Some(b),
+            _ => None,
+        })
+        .expect("a proposal");
+    // The other validator gets it between junk and a duplicate, as one batch.
+    let before = o.stats().flushes;
+    let batch: Vec<(Address, &[u8])> = vec![
+        (proposer, b"junk"),
+        (proposer, &proposal),
+        (proposer, &proposal),
+    ];
+    let (effects, rejected) = o.handle_batch(&batch, T0 + 2).unwrap();
+    assert_eq!(rejected.len(), 1, "only the junk is refused");
+    assert_eq!(rejected[0].0, 0);
+    assert_eq!(
+        o.stats().flushes - before,
+        1,
+        "one flush for the whole batch"
+    );
+    let me = keys[oi].address();
+    let prevoted = effects.iter().any(|e| match e {
+        Effect::Broadcast(b) => {
+            matches!(wire::decode(b), Ok(Message::Vote(v)) if v.message.validator.0 == me)
+        }
+        _ => false,
+    });
+    assert!(prevoted, "the batch made us prevote: {effects:?}");
+    // The vote left, so its signing guard and the proposal that caused it survive a crash.
+    let (store, _) = o.into_parts();
+    let crashed = store.crash();
+    assert!(!crashed
+        .scan_from(trees::SIGNED, &[], 10)
+        .unwrap()
+        .is_empty());
+    assert!(!crashed.scan_from(trees::WAL, &[], 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_dead_validator_is_passed_over_and_costs_only_a_few_short_timeouts() {
+    let mut net = Net::new(4);
+    for i in 0..4 {
+        net.open(i, Box::new(MemStore::new()));
+    }
+    for _ in 0..2000 {
+        net.step();
+        if (0..4).all(|i| net.height(i) >= 2) {
+            break;
+        }
+    }
+    let dead = net.addr(3);
+    net.nodes[3] = None;
+    let killed_at = net.height(0);
+    let t_kill = net.now;
+    for _ in 0..20_000 {
+        net.step();
+        if net.height(0) >= killed_at + 40 {
+            break;
+        }
+    }
+    let r0 = net.nodes[0].as_ref().unwrap();
+    let top = r0.height();
+    assert!(top >= killed_at + 40, "stuck at {top}");
+    // Once three blocks show it absent, it neither proposes nor appears in a `last_commit`.
+    let mut absent_from = None;
+    for h in killed_at + 2..=top {
+        let (b, _) = r0.block(h).unwrap().unwrap();
+        let lc = b
+            .last_commit
+            .expect("every block after the first has a last commit");
+        assert!(lc.verify(r0.validator_set(), &r0.chain_id()).is_ok());
+        if lc.signatures.iter().all(|(a, _)| *a != dead) && absent_from.is_none() {
+            absent_from = Some(h);
+        }
+        if let Some(f) = absent_from {
+            if h > f + 3 {
+                assert_ne!(b.header.proposer, dead, "height {h}");
+            }
+        }
+    }
+    // Each failed round costs one short timeout, and only the first heights have any.
+    let s = r0.stats();
+    assert!(s.rounds_failed <= 3, "{} failed rounds", s.rounds_failed);
+    assert_eq!(s.participation_bps, 7_500, "the dead quarter is absent");
+    // Idle blocks keep the heartbeat (200 ms here): 40 heights in little more than 40 beats.
+    let elapsed = net.now - t_kill;
+    assert!(
+        elapsed <= 40 * 200 + 2_000,
+        "{elapsed} ms for 40 heights with a dead validator"
+    );
 }

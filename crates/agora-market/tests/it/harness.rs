@@ -121,6 +121,7 @@ impl Harness {
             proposer: self.addr("op0"),
             commit_power_bps: self.commit_power_bps,
             seed: Hash::derive("test-seed", &height.0.to_le_bytes()),
+            absent: Vec::new(),
         };
         let r = self.market.apply_block(&ctx, &txs).unwrap();
         self.blocks.push((ctx, txs));

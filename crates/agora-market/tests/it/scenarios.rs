@@ -526,8 +526,8 @@ fn two_replicas_that_disagree_get_a_third_to_break_the_tie() {
         h2 {"auction_opened":{"job":"job","round":0,"slots":2}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
         h3 {"awarded":{"job":"job","coprocessor":"cop1","price":190,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293"}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"2134f3aaa19d8844675c471f4934d733846c36285f6b47d4f68f7d86e6a9152f"}}
         h5 {"extra_replica":{"job":"job","replicas":3,"escrow_added":1000}}
@@ -543,4 +543,83 @@ fn two_replicas_that_disagree_get_a_third_to_break_the_tie() {
         h7 {"reputation_updated":{"coprocessor":"cop1","outcome":false,"reputation_bps":6489}}
         h7 {"settled":{"job":"job","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293","refund":2620}}
     "#]].assert_eq(&h.story(&job));
+}
+
+#[test]
+fn slow_blocks_stretch_sealed_phases_so_no_bond_is_forfeited() {
+    // Blocks 5.5 s apart: slower than both 2 s phases, faster than the stall gap (the network
+    // with a paused operator). Bidders act on the block that shows them a phase, so their
+    // commits and reveals land one block later; neither may be late for it.
+    let gap = 5_500;
+    let mut h = Harness::new();
+    h.stake_all(2, 5_000, 4);
+    let job = h.submit(spec(
+        1,
+        AuctionSpec::Sealed {
+            commit_ms: 2_000,
+            reveal_ms: 2_000,
+        },
+    ));
+    let salt = |i: u8| Hash([i; 32]);
+    let mut commits = Vec::new();
+    for (i, price) in [(0u8, 300u128), (1, 400)] {
+        let who = format!("cop{i}");
+        let commitment = sealed_commitment(&job, &h.addr(&who), Amount(price), &salt(i));
+        commits.push(h.tx(
+            &who,
+            TxKind::Bid {
+                job_id: job,
+                bid: BidKind::Commit { commitment },
+            },
+        ));
+    }
+    h.block_after(gap, commits);
+    let mut waited = 0;
+    while h
+        .market
+        .job(&job)
+        .unwrap()
+        .auction
+        .reveal_opened_at
+        .is_none()
+    {
+        h.block_after(gap, vec![]);
+        waited += 1;
+        assert!(waited < 10, "the reveal phase never opened");
+    }
+    let mut reveals = Vec::new();
+    for (i, price) in [(0u8, 300u128), (1, 400)] {
+        reveals.push(h.tx(
+            &format!("cop{i}"),
+            TxKind::Bid {
+                job_id: job,
+                bid: BidKind::Reveal {
+                    price: Amount(price),
+                    salt: salt(i),
+                },
+            },
+        ));
+    }
+    h.block_after(gap, reveals);
+    while h.market.job(&job).unwrap().state == JobState::Auction {
+        h.block_after(gap, vec![]);
+    }
+    let story = h.story(&job);
+    assert!(!story.contains("rejected"), "{story}");
+    assert!(!story.contains("bond_forfeited"), "{story}");
+    assert_eq!(
+        h.market.job_view(&job).unwrap().winners,
+        vec![h.addr("cop0")]
+    );
+    // Both bonds came back: each coprocessor holds all it did not stake.
+    for who in ["cop0", "cop1"] {
+        assert_eq!(
+            h.market.balance(&h.addr(who)),
+            Amount(100_000 - 5_000),
+            "{who}"
+        );
+    }
+    // The slow gaps were frozen beyond one clock step each, without entering the stall mode.
+    assert!(!h.market.health().stalled);
+    assert!(h.market.health().frozen_ms > 0);
 }

@@ -239,6 +239,7 @@ fn snapshot_then_replay_gives_the_same_app_hash() {
         proposer: h.addr("op0"),
         commit_power_bps: 10_000,
         seed: Hash::ZERO,
+        absent: Vec::new(),
     };
     assert!(matches!(
         restored.apply_block(&ctx, &[]),
@@ -510,10 +511,16 @@ fn next_due_follows_auction_phases_and_deadlines() {
     ));
     let opened = h.time;
     assert_eq!(h.market.next_due(), Some(Timestamp(opened + 3_000)));
+    // A slow block moves the market clocks by one step (1.5 s) at most: 1.5 s of the commit
+    // phase are left, whatever the block's gap.
     h.block_after(3_500, vec![]);
-    assert_eq!(h.market.next_due(), Some(Timestamp(opened + 5_000)));
-    // Nobody bid: the round is re-auctioned, with its own phases.
+    assert_eq!(h.market.next_due(), Some(Timestamp(h.time + 1_500)));
+    // The block that shows the commit phase over opens the reveal phase, for its full 2 s.
     h.block_after(1_600, vec![]);
+    assert_eq!(h.market.next_due(), Some(Timestamp(h.time + 2_000)));
+    // Nobody bid: the round is re-auctioned, with its own phases.
+    h.block_after(1_000, vec![]);
+    h.block_after(1_000, vec![]);
     assert_eq!(h.market.job(&sealed).unwrap().auction.round, 1);
     assert_eq!(h.market.next_due(), Some(Timestamp(h.time + 3_000)));
     let cancel = h.tx("client", TxKind::CancelJob { job_id: sealed });
@@ -535,7 +542,11 @@ fn next_due_follows_auction_phases_and_deadlines() {
     );
     h.block_after(100, vec![bid]);
     assert_eq!(h.market.next_due(), Some(Timestamp(opened + 5_000)));
-    let r = h.block_after(4_900, vec![]);
+    for _ in 0..4 {
+        h.block_after(1_000, vec![]);
+    }
+    assert_eq!(h.market.next_due(), Some(Timestamp(opened + 5_000)));
+    let r = h.block_after(900, vec![]);
     assert!(
         r.events
             .iter()
