@@ -114,8 +114,8 @@ pub fn soak(args: &BenchSoakArgs) -> anyhow::Result<()> {
     report.sort_unstable();
     report.dedup();
     let mut marks = report.clone();
-    if args.every > 0 {
-        marks.extend((1..=args.heights / args.every).map(|i| i * args.every));
+    if let Some(samples) = args.heights.checked_div(args.every) {
+        marks.extend((1..=samples).map(|i| i * args.every));
     }
     marks.sort_unstable();
     marks.dedup();
@@ -141,14 +141,28 @@ pub fn soak(args: &BenchSoakArgs) -> anyhow::Result<()> {
 
 fn run(args: &BenchSoakArgs, dir: &std::path::Path, marks: &[u64]) -> anyhow::Result<Vec<Sample>> {
     let home = Home::new(dir.join("node"));
-    crate::commands::init_home(&home, &[Role::Operator])?;
-    let log_path = dir.join("node.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("cannot create {}", log_path.display()))?;
     let exe = match &args.node_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("cannot find the agora executable")?,
     };
+    // The home is made by the binary under test, so its config is one that binary reads.
+    let init = Command::new(&exe)
+        .arg("init")
+        .arg("--home")
+        .arg(home.root())
+        .args(["--role", Role::Operator.as_str()])
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !init.status.success() {
+        bail!(
+            "{} init failed: {}",
+            exe.display(),
+            String::from_utf8_lossy(&init.stderr).trim()
+        );
+    }
+    let log_path = dir.join("node.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("node")
         .arg("--home")
