@@ -93,6 +93,7 @@ struct Shared {
     blobs: Arc<BlobService>,
     exec: AsyncExecutor,
     wrong_output: bool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct Agent {
@@ -139,6 +140,7 @@ impl Agent {
         commands: mpsc::Sender<ChainCommand>,
         net: NetworkHandle,
         blobs: Arc<BlobService>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Agent> {
         let params = market.read().expect("market lock").params().clone();
         let exec = AsyncExecutor::new(ExecConfig {
@@ -162,6 +164,7 @@ impl Agent {
                 blobs,
                 exec,
                 wrong_output: cfg.section.fault == "wrong_output",
+                metrics,
             }),
             cfg,
             builder: TxBuilder::new(key, chain_id),
@@ -244,6 +247,9 @@ impl Agent {
             // Forget jobs that left the market or closed.
             self.started
                 .retain(|(j, _)| m.job(j).is_some_and(|job| !job.state.is_final()));
+            // A fetch outcome matters only while its job is in auction.
+            self.fetching
+                .retain(|j, _| m.job(j).is_some_and(|job| job.state == JobState::Auction));
             let me = self.me;
             self.computed.retain(|action, _| match action {
                 Action::Result(j) => m.job(j).is_some_and(|job| {
@@ -660,6 +666,7 @@ impl Agent {
     async fn send(&mut self, action: Action, kind: TxKind) {
         let nonce = self.next_nonce;
         let name = kind.name();
+        let counted = counted_as(&kind);
         let bytes = self.builder.bytes(nonce, kind);
         let (reply, rx) = oneshot::channel();
         if self
@@ -672,17 +679,42 @@ impl Agent {
         }
         match rx.await {
             Ok(Ok(())) => {
+                let agent = self.shared.metrics.agent();
+                match counted {
+                    Some(Counted::Bid(kind)) => agent.bid(kind),
+                    Some(Counted::Decline(reason)) => agent.decline(reason),
+                    None => {}
+                }
                 self.next_nonce += 1;
                 self.inflight.insert(action, self.height);
                 tracing::debug!(target: "node.agent", ?action, nonce, tx = name, "sent");
             }
             Ok(Err(e)) => {
+                self.shared.metrics.agent().refused();
                 tracing::info!(target: "node.agent", ?action, nonce, tx = name, error = %e, "transaction refused");
                 // Try again after a while, from the chain's view of things.
                 self.inflight.insert(action, self.height);
             }
             Err(_) => {}
         }
+    }
+}
+
+/// What a sent transaction counts as in the agent's metrics.
+enum Counted {
+    Bid(&'static str),
+    Decline(DeclineReason),
+}
+
+fn counted_as(kind: &TxKind) -> Option<Counted> {
+    match kind {
+        TxKind::Bid { bid, .. } => Some(Counted::Bid(match bid {
+            agora_market::BidKind::Dutch { .. } => "dutch",
+            agora_market::BidKind::Commit { .. } => "sealed_commit",
+            agora_market::BidKind::Reveal { .. } => "sealed_reveal",
+        })),
+        TxKind::Decline(d) => Some(Counted::Decline(d.reason)),
+        _ => None,
     }
 }
 
@@ -741,6 +773,10 @@ async fn run_job(shared: &Shared, job: &Job, audit: bool) -> RunEnd {
             memory_limit_bytes: spec.memory_limit,
         })
         .await;
+    shared
+        .metrics
+        .agent()
+        .executed(audit, market_outcome(&r.outcome), r.fuel_used);
     let Some(outcome) = market_outcome(&r.outcome) else {
         tracing::error!(target: "node.agent", job = %job.id.short(), outcome = %r.outcome, "execution did not end deterministically; not committing");
         return RunEnd::GiveUp;

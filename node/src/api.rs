@@ -63,6 +63,7 @@ impl IntoResponse for ApiError {
 
 async fn status(State(state): State<AppState>) -> Json<Status> {
     let chain = state.chain.borrow().clone();
+    let now = crate::chain::now_ms();
     Json(Status {
         version: VERSION.to_owned(),
         peer_id: state.identity.peer_id.clone(),
@@ -74,6 +75,9 @@ async fn status(State(state): State<AppState>) -> Json<Status> {
         peers: chain.peers,
         syncing: chain.syncing,
         chain_id: chain.chain_id.map(|h| h.to_hex()),
+        last_block_age_ms: chain.last_block_age_ms(now),
+        halted: chain.halted(now, state.halt_after_ms),
+        halt_after_ms: state.halt_after_ms,
     })
 }
 
@@ -83,12 +87,24 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         tracing::warn!(target: "api.metrics", error = %e, "cannot measure the store");
         0
     });
+    let net = state.net.stats();
+    let text = {
+        let market = state.market.read().ok();
+        state.metrics.render(&crate::metrics::Scrape {
+            chain: &chain,
+            store_bytes,
+            now_ms: crate::chain::now_ms(),
+            halt_after_ms: state.halt_after_ms,
+            market: market.as_deref(),
+            net: Some(&net),
+        })
+    };
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(&chain, store_bytes),
+        text,
     )
 }
 
@@ -153,6 +169,7 @@ mod tests {
                 .unwrap(),
             ),
             net,
+            halt_after_ms: 3_000,
         };
         (state, tx)
     }
@@ -184,9 +201,11 @@ mod tests {
             agora_crypto::Keypair::for_test(1).address().to_hex()
         );
 
+        let last = crate::chain::now_ms();
         tx.send_replace(ChainView {
             height: 9,
             peers: 2,
+            last_block_time: Some(last),
             ..ChainView::default()
         });
         let c = client.clone();
@@ -195,6 +214,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((s.height, s.peers), (9, 2));
+        assert!(!s.halted, "{s:?}");
+        assert!(s.last_block_age_ms.is_some_and(|a| a < 3_000), "{s:?}");
+        assert_eq!(s.halt_after_ms, 3_000);
+
+        // No block for longer than the threshold: halted, and the age says for how long.
+        tx.send_replace(ChainView {
+            height: 9,
+            last_block_time: Some(last - 60_000),
+            ..ChainView::default()
+        });
+        let c = client.clone();
+        let s = tokio::task::spawn_blocking(move || c.status())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(s.halted, "{s:?}");
+        assert!(s.last_block_age_ms.is_some_and(|a| a >= 60_000), "{s:?}");
 
         let c = client.clone();
         let text = tokio::task::spawn_blocking(move || c.metrics())
@@ -202,6 +238,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(text.contains("agora_height 9"), "{text}");
+        assert!(text.contains("agora_halted 1"), "{text}");
+        assert!(
+            text.contains(r#"agora_market_jobs{state="auction"} 0"#),
+            "{text}"
+        );
         assert!(text.contains(r#"route="/v1/status""#), "{text}");
 
         let c = client.clone();

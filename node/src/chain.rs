@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use agora_consensus::{ConsensusError, Effect, Replica, SledStore};
+use agora_consensus::{ConsensusError, Effect, Replica};
 use agora_net::{NetEvent, NetworkHandle, Penalty, Protocol, Topic};
 use agora_types::Address;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -42,7 +42,8 @@ const MAX_PENDING_EVIDENCE: usize = 64;
 /// The chain summary the API reports, read off the replica.
 pub fn view_of(replica: &R, peers: u32, syncing: bool) -> ChainView {
     ChainView {
-        height: replica.height().saturating_sub(1),
+        // `Replica::height` is already the last committed height.
+        height: replica.height(),
         app_hash: replica.app_hash(),
         last_block_time: Some(replica.last_block_time()),
         chain_id: Some(replica.chain_id()),
@@ -62,10 +63,23 @@ async fn next_event(
     }
 }
 
+/// Mirror the replica's counters into the metrics; after new commits, record the decision
+/// latency and the market's slashes.
+fn observe(metrics: &crate::metrics::Metrics, replica: &R, committed: &mut u64) {
+    let stats = replica.stats();
+    metrics.chain_step(stats, replica.round(), replica.mempool_len());
+    if replica.height() != *committed {
+        let from = std::mem::replace(committed, replica.height());
+        let market = replica.app().shared();
+        let m = market.read().expect("market lock");
+        metrics.committed(from, stats.last_decision_ms, &m);
+    }
+}
+
 /// A node committing blocks younger than this is not syncing.
 const CAUGHT_UP_MS: u64 = 5_000;
 
-pub type R = Replica<SledStore, MarketApp>;
+pub type R = Replica<crate::timed_store::NodeStore, MarketApp>;
 
 /// Run until `shutdown` fires. Returns the replica so the caller can flush and snapshot.
 #[allow(clippy::too_many_arguments)]
@@ -79,6 +93,7 @@ pub async fn run(
     status: watch::Sender<ChainView>,
     blobs: std::sync::Arc<crate::blobsvc::BlobService>,
     batch_max: usize,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut shutdown: impl std::future::Future<Output = ()> + Unpin,
 ) -> R {
     // Responses to our own requests come back through this queue.
@@ -94,6 +109,7 @@ pub async fn run(
     shell.apply(initial);
     // An event taken off the queue while batching consensus messages, handled next.
     let mut stash: Option<NetEvent> = None;
+    let mut committed = replica.height();
     loop {
         let sleep = tokio::time::sleep(Duration::from_millis(
             shell.wakeup.saturating_sub(now_ms()).min(1000),
@@ -223,6 +239,7 @@ pub async fn run(
         } else {
             shell.evidence.clear();
         }
+        observe(&metrics, &replica, &mut committed);
         let view = view_of(&replica, peers as u32, shell.syncing);
         status.send_if_modified(|v| {
             let changed = *v != view;

@@ -57,6 +57,8 @@ pub enum BenchCommand {
     Tx(crate::bench::BenchTxArgs),
     /// Submit tiny jobs at a steady rate and report settlement latency and throughput
     Jobs(crate::bench::BenchJobsArgs),
+    /// Run a one-operator chain unpaced and report the node's resident memory by height
+    Soak(crate::bench_soak::BenchSoakArgs),
 }
 
 /// `--home DIR`, shared by every command that works on a node home.
@@ -314,6 +316,7 @@ impl Command {
             Command::Init(_) => "init",
             Command::Bench(BenchCommand::Tx(_)) => "bench tx",
             Command::Bench(BenchCommand::Jobs(_)) => "bench jobs",
+            Command::Bench(BenchCommand::Soak(_)) => "bench soak",
             Command::Key(KeyCommand::Show { .. }) => "key show",
             Command::Node(_) => "node",
             Command::Testnet(TestnetCommand::Up { .. }) => "testnet up",
@@ -416,6 +419,17 @@ mod tests {
             &["agora", "status", "--api", "http://127.0.0.1:1"],
             &["agora", "sim", "--steps", "10"],
             &["agora", "key", "show", "--home", "h"],
+            &[
+                "agora",
+                "bench",
+                "soak",
+                "--heights",
+                "2000",
+                "--report-at",
+                "1000,2000",
+                "--cache-mib",
+                "8",
+            ],
         ];
         for args in cases {
             let cli = Cli::try_parse_from(*args).unwrap_or_else(|e| panic!("{args:?}: {e}"));

@@ -146,10 +146,14 @@ pub fn status(api: &ApiArg, json: bool) -> anyhow::Result<()> {
     println!("address     {}", s.address);
     println!("roles       {}", s.roles.join(", "));
     println!("height      {}", s.height);
+    println!("chain       {}", chain_state(&s));
     println!("app hash    {}", s.app_hash);
-    match s.last_block_time {
-        Some(ms) => println!("last block  {ms} ms since epoch"),
-        None => println!("last block  none"),
+    match (s.last_block_time, s.last_block_age_ms) {
+        (Some(ms), Some(age)) => {
+            println!("last block  {ms} ms since epoch ({} ago)", format_age(age))
+        }
+        (Some(ms), None) => println!("last block  {ms} ms since epoch"),
+        (None, _) => println!("last block  none"),
     }
     println!("peers       {}", s.peers);
     println!("syncing     {}", if s.syncing { "yes" } else { "no" });
@@ -157,6 +161,27 @@ pub fn status(api: &ApiArg, json: bool) -> anyhow::Result<()> {
         println!("chain id    {chain}");
     }
     Ok(())
+}
+
+/// One word (or three) for the chain as a node sees it: `up`, `syncing`, or `halted for N s`
+/// when no block has been committed for longer than the node's halt threshold.
+pub fn chain_state(s: &agora_client::api::Status) -> String {
+    if s.syncing {
+        "syncing".to_owned()
+    } else if s.halted {
+        format!("halted for {} s", s.last_block_age_ms.unwrap_or(0) / 1000)
+    } else {
+        "up".to_owned()
+    }
+}
+
+/// A duration in ms for people: `850 ms`, `4.2 s`, `3 min 20 s`.
+fn format_age(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{}.{} s", ms / 1000, ms % 1000 / 100),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
 }
 
 /// `agora account [ADDRESS]`.
@@ -328,5 +353,41 @@ fn wait_for_account(
             bail!("the transaction was not committed within 30 s (see `agora account {address}`)");
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(syncing: bool, halted: bool, age: Option<u64>) -> agora_client::api::Status {
+        agora_client::api::Status {
+            version: String::new(),
+            peer_id: String::new(),
+            address: String::new(),
+            roles: Vec::new(),
+            height: 7,
+            app_hash: String::new(),
+            last_block_time: Some(1),
+            peers: 0,
+            syncing,
+            chain_id: None,
+            last_block_age_ms: age,
+            halted,
+            halt_after_ms: 3_000,
+        }
+    }
+
+    #[test]
+    fn the_chain_state_says_halted_and_for_how_long() {
+        assert_eq!(chain_state(&status(false, false, Some(400))), "up");
+        assert_eq!(
+            chain_state(&status(false, true, Some(12_900))),
+            "halted for 12 s"
+        );
+        assert_eq!(chain_state(&status(true, false, Some(90_000))), "syncing");
+        assert_eq!(format_age(850), "850 ms");
+        assert_eq!(format_age(4_250), "4.2 s");
+        assert_eq!(format_age(200_000), "3 min 20 s");
     }
 }

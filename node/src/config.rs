@@ -177,13 +177,23 @@ impl Default for LogSection {
 pub struct StoreSection {
     /// Store directory, relative to the home unless absolute.
     pub path: PathBuf,
+    /// Bound of the store's in-memory page cache, in MiB (at least 1).
+    pub cache_mib: u64,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             path: PathBuf::from("data"),
+            cache_mib: agora_store::DEFAULT_CACHE_BYTES >> 20,
         }
+    }
+}
+
+impl StoreSection {
+    /// The cache bound in bytes.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mib.saturating_mul(1 << 20)
     }
 }
 
@@ -340,6 +350,9 @@ impl Config {
         }
         if self.coprocessor.fuel_per_unit == 0 {
             return Err(invalid("coprocessor.fuel_per_unit", "must be at least 1"));
+        }
+        if self.store.cache_mib == 0 {
+            return Err(invalid("store.cache_mib", "must be at least 1"));
         }
         if !matches!(self.coprocessor.fault.as_str(), "" | "wrong_output") {
             return Err(invalid(
@@ -582,6 +595,15 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(msg.contains("`log.filter`"), "{msg}");
+
+            jail.create_file("config.toml", "[store]\ncache_mib = 0\n")?;
+            let msg = Config::load(Path::new("config.toml"), &Overrides::default(), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("`store.cache_mib`") && msg.contains("at least 1"),
+                "{msg}"
+            );
 
             jail.create_file("config.toml", "[api\n")?;
             let msg = Config::load(Path::new("config.toml"), &Overrides::default(), &[])

@@ -30,6 +30,7 @@ use crate::chain::{now_ms, ChainCommand};
 use crate::config::Config;
 use crate::home::{peer_id, Home};
 use crate::metrics::Metrics;
+use crate::timed_store::TimedStore;
 
 /// Store tree holding node-level chain facts.
 pub mod chain_meta {
@@ -65,12 +66,36 @@ impl Identity {
 /// The node's summary of the chain, as reported by `/v1/status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChainView {
+    /// The last committed height (0: genesis only).
     pub height: u64,
     pub app_hash: Hash,
+    /// Time of the last committed block (of the genesis before the first block).
     pub last_block_time: Option<u64>,
     pub chain_id: Option<Hash>,
     pub peers: u32,
     pub syncing: bool,
+}
+
+impl ChainView {
+    /// `now` (this node's clock) minus the last block's time, never negative.
+    pub fn last_block_age_ms(&self, now: u64) -> Option<u64> {
+        self.last_block_time.map(|t| now.saturating_sub(t))
+    }
+
+    /// No block for longer than `halt_after_ms`. A node catching up is not judging the
+    /// chain: the blocks it commits are old by design.
+    pub fn halted(&self, now: u64, halt_after_ms: u64) -> bool {
+        !self.syncing
+            && self
+                .last_block_age_ms(now)
+                .is_some_and(|age| age > halt_after_ms)
+    }
+}
+
+/// How long without a block before the node reports the chain halted: three empty-block
+/// intervals, and never less than 3 s.
+pub fn halt_after_ms(empty_block_interval_ms: u64) -> u64 {
+    empty_block_interval_ms.saturating_mul(3).max(3_000)
 }
 
 /// What API handlers share. Cheap to clone.
@@ -88,6 +113,8 @@ pub struct AppState {
     pub blobs: Arc<crate::blobsvc::BlobService>,
     /// The p2p network (job outputs are fetched from the coprocessors that computed them).
     pub net: agora_net::NetworkHandle,
+    /// No block for this long and the node reports the chain halted ([`halt_after_ms`]).
+    pub halt_after_ms: u64,
 }
 
 /// A broadcast shutdown signal.
@@ -124,7 +151,7 @@ impl Shutdown {
 pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()> {
     let identity = Arc::new(Identity::new(&key, &config));
     let store_path = home.resolve(&config.store.path);
-    let store = Store::open(&store_path).map_err(|e| {
+    let store = Store::open_with_cache(&store_path, config.store.cache_bytes()).map_err(|e| {
         if e.to_string().contains("could not acquire lock") {
             anyhow::anyhow!(
                 "store {} is locked: is another node already running on home {}?",
@@ -169,11 +196,12 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         },
         ..agora_consensus::Config::default()
     };
+    let metrics = Arc::new(Metrics::new(VERSION, &identity.roles));
     let (replica, initial) = Replica::open(
         cgen.clone(),
         consensus_cfg,
         is_validator.then(|| key.clone()),
-        SledStore(store.clone()),
+        TimedStore::new(SledStore(store.clone()), metrics.flush_histogram()),
         app,
         now_ms(),
     )
@@ -202,7 +230,6 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     let blobs = Arc::new(crate::blobsvc::BlobService::open(Arc::new(blobs), &store)?);
     let (chain_tx, chain_rx) = watch::channel(view.clone());
     let (commands_tx, commands_rx) = mpsc::channel(1024);
-    let metrics = Arc::new(Metrics::new(VERSION, &identity.roles));
     let state = AppState {
         identity: identity.clone(),
         chain: chain_rx,
@@ -212,6 +239,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         chain_commands: commands_tx.clone(),
         blobs: blobs.clone(),
         net: net.clone(),
+        halt_after_ms: halt_after_ms(config.consensus.empty_block_interval_ms),
     };
 
     write_api_addr(&home, api_addr)?;
@@ -256,6 +284,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         chain_tx,
         blobs.clone(),
         config.consensus.batch_max.clamp(1, 4096),
+        state.metrics.clone(),
         Box::pin(shutdown.wait()),
     ));
 
@@ -276,6 +305,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
             commands_tx,
             net.clone(),
             blobs.clone(),
+            state.metrics.clone(),
         )?;
         Some(tokio::spawn(
             agent.run(state.chain.clone(), shutdown.wait()),
@@ -441,6 +471,31 @@ mod tests {
             err.contains("belongs to chain") && err.contains("genesis.json"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_chain_is_halted_only_past_the_threshold_and_not_while_syncing() {
+        assert_eq!(halt_after_ms(1000), 3000);
+        assert_eq!(halt_after_ms(5000), 15_000);
+        assert_eq!(
+            halt_after_ms(1),
+            3000,
+            "a tiny heartbeat keeps a sane floor"
+        );
+        let mut v = ChainView {
+            last_block_time: Some(10_000),
+            ..ChainView::default()
+        };
+        assert_eq!(v.last_block_age_ms(12_500), Some(2_500));
+        assert_eq!(
+            v.last_block_age_ms(9_000),
+            Some(0),
+            "a block from our future"
+        );
+        assert!(!v.halted(13_000, 3_000));
+        assert!(v.halted(13_001, 3_000));
+        v.syncing = true;
+        assert!(!v.halted(60_000, 3_000));
     }
 
     #[tokio::test]

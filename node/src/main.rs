@@ -11,6 +11,7 @@ mod api;
 mod api_market;
 mod app;
 mod bench;
+mod bench_soak;
 mod blobsvc;
 mod chain;
 mod cli;
@@ -24,6 +25,7 @@ mod logging;
 mod metrics;
 mod sim;
 mod testnet;
+mod timed_store;
 
 use std::process::ExitCode;
 
@@ -130,6 +132,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cli::BenchCommand::Jobs(args)) => {
             logging::init_cli();
             bench::jobs(&args)
+        }
+        Command::Bench(cli::BenchCommand::Soak(args)) => {
+            logging::init_cli();
+            bench_soak::soak(&args)
         }
         Command::Sim(args) => {
             logging::init_cli();

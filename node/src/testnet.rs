@@ -395,6 +395,13 @@ async fn status_line(file: &TestnetFile) -> String {
         for (name, api) in apis {
             let s = Client::new(&api).ok().and_then(|c| c.status().ok());
             parts.push(match s {
+                Some(s) if s.halted => format!(
+                    "{}:h{} p{} halted {}s",
+                    short_name(&name),
+                    s.height,
+                    s.peers,
+                    s.last_block_age_ms.unwrap_or(0) / 1000
+                ),
                 Some(s) => format!("{}:h{} p{}", short_name(&name), s.height, s.peers),
                 None => format!("{}:down", short_name(&name)),
             });
@@ -458,28 +465,31 @@ pub fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
     if json {
         let nodes: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(n, st)| serde_json::json!({"name": n.name, "role": n.role, "api": n.api, "pid": n.pid, "up": st.is_some(), "status": st}))
+            .map(|(n, st)| {
+                let state = st.as_ref().map(crate::commands::chain_state);
+                serde_json::json!({"name": n.name, "role": n.role, "api": n.api, "pid": n.pid, "up": st.is_some(), "state": state.as_deref().unwrap_or("down"), "status": st})
+            })
             .collect();
         println!("{}", serde_json::json!({ "dir": dir, "nodes": nodes }));
         return Ok(());
     }
     println!(
-        "{:<14} {:<11} {:>7} {:>6} {:<8} api",
+        "{:<14} {:<11} {:>7} {:>6} {:<17} api",
         "node", "role", "height", "peers", "state"
     );
     for (n, st) in rows {
         match st {
             Some(s) => println!(
-                "{:<14} {:<11} {:>7} {:>6} {:<8} {}",
+                "{:<14} {:<11} {:>7} {:>6} {:<17} {}",
                 n.name,
                 n.role,
                 s.height,
                 s.peers,
-                if s.syncing { "syncing" } else { "up" },
+                crate::commands::chain_state(&s),
                 n.api
             ),
             None => println!(
-                "{:<14} {:<11} {:>7} {:>6} {:<8} {}",
+                "{:<14} {:<11} {:>7} {:>6} {:<17} {}",
                 n.name, n.role, "-", "-", "down", n.api
             ),
         }

@@ -30,6 +30,16 @@ pub struct Status {
     /// The chain id (genesis hash, hex) once a genesis is loaded.
     #[serde(default)]
     pub chain_id: Option<String>,
+    /// The node's clock minus `last_block_time` when it answered (ms).
+    #[serde(default)]
+    pub last_block_age_ms: Option<u64>,
+    /// True when no block has been committed for longer than `halt_after_ms` (and the node is
+    /// not catching up).
+    #[serde(default)]
+    pub halted: bool,
+    /// The node's halt threshold (ms): three empty-block intervals, at least 3 s.
+    #[serde(default)]
+    pub halt_after_ms: u64,
 }
 
 /// The body of every non-2xx API answer.

@@ -3,12 +3,20 @@
 //!
 //! It knows nothing of blocks or markets; callers own their key layouts. What it adds over raw
 //! sled is a format version check (a store written by a newer Agora is refused with a clear
-//! error instead of being misread) and errors that name the path.
+//! error instead of being misread), errors that name the path, and a bounded page cache: sled's
+//! own default is 1 GiB, which a long-running node fills block by block, so the store is opened
+//! with [`DEFAULT_CACHE_BYTES`] unless the caller gives another bound.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use sled::IVec;
+
+/// Page cache bound used by [`Store::open`]: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The smallest page cache [`Store::open_with_cache`] accepts: 1 MiB.
+pub const MIN_CACHE_BYTES: u64 = 1024 * 1024;
 
 /// The on-disk format this build writes. Bump on an incompatible layout change.
 pub const FORMAT_VERSION: u32 = 2;
@@ -39,6 +47,8 @@ pub enum StoreError {
     },
     #[error("store at {path} has a corrupt format marker")]
     CorruptMeta { path: PathBuf },
+    #[error("store cache of {bytes} bytes is below the minimum of {min} bytes")]
+    CacheTooSmall { bytes: u64, min: u64 },
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
 }
@@ -57,10 +67,22 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open (or create) the store at `path`.
+    /// Open (or create) the store at `path` with the default cache bound.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Open (or create) the store at `path`, keeping at most `cache_bytes` of pages in memory.
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        if cache_bytes < MIN_CACHE_BYTES {
+            return Err(StoreError::CacheTooSmall {
+                bytes: cache_bytes,
+                min: MIN_CACHE_BYTES,
+            });
+        }
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|source| StoreError::Open {
                 path: path.to_owned(),
@@ -71,7 +93,10 @@ impl Store {
 
     /// A store in a fresh temporary directory, removed on drop (tests and simulation).
     pub fn temporary() -> Result<Store, StoreError> {
-        let db = sled::Config::new().temporary(true).open()?;
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(DEFAULT_CACHE_BYTES)
+            .open()?;
         Store::init(db, PathBuf::from("<temporary>"))
     }
 
@@ -323,6 +348,29 @@ mod tests {
                 .as_ref(),
             b"new"
         );
+    }
+
+    #[test]
+    fn a_cache_below_the_minimum_is_refused_and_a_small_one_holds_more_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let err = Store::open_with_cache(&path, MIN_CACHE_BYTES - 1).unwrap_err();
+        assert!(matches!(err, StoreError::CacheTooSmall { .. }), "{err}");
+        assert!(err.to_string().contains("below the minimum"), "{err}");
+        // A store whose data outgrows its cache still reads every entry back.
+        let store = Store::open_with_cache(&path, MIN_CACHE_BYTES).unwrap();
+        let t = store.tree("t").unwrap();
+        let value = vec![7u8; 4096];
+        for i in 0u32..1024 {
+            t.insert(i.to_be_bytes(), &value).unwrap();
+        }
+        store.flush().unwrap();
+        for i in 0u32..1024 {
+            assert_eq!(
+                t.get(i.to_be_bytes()).unwrap().unwrap().as_ref(),
+                &value[..]
+            );
+        }
     }
 
     #[test]
