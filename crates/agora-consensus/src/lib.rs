@@ -18,12 +18,15 @@
 //! - commit certificates that verify offline, block sync that verifies them, and equivocation
 //!   evidence drained from the driver after every input;
 //! - a heartbeat: a proposer with no txs waits until `empty_block_interval_ms` after the last
-//!   block before proposing an empty one.
+//!   block before proposing an empty one;
+//! - a bounded [`Mempool`] with one tx per `(signer, nonce)` slot, whose own submissions are
+//!   stored, reloaded on open and broadcast again while they wait (ADR 008).
 
 pub mod app;
 pub mod block;
 pub mod cert;
 pub mod context;
+pub mod mempool;
 pub mod replica;
 pub mod store;
 pub mod validators;
@@ -32,6 +35,7 @@ pub mod wire;
 pub use app::{Application, KvApp};
 pub use block::{Block, BlockHeader};
 pub use cert::{CertError, Certificate, CommitCertificate};
+pub use mempool::{Mempool, MempoolError};
 pub use replica::{Config, ConsensusError, Effect, Genesis, Replica, Stats};
 pub use store::{KvStore, MemStore, SledStore, StorageError};
 pub use validators::{voting_powers, ValidatorSet, ValidatorSetError};
