@@ -43,6 +43,13 @@ pub trait Application {
     fn recheck_tx(&self, tx: &[u8]) -> bool {
         self.check_tx(tx).is_ok()
     }
+    /// The `(signer, nonce)` slot of a tx: the mempool holds at most one tx per slot, and a
+    /// second, different tx for a pending slot is refused (ADR 008). `None` (the default)
+    /// means the tx has no slot and only identical bytes are deduplicated. Called only on txs
+    /// that passed admission; must depend on the bytes alone.
+    fn tx_slot(&self, _tx: &[u8]) -> Option<(Address, u64)> {
+        None
+    }
     /// The block time at which the application wants the next block even with an empty
     /// mempool (a clock of its own passes a boundary), if earlier than the heartbeat. Not
     /// replicated: only the proposer's timing depends on it.

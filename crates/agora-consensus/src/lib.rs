@@ -24,12 +24,15 @@
 //!   facts no single proposer chooses;
 //! - a heartbeat: a proposer with no txs waits until `empty_block_interval_ms` after the last
 //!   block before proposing an empty one, and the others count their propose timeout from the
-//!   moment a block is due, so the heartbeat never adds to it.
+//!   moment a block is due, so the heartbeat never adds to it;
+//! - a bounded [`Mempool`] with one tx per `(signer, nonce)` slot, whose own submissions are
+//!   stored, reloaded on open and broadcast again while they wait (ADR 008).
 
 pub mod app;
 pub mod block;
 pub mod cert;
 pub mod context;
+pub mod mempool;
 pub mod replica;
 pub mod seed;
 pub mod store;
@@ -39,6 +42,7 @@ pub mod wire;
 pub use app::{Application, BlockInfo, KvApp};
 pub use block::{Block, BlockHeader};
 pub use cert::{CertError, Certificate, CommitCertificate};
+pub use mempool::{Mempool, MempoolError};
 pub use replica::{Config, ConsensusError, Effect, Genesis, Replica, Stats};
 pub use store::{KvStore, MemStore, SledStore, StorageError};
 pub use validators::{voting_powers, ValidatorSet, ValidatorSetError};

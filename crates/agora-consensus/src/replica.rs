@@ -23,6 +23,7 @@ use crate::context::{
     round_u32, vote_type_code, BlockId, BlockValue, ConsHeight, Ctx, NilOrVal, Round,
     SignedProposal, SignedVote, ValAddr, VoteType,
 };
+use crate::mempool::{Mempool, MempoolError};
 use crate::seed;
 use crate::store::{trees, KvStore, StorageError};
 use crate::validators::ValidatorSet;
@@ -142,6 +143,8 @@ pub enum ConsensusError {
     #[error("tx rejected: {0}")]
     TxRejected(String),
     #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -223,8 +226,7 @@ pub struct Replica<S: KvStore, A: Application> {
     fed_votes: BTreeMap<(u32, u8, Address), NilOrVal<BlockId>>,
     observed: BTreeSet<(Address, u64)>,
     reported: BTreeSet<(Address, u64)>,
-    mempool: VecDeque<(Hash, Vec<u8>)>,
-    mempool_ids: BTreeSet<Hash>,
+    mempool: Mempool,
     wal_seq: u64,
     next_rebroadcast: u64,
     ahead: Option<(u64, Address)>,
@@ -318,6 +320,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             ThresholdParams::default(),
         );
         let (_, genesis_app_hash) = app.info();
+        let mempool = Mempool::new(cfg.mempool_max);
         let mut r = Replica {
             tip: Tip {
                 hash: Hash::ZERO,
@@ -344,8 +347,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             fed_votes: BTreeMap::new(),
             observed: BTreeSet::new(),
             reported: BTreeSet::new(),
-            mempool: VecDeque::new(),
-            mempool_ids: BTreeSet::new(),
+            mempool,
             wal_seq: 0,
             next_rebroadcast: now,
             ahead: None,
@@ -367,6 +369,14 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             },
         };
         r.catch_up_app(last)?;
+        // Own txs accepted before a restart, re-checked against the caught-up state (ADR 008).
+        let app = &r.app;
+        r.mempool.reload(
+            &mut r.store,
+            now,
+            |tx| app.recheck_tx(tx),
+            |tx| app.tx_slot(tx),
+        )?;
         let mut out = Vec::new();
         r.replaying = true;
         r.begin_height(now);
@@ -652,6 +662,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 self.request_sync(peer, now, &mut out);
             }
         }
+        // Own txs still waiting go out again (they may have been accepted with no peers).
+        for tx in self.mempool.rebroadcast_due(now) {
+            out.push(Effect::Broadcast(wire::encode(&Message::Tx(tx))));
+            self.stats.broadcasts += 1;
+        }
         self.run(now, &mut out)?;
         self.finish(now, &mut out)?;
         Ok(out)
@@ -675,9 +690,12 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     ) -> Result<Vec<Effect>, ConsensusError> {
         self.check_halted()?;
         let bytes = wire::encode(&Message::Tx(tx.clone()));
-        self.add_tx(tx, relayed)?;
-        let mut out = vec![Effect::Broadcast(bytes)];
-        self.stats.broadcasts += 1;
+        let mut out = Vec::new();
+        // A relayed tx is passed on only if it is new here; an own one always (a resubmission).
+        if self.add_tx(tx, relayed, now)? || !relayed {
+            out.push(Effect::Broadcast(bytes));
+            self.stats.broadcasts += 1;
+        }
         self.run(now, &mut out)?;
         self.finish(now, &mut out)?;
         Ok(out)
@@ -722,6 +740,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     }
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
+    }
+    /// The next nonce for `signer` whose committed nonce is `from`: past its pending txs here
+    /// (see [`Mempool::pending_nonce`]).
+    pub fn pending_nonce(&self, signer: &Address, from: u64) -> u64 {
+        self.mempool.pending_nonce(signer, from)
     }
     /// One line for logs: height, round, step, lock and valid value.
     pub fn debug_state(&self) -> String {
@@ -1245,11 +1268,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
 
     /// The mempool's txs a block may take, in arrival order.
     fn candidates(&self) -> Vec<Vec<u8>> {
-        self.mempool
-            .iter()
-            .take(self.cfg.max_block_txs)
-            .map(|(_, t)| t.clone())
-            .collect()
+        self.mempool.candidates(self.cfg.max_block_txs)
     }
 
     /// When a proposer proposes a block with no txs: at the heartbeat, or earlier when the
@@ -1370,23 +1389,27 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         .ok_or("seed proof does not verify")
     }
 
-    fn add_tx(&mut self, tx: Vec<u8>, relayed: bool) -> Result<(), ConsensusError> {
+    /// Admit a tx; `Ok(true)` if it is new to the mempool. One tx per `(signer, nonce)` slot
+    /// (ADR 008): a local tx for a taken slot is refused, a relayed one dropped (first seen
+    /// wins; the peer did nothing wrong). An own tx is stored and flushed before the caller's
+    /// acknowledgement.
+    fn add_tx(&mut self, tx: Vec<u8>, relayed: bool, now: u64) -> Result<bool, ConsensusError> {
         let checked = if relayed {
             self.app.check_relayed_tx(&tx)
         } else {
             self.app.check_tx(&tx)
         };
         checked.map_err(ConsensusError::TxRejected)?;
-        let id = Hash::of(&tx);
-        if self.mempool_ids.contains(&id) {
-            return Ok(());
+        let slot = self.app.tx_slot(&tx);
+        let own = (!relayed).then_some(now);
+        match self.mempool.insert(&mut self.store, tx, slot, own) {
+            Ok(added) => {
+                self.dirty |= !relayed;
+                Ok(added == crate::mempool::Admitted::Added)
+            }
+            Err(MempoolError::NoncePending { .. }) if relayed => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        if self.mempool.len() >= self.cfg.mempool_max {
-            return Err(ConsensusError::TxRejected("mempool full".into()));
-        }
-        self.mempool_ids.insert(id);
-        self.mempool.push_back((id, tx));
-        Ok(())
     }
 
     fn first_seen(&mut self, bytes: &[u8], sig: &agora_crypto::Signature) -> bool {
@@ -1644,7 +1667,9 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     }
                 }
             }
-            Message::Tx(t) => self.add_tx(t, true)?,
+            Message::Tx(t) => {
+                self.add_tx(t, true, now)?;
+            }
         }
         Ok(())
     }
@@ -1766,14 +1791,9 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             cert: Some(cert.clone()),
         };
         let included: BTreeSet<Hash> = block.txs.iter().map(|t| Hash::of(t)).collect();
-        let old = std::mem::take(&mut self.mempool);
-        self.mempool_ids.clear();
-        for (id, tx) in old {
-            if !included.contains(&id) && self.app.recheck_tx(&tx) {
-                self.mempool_ids.insert(id);
-                self.mempool.push_back((id, tx));
-            }
-        }
+        let app = &self.app;
+        self.mempool
+            .after_commit(&mut self.store, &included, |tx| app.recheck_tx(tx))?;
         self.stats.heights_committed += 1;
         self.drain_evidence(out);
         out.push(Effect::Committed {

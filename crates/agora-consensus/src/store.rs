@@ -23,6 +23,9 @@ pub mod trees {
     pub const WAL: &str = "cons_wal";
     /// signing guard: own signed messages by (height, round, kind)
     pub const SIGNED: &str = "cons_signed";
+    /// arrival sequence (8 bytes BE) -> a transaction this node accepted and has not yet seen
+    /// committed or dropped (ADR 008)
+    pub const MEMPOOL: &str = "cons_mempool";
 }
 
 /// A key and its value.

@@ -12,6 +12,8 @@ use agora_consensus::{
 use agora_crypto::Keypair;
 use agora_types::{Address, Hash};
 
+mod mempool;
+
 type R = Replica<Box<dyn KvStore>, KvApp>;
 
 const T0: u64 = 1_000_000;
