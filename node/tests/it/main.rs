@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 mod hostile;
 mod jobs;
+mod nonces;
 mod testnet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agora");
