@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use agora_consensus::{ConsensusError, MempoolError};
 use agora_crypto::Keypair;
 use agora_exec::{AsyncExecutor, ExecConfig, OwnedJob};
 use agora_market::{
@@ -692,6 +693,11 @@ impl Agent {
             Ok(Err(e)) => {
                 self.shared.metrics.agent().refused();
                 tracing::info!(target: "node.agent", ?action, nonce, tx = name, error = %e, "transaction refused");
+                // Our own earlier tx still holds this nonce here (after a sequence restart):
+                // go on past it rather than refusing every later action the same way (ADR 008).
+                if let ConsensusError::Mempool(MempoolError::NoncePending { next_free, .. }) = e {
+                    self.next_nonce = self.next_nonce.max(next_free);
+                }
                 // Try again after a while, from the chain's view of things.
                 self.inflight.insert(action, self.height);
             }

@@ -10,6 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use agora_client::api::TxAccepted;
+use agora_consensus::{ConsensusError, MempoolError};
+
 use crate::api::ApiError;
 use crate::chain::ChainCommand;
 use crate::daemon::AppState;
@@ -42,7 +45,7 @@ fn unavailable() -> ApiError {
 async fn submit_tx(
     State(state): State<AppState>,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TxAccepted>, ApiError> {
     if body.is_empty() {
         return Err(bad_request(
             "empty body: expected an encoded signed transaction",
@@ -59,12 +62,40 @@ async fn submit_tx(
         })
         .await
         .map_err(|_| unavailable())?;
-    rx.await
-        .map_err(|_| unavailable())?
-        .map_err(|e| bad_request(format!("transaction rejected: {e}")))?;
-    Ok(Json(
-        serde_json::json!({ "tx_hash": env.hash().to_hex(), "signer": env.signer.to_hex() }),
-    ))
+    if let Err(e) = rx.await.map_err(|_| unavailable())? {
+        return Err(refusal(&state, &env, e));
+    }
+    Ok(Json(TxAccepted {
+        tx_hash: env.hash().to_hex(),
+        signer: env.signer.to_hex(),
+    }))
+}
+
+/// The answer to a refused transaction. A nonce another transaction of the signer holds,
+/// pending here (ADR 008) or already committed, is a 409: the client reads the account's
+/// `pending_nonce` again and signs anew. A full mempool is a 503; anything else a 400.
+fn refusal(state: &AppState, env: &agora_crypto::Envelope, e: ConsensusError) -> ApiError {
+    let msg = match &e {
+        ConsensusError::TxRejected(reason) => format!("transaction rejected: {reason}"),
+        other => format!("transaction rejected: {other}"),
+    };
+    let status = match &e {
+        ConsensusError::Mempool(MempoolError::NoncePending { .. }) => StatusCode::CONFLICT,
+        ConsensusError::Mempool(MempoolError::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        ConsensusError::TxRejected(_) => {
+            let used = agora_market::Transaction::decode(&env.payload)
+                .ok()
+                .zip(state.market.read().ok())
+                .is_some_and(|(tx, m)| tx.nonce < m.nonce(&env.signer));
+            if used {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::BAD_REQUEST
+            }
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, msg)
 }
 
 /// `GET /v1/blocks/{height}`: header, tx hashes, and the receipts of that block.
@@ -110,15 +141,37 @@ fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError> {
         .map_err(|_| bad_request(format!("invalid {what} {s:?}: expected 64 hex digits")))
 }
 
+/// `GET /v1/accounts/{address}`: the market's account view plus `pending_nonce`.
+#[derive(serde::Serialize)]
+struct AccountDoc {
+    #[serde(flatten)]
+    view: agora_market::AccountView,
+    /// The nonce a new transaction should carry: past the account's txs in this node's
+    /// mempool (see `agora_client::api::AccountNonces`).
+    pending_nonce: u64,
+}
+
 async fn account(
     State(state): State<AppState>,
     Path(address): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AccountDoc>, ApiError> {
     let a: Address = parse("address", &address)?;
-    let m = state.market.read().map_err(|_| unavailable())?;
-    Ok(Json(
-        serde_json::to_value(m.account_view(&a)).unwrap_or_default(),
-    ))
+    let view = state
+        .market
+        .read()
+        .map_err(|_| unavailable())?
+        .account_view(&a);
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    state
+        .chain_commands
+        .send(ChainCommand::PendingNonce { address: a, reply })
+        .await
+        .map_err(|_| unavailable())?;
+    let pending = rx.await.map_err(|_| unavailable())?;
+    Ok(Json(AccountDoc {
+        pending_nonce: pending.max(view.nonce),
+        view,
+    }))
 }
 
 async fn job(

@@ -75,6 +75,14 @@ pub fn order_by_nonce(
     out
 }
 
+/// A transaction's `(signer, nonce)`, the mempool slot it holds (ADR 008): read straight from
+/// the bytes, with no signature check (admission made it) and no market lock.
+pub fn tx_slot(bytes: &[u8]) -> Option<(agora_types::Address, u64)> {
+    let env = agora_market::decode_envelope(bytes).ok()?;
+    let tx = agora_market::Transaction::decode(&env.payload).ok()?;
+    Some((env.signer, tx.nonce))
+}
+
 /// The consensus application of a node.
 pub struct MarketApp {
     market: SharedMarket,
@@ -215,6 +223,10 @@ impl Application for MarketApp {
             .recheck_tx_bytes(tx)
     }
 
+    fn tx_slot(&self, tx: &[u8]) -> Option<(agora_types::Address, u64)> {
+        tx_slot(tx)
+    }
+
     fn prepare_block(
         &mut self,
         _height: u64,
@@ -286,6 +298,15 @@ mod tests {
         assert_eq!((key.height, key.round, key.step), (42, 3, 1));
         assert!(decode_vote_key(&vote.signing_bytes()[..46]).is_none());
         assert!(decode_vote_key(b"not a vote").is_none());
+    }
+
+    #[test]
+    fn a_transactions_slot_is_its_signer_and_nonce() {
+        let a = agora_market::TxBuilder::new(agora_crypto::Keypair::for_test(1), Hash([9; 32]));
+        let to = agora_crypto::Keypair::for_test(3).address();
+        let tx = agora_market::encode_envelope(&a.transfer(41, to, agora_types::Amount(1)));
+        assert_eq!(tx_slot(&tx), Some((a.address(), 41)));
+        assert_eq!(tx_slot(b"junk"), None);
     }
 
     #[test]

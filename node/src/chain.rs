@@ -16,7 +16,12 @@ pub enum ChainCommand {
     /// Admit a signed tx (encoded envelope) to the mempool and gossip it.
     SubmitTx {
         tx: Vec<u8>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), ConsensusError>>,
+    },
+    /// The nonce for `address`'s next transaction: past its txs in this node's mempool.
+    PendingNonce {
+        address: Address,
+        reply: oneshot::Sender<u64>,
     },
     /// A committed block and its certificate.
     GetBlock {
@@ -213,8 +218,12 @@ pub async fn run(
                     let r = replica.submit_tx(tx, now_ms());
                     match r {
                         Ok(effects) => { shell.apply(effects); let _ = reply.send(Ok(())); }
-                        Err(e) => { let _ = reply.send(Err(e.to_string())); }
+                        Err(e) => { let _ = reply.send(Err(e)); }
                     }
+                }
+                ChainCommand::PendingNonce { address, reply } => {
+                    let from = replica.app().shared().read().expect("market lock").nonce(&address);
+                    let _ = reply.send(replica.pending_nonce(&address, from));
                 }
             },
         }

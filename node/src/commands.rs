@@ -201,6 +201,15 @@ pub fn account(address: Option<&str>, api: &ApiArg, json: bool) -> anyhow::Resul
     println!("address  {address}");
     println!("balance  {}", v["balance"]);
     println!("nonce    {}", v["nonce"]);
+    if let Some(p) = v["pending_nonce"]
+        .as_u64()
+        .filter(|p| Some(*p) != v["nonce"].as_u64())
+    {
+        println!(
+            "pending  {} transactions (next nonce {p})",
+            p.saturating_sub(v["nonce"].as_u64().unwrap_or(0))
+        );
+    }
     if let Some(c) = v.get("coprocessor").filter(|c| !c.is_null()) {
         println!(
             "coprocessor stake {} (locked {}, unbonding {}), reputation {} bps, {}",
@@ -234,11 +243,8 @@ pub fn transfer(args: &crate::cli::TransferArgs) -> anyhow::Result<()> {
     let key = crate::jobs::client_key(&args.key)?;
     let from = key.address();
     let before: agora_market::AccountView = client.get_json(&format!("/v1/accounts/{to}"))?;
-    let mut signer = crate::jobs::Signer::new(client.clone(), key)?;
-    let env = signer
-        .builder
-        .transfer(signer.nonce, to, agora_types::Amount(args.amount));
-    signer.send(env)?;
+    let signer = crate::jobs::Signer::new(client.clone(), key)?;
+    signer.send(|b, n| b.transfer(n, to, agora_types::Amount(args.amount)))?;
     let after = wait_for_account(&client, &to, |a| a.balance > before.balance)?;
     println!(
         "sent {} from {from} to {to}; its balance is {}",
@@ -270,11 +276,8 @@ pub fn coprocessor_join(
             before.balance
         );
     }
-    let mut signer = crate::jobs::Signer::new(client.clone(), key)?;
-    let env = signer
-        .builder
-        .stake(signer.nonce, agora_types::Amount(amount), capacity);
-    signer.send(env)?;
+    let signer = crate::jobs::Signer::new(client.clone(), key)?;
+    signer.send(|b, n| b.stake(n, agora_types::Amount(amount), capacity))?;
     let old = before
         .coprocessor
         .as_ref()
@@ -317,9 +320,8 @@ pub fn coprocessor_leave(api: &ApiArg, key: &Option<std::path::PathBuf>) -> anyh
             c.stake
         );
     }
-    let mut signer = crate::jobs::Signer::new(client.clone(), key)?;
-    let env = signer.builder.unstake(signer.nonce, free);
-    signer.send(env)?;
+    let signer = crate::jobs::Signer::new(client.clone(), key)?;
+    signer.send(|b, n| b.unstake(n, free))?;
     let after = wait_for_account(&client, &address, |a| {
         a.coprocessor.as_ref().is_some_and(|x| x.stake < c.stake)
     })?;

@@ -117,17 +117,22 @@ fn upload(client: &Client, bytes: &[u8]) -> anyhow::Result<Hash> {
     Ok(hash)
 }
 
+/// Signs the client's transactions and sends them, numbered past what the account already has
+/// in flight (see [`Client::send_numbered`]).
 pub struct Signer {
     client: Client,
     pub builder: TxBuilder,
+}
+
+/// A transaction accepted by the node.
+#[derive(Clone, Copy, Debug)]
+pub struct SentTx {
+    pub hash: Hash,
     pub nonce: u64,
 }
 
-/// A transaction builder for `key` on the node's chain, and the account's next nonce.
-pub fn builder_and_nonce(
-    client: &Client,
-    key: agora_crypto::Keypair,
-) -> anyhow::Result<(TxBuilder, u64)> {
+/// A transaction builder for `key` on the node's chain.
+pub fn builder(client: &Client, key: agora_crypto::Keypair) -> anyhow::Result<TxBuilder> {
     let status = client.status()?;
     let chain_id: Hash = status
         .chain_id
@@ -135,27 +140,63 @@ pub fn builder_and_nonce(
         .context("the node reports no chain id")?
         .parse()
         .context("the node's chain id is not a hash")?;
-    let account: serde_json::Value = client.get_json(&format!("/v1/accounts/{}", key.address()))?;
-    let nonce = account["nonce"].as_u64().unwrap_or(0);
-    Ok((TxBuilder::new(key, chain_id), nonce))
+    Ok(TxBuilder::new(key, chain_id))
+}
+
+/// A transaction builder for `key` on the node's chain, and the nonce its next transaction
+/// should carry (past those pending in the node's mempool).
+pub fn builder_and_nonce(
+    client: &Client,
+    key: agora_crypto::Keypair,
+) -> anyhow::Result<(TxBuilder, u64)> {
+    let builder = builder(client, key)?;
+    let nonce = client.account_nonces(&builder.address().to_hex())?.next();
+    Ok((builder, nonce))
 }
 
 impl Signer {
     pub fn new(client: Client, key: agora_crypto::Keypair) -> anyhow::Result<Signer> {
-        let (builder, nonce) = builder_and_nonce(&client, key)?;
-        Ok(Signer {
-            client,
-            builder,
-            nonce,
+        let builder = builder(&client, key)?;
+        Ok(Signer { client, builder })
+    }
+
+    /// Sign `make(builder, nonce)` with the account's next free nonce and send it; if another
+    /// transaction of the same key takes that nonce first, sign it again with the next one.
+    pub fn send(
+        &self,
+        make: impl Fn(&TxBuilder, u64) -> agora_crypto::Envelope,
+    ) -> anyhow::Result<SentTx> {
+        let mut hash = Hash::ZERO;
+        let sent = self
+            .client
+            .send_numbered(&self.builder.address().to_hex(), |nonce| {
+                let env = make(&self.builder, nonce);
+                hash = env.hash();
+                agora_market::encode_envelope(&env)
+            })?;
+        if sent.retries > 0 {
+            tracing::debug!(target: "cli.tx", nonce = sent.nonce, retries = sent.retries, "numbered anew after a nonce conflict");
+        }
+        Ok(SentTx {
+            hash,
+            nonce: sent.nonce,
         })
     }
 
-    pub fn send(&mut self, env: agora_crypto::Envelope) -> anyhow::Result<Hash> {
-        let bytes = agora_market::encode_envelope(&env);
-        self.client
-            .post_bytes("/v1/tx", "application/octet-stream", &bytes)?;
-        self.nonce += 1;
-        Ok(env.hash())
+    /// Whether a transaction sent earlier can no longer land: its nonce is used on chain, yet
+    /// `landed` (read after the nonce) says it is not there. That happens when another
+    /// transaction of the same key, accepted by another node for the same nonce, reached a
+    /// block first, or when the transaction was refused in its block.
+    pub fn lost(
+        &self,
+        sent: &SentTx,
+        landed: impl Fn() -> anyhow::Result<bool>,
+    ) -> anyhow::Result<bool> {
+        let on_chain = self
+            .client
+            .account_nonces(&self.builder.address().to_hex())?
+            .nonce;
+        Ok(on_chain > sent.nonce && !landed()?)
     }
 }
 
@@ -213,15 +254,54 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
         };
     }
     spec.deadline_ms = args.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS);
-    let mut signer = Signer::new(client.clone(), key)?;
-    let env = signer.builder.submit_job(signer.nonce, spec);
-    let id = signer.send(env)?;
+    let signer = Signer::new(client.clone(), key)?;
+    let sent = send_job(&client, &signer, &spec)?;
     if !args.wait {
-        let view = wait_for_job(&client, &id, Duration::from_secs(30), |_| true)?;
+        let view = wait_for_job(&client, &sent.hash, Duration::from_secs(30), |_| true)?;
         return print_job(&view, args.json);
     }
-    let view = wait_for_job(&client, &id, Duration::from_secs(600), is_final)?;
+    let view = wait_for_job(&client, &sent.hash, Duration::from_secs(600), is_final)?;
     print_job(&view, args.json)
+}
+
+/// Submit `spec` and wait until the job is on chain; returns its submission. A submission that
+/// can no longer land (see [`Signer::lost`]) is signed and sent again, at most
+/// [`agora_client::NONCE_RETRIES`] times.
+pub fn send_job(client: &Client, signer: &Signer, spec: &JobSpec) -> anyhow::Result<SentTx> {
+    let mut sent = signer.send(|b, n| b.submit_job(n, spec.clone()))?;
+    let mut resent = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let on_chain =
+            || match client.get_json::<serde_json::Value>(&format!("/v1/jobs/{}", sent.hash)) {
+                Ok(_) => Ok(true),
+                Err(agora_client::ClientError::Status { status: 404, .. }) => Ok(false),
+                Err(e) => Err(anyhow::Error::from(e)),
+            };
+        if on_chain()? {
+            return Ok(sent);
+        }
+        if signer.lost(&sent, on_chain)? {
+            if resent >= agora_client::NONCE_RETRIES {
+                bail!(
+                    "job submission {} did not land after {resent} resubmissions (its nonce went to another transaction)",
+                    sent.hash
+                );
+            }
+            resent += 1;
+            tracing::info!(target: "cli.tx", lost = %sent.hash, nonce = sent.nonce, "the submission's nonce went to another transaction; sending it again");
+            sent = signer.send(|b, n| b.submit_job(n, spec.clone()))?;
+            continue;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "job {} did not appear on chain within 60 s (see `agora job status {}`)",
+                sent.hash,
+                sent.hash
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn is_final(v: &serde_json::Value) -> bool {
@@ -466,9 +546,8 @@ pub fn demo(api: &str, key: &Path) -> anyhow::Result<()> {
     let mut spec = upload_job(&client, &module, input, Amount(DEFAULT_MAX_PRICE), 2_000)?;
     spec.replicas = 2;
     spec.fuel_limit = 10_000_000;
-    let mut signer = Signer::new(client.clone(), agora_crypto::load_key(key)?)?;
-    let env = signer.builder.submit_job(signer.nonce, spec);
-    let id = signer.send(env)?;
+    let signer = Signer::new(client.clone(), agora_crypto::load_key(key)?)?;
+    let id = send_job(&client, &signer, &spec)?.hash;
     println!("demo: submitted examples/hello.wat as job {id} (2 replicas, Dutch auction)");
     let v = wait_for_job(&client, &id, Duration::from_secs(120), is_final)?;
     let view: agora_market::JobView =

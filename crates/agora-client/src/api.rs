@@ -47,3 +47,32 @@ pub struct Status {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// `GET /v1/accounts/{address}`: the fields that number a new transaction. The document also
+/// carries the balance and any coprocessor or operator stake (the market's account view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountNonces {
+    /// The nonce of the account's next transaction on chain (its committed transactions).
+    pub nonce: u64,
+    /// The nonce a new transaction should carry: past the account's transactions pending in
+    /// this node's mempool (the first free one from `nonce` on). Absent from older nodes.
+    #[serde(default)]
+    pub pending_nonce: Option<u64>,
+}
+
+impl AccountNonces {
+    /// The nonce for the account's next transaction.
+    pub fn next(&self) -> u64 {
+        self.pending_nonce.unwrap_or(self.nonce).max(self.nonce)
+    }
+}
+
+/// `POST /v1/tx`: the transaction is in the node's mempool (and its store) and on its way to a
+/// block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxAccepted {
+    /// The transaction hash (hex); a job's id is the hash of its submission.
+    pub tx_hash: String,
+    /// The signer's address (hex).
+    pub signer: String,
+}

@@ -24,6 +24,21 @@ pub const API_ENV: &str = "AGORA_API";
 /// Largest response body the client reads, in bytes. Bounds memory against a broken server.
 pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How often [`Client::send_numbered`] numbers a transaction anew after the node refused its
+/// nonce as pending or used (another transaction of the same key got there first).
+pub const NONCE_RETRIES: u32 = 8;
+/// The first wait before numbering anew; it doubles on each retry, up to 16 times this.
+pub const NONCE_BACKOFF: Duration = Duration::from_millis(20);
+
+/// A transaction the node accepted, and the nonce it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub nonce: u64,
+    pub accepted: api::TxAccepted,
+    /// How many times it was numbered anew before the node took it.
+    pub retries: u32,
+}
+
 /// Client failures. Each names the URL or file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -132,6 +147,63 @@ impl Client {
     /// `GET /metrics`: the Prometheus text exposition.
     pub fn metrics(&self) -> Result<String, ClientError> {
         self.get_text("/metrics")
+    }
+
+    /// `GET /v1/accounts/{address}`: the account's committed and pending nonces.
+    pub fn account_nonces(&self, address: &str) -> Result<api::AccountNonces, ClientError> {
+        self.get_json(&format!("/v1/accounts/{address}"))
+    }
+
+    /// `POST /v1/tx` with one encoded, signed transaction. A refused nonce is a 409
+    /// [`ClientError::Status`].
+    pub fn send_tx(&self, tx: &[u8]) -> Result<api::TxAccepted, ClientError> {
+        let url = format!("{}/v1/tx", self.base);
+        let text = self.post_bytes("/v1/tx", "application/octet-stream", tx)?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Number and send one transaction of `address`: `sign(nonce)` returns it encoded and
+    /// signed. The nonce is the account's pending nonce (past its transactions already in the
+    /// node's mempool). When the node refuses the nonce as pending or used (409), the account is
+    /// read again and the transaction numbered anew, up to [`NONCE_RETRIES`] times after a short
+    /// backoff, so concurrent senders with one key all get through.
+    pub fn send_numbered(
+        &self,
+        address: &str,
+        sign: impl FnMut(u64) -> Vec<u8>,
+    ) -> Result<Sent, ClientError> {
+        self.send_numbered_with(address, NONCE_RETRIES, NONCE_BACKOFF, sign)
+    }
+
+    /// [`Client::send_numbered`] with an explicit retry budget and first backoff.
+    pub fn send_numbered_with(
+        &self,
+        address: &str,
+        retries: u32,
+        backoff: Duration,
+        mut sign: impl FnMut(u64) -> Vec<u8>,
+    ) -> Result<Sent, ClientError> {
+        let mut tried = 0;
+        loop {
+            let nonce = self.account_nonces(address)?.next();
+            match self.send_tx(&sign(nonce)) {
+                Ok(accepted) => {
+                    return Ok(Sent {
+                        nonce,
+                        accepted,
+                        retries: tried,
+                    })
+                }
+                Err(ClientError::Status { status: 409, .. }) if tried < retries => {
+                    std::thread::sleep(backoff * (1u32 << tried.min(4)));
+                    tried += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `GET path` decoded as JSON of type `T`.
@@ -412,6 +484,134 @@ mod tests {
             }
             other => panic!("unexpected {other}"),
         }
+    }
+
+    /// A server answering one request per `(status, body)` in turn; returns each request's
+    /// first line and body.
+    fn scripted(answers: Vec<(&str, String)>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answers: Vec<(String, String)> = answers
+            .into_iter()
+            .map(|(s, b)| (s.to_owned(), b))
+            .collect();
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (status, body) in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut req_body = vec![0; len];
+                reader.read_exact(&mut req_body).unwrap();
+                let mut stream = stream;
+                write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                seen.push(format!(
+                    "{} {}",
+                    first.trim_end(),
+                    String::from_utf8_lossy(&req_body)
+                ));
+            }
+            seen
+        });
+        (url, handle)
+    }
+
+    fn account(nonce: u64, pending: Option<u64>) -> String {
+        serde_json::to_string(&api::AccountNonces {
+            nonce,
+            pending_nonce: pending,
+        })
+        .unwrap()
+    }
+
+    const ACCEPTED: &str = r#"{"tx_hash":"ab","signer":"cd"}"#;
+    const PENDING: &str =
+        r#"{"error":"nonce 5 is already pending for this account; next free nonce is 6"}"#;
+
+    #[test]
+    fn a_refused_nonce_is_numbered_anew_from_the_pending_nonce() {
+        let (url, server) = scripted(vec![
+            ("200 OK", account(3, Some(5))),
+            ("409 Conflict", PENDING.into()),
+            ("200 OK", account(3, Some(6))),
+            ("200 OK", ACCEPTED.into()),
+        ]);
+        let client = Client::new(&url).unwrap();
+        let mut signed = Vec::new();
+        let sent = client
+            .send_numbered_with("cd", 8, Duration::from_millis(1), |n| {
+                signed.push(n);
+                format!("tx{n}").into_bytes()
+            })
+            .unwrap();
+        assert_eq!(signed, vec![5, 6]);
+        assert_eq!((sent.nonce, sent.retries), (6, 1));
+        assert_eq!(sent.accepted.tx_hash, "ab");
+        let seen = server.join().unwrap();
+        assert!(seen[0].starts_with("GET /v1/accounts/cd "), "{seen:?}");
+        assert!(seen[1].starts_with("POST /v1/tx ") && seen[1].ends_with("tx5"));
+        assert!(seen[3].ends_with("tx6"), "{seen:?}");
+    }
+
+    #[test]
+    fn an_older_node_without_pending_nonce_numbers_from_the_chain_nonce() {
+        let (url, server) = scripted(vec![
+            ("200 OK", r#"{"nonce":4,"balance":"10"}"#.into()),
+            ("200 OK", ACCEPTED.into()),
+        ]);
+        let client = Client::new(&url).unwrap();
+        let sent = client.send_numbered("cd", |n| vec![n as u8]).unwrap();
+        assert_eq!((sent.nonce, sent.retries), (4, 0));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn retries_are_bounded_and_other_refusals_are_not_retried() {
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(("200 OK", account(0, Some(0))));
+            answers.push(("409 Conflict", PENDING.to_owned()));
+        }
+        let (url, server) = scripted(answers);
+        let client = Client::new(&url).unwrap();
+        let err = client
+            .send_numbered_with("cd", 2, Duration::from_millis(1), |_| vec![1])
+            .unwrap_err();
+        assert!(err.to_string().contains("next free nonce is 6"), "{err}");
+        assert_eq!(server.join().unwrap().len(), 6);
+
+        let (url, server) = scripted(vec![
+            ("200 OK", account(0, None)),
+            (
+                "400 Bad Request",
+                r#"{"error":"insufficient funds"}"#.into(),
+            ),
+        ]);
+        let client = Client::new(&url).unwrap();
+        let err = client.send_numbered("cd", |_| vec![1]).unwrap_err();
+        assert!(
+            matches!(err, ClientError::Status { status: 400, .. }),
+            "{err}"
+        );
+        server.join().unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 mod hostile;
 mod jobs;
+mod nonces;
 mod observe;
 mod partial;
 mod testnet;
