@@ -152,6 +152,47 @@ pub enum TestnetCommand {
         #[command(flatten)]
         dir: TestnetDirArg,
     },
+    /// Inject a fault into a node process of a running testnet
+    #[command(subcommand)]
+    Fault(FaultCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Kill the node's process at once (SIGKILL), as in a crash
+    Kill(FaultArgs),
+    /// Freeze the node's process (SIGSTOP): its sockets stay open, nothing answers
+    Pause(FaultArgs),
+    /// Let a paused node run again (SIGCONT)
+    Resume(FaultArgs),
+    /// Stop the node if it runs, then start it again on its home (new ports, same store)
+    Restart(FaultArgs),
+    /// Split the network into groups (not supported yet)
+    Partition(UnsupportedFaultArgs),
+    /// Undo a partition (not supported yet)
+    Heal(UnsupportedFaultArgs),
+    /// Delay a node's messages (not supported yet)
+    Delay(UnsupportedFaultArgs),
+    /// Drop a share of a node's messages (not supported yet)
+    Loss(UnsupportedFaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// Node name from testnet.json (`operator-2`, or short: `op2`, `cp0`)
+    pub node: String,
+    #[command(flatten)]
+    pub dir: TestnetDirArg,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsupportedFaultArgs {
+    /// Arguments (none is accepted yet)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -319,6 +360,16 @@ impl Command {
             Command::Testnet(TestnetCommand::Up { .. }) => "testnet up",
             Command::Testnet(TestnetCommand::Status { .. }) => "testnet status",
             Command::Testnet(TestnetCommand::Down { .. }) => "testnet down",
+            Command::Testnet(TestnetCommand::Fault(f)) => match f {
+                FaultCommand::Kill(_) => "testnet fault kill",
+                FaultCommand::Pause(_) => "testnet fault pause",
+                FaultCommand::Resume(_) => "testnet fault resume",
+                FaultCommand::Restart(_) => "testnet fault restart",
+                FaultCommand::Partition(_) => "testnet fault partition",
+                FaultCommand::Heal(_) => "testnet fault heal",
+                FaultCommand::Delay(_) => "testnet fault delay",
+                FaultCommand::Loss(_) => "testnet fault loss",
+            },
             Command::Job(JobCommand::Submit(_)) => "job submit",
             Command::Job(JobCommand::Status(_)) => "job status",
             Command::Job(JobCommand::Watch(_)) => "job watch",
@@ -377,6 +428,33 @@ mod tests {
             ],
             &["agora", "testnet", "status", "--dir", "d"],
             &["agora", "testnet", "down"],
+            &[
+                "agora", "testnet", "fault", "kill", "op2", "--dir", "d", "--json",
+            ],
+            &["agora", "testnet", "fault", "pause", "operator-1"],
+            &["agora", "testnet", "fault", "resume", "operator-1"],
+            &["agora", "testnet", "fault", "restart", "cp0", "--dir", "d"],
+            &[
+                "agora",
+                "testnet",
+                "fault",
+                "partition",
+                "op0,op1",
+                "op2,op3",
+            ],
+            &["agora", "testnet", "fault", "heal"],
+            &["agora", "testnet", "fault", "delay", "op1", "--ms", "200"],
+            &[
+                "agora",
+                "testnet",
+                "fault",
+                "loss",
+                "op1",
+                "--percent",
+                "10",
+            ],
+            &["agora", "bench", "tx", "--count", "10"],
+            &["agora", "bench", "jobs", "--jobs", "10"],
             &[
                 "agora",
                 "job",

@@ -183,6 +183,21 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
         }
         TestnetCommand::Status { dir } => testnet::status(&dir.dir, false),
         TestnetCommand::Down { dir } => testnet::down(&dir.dir),
+        TestnetCommand::Fault(cmd) => {
+            use cli::FaultCommand as F;
+            use testnet::Fault;
+            let (args, fault) = match cmd {
+                F::Kill(a) => (a, Fault::Kill),
+                F::Pause(a) => (a, Fault::Pause),
+                F::Resume(a) => (a, Fault::Resume),
+                F::Restart(a) => (a, Fault::Restart),
+                F::Partition(_) => return testnet::fault_unsupported("partition"),
+                F::Heal(_) => return testnet::fault_unsupported("heal"),
+                F::Delay(_) => return testnet::fault_unsupported("delay"),
+                F::Loss(_) => return testnet::fault_unsupported("loss"),
+            };
+            testnet::fault(&args.dir.dir, &args.node, fault, args.json)
+        }
     }
 }
 
