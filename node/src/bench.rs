@@ -165,7 +165,12 @@ pub fn transfer_load(
                 }
                 Err(e) => {
                     refused += 1;
-                    tracing::warn!(target: "bench", error = %e, "transaction refused");
+                    // Under a fault every send may be refused for a while: warn once.
+                    if refused == 1 {
+                        tracing::warn!(target: "bench", error = %e, "transaction refused (further refusals are counted)");
+                    } else {
+                        tracing::debug!(target: "bench", error = %e, "transaction refused");
+                    }
                 }
             }
             sent += 1;

@@ -57,6 +57,8 @@ pub enum BenchCommand {
     Tx(crate::bench::BenchTxArgs),
     /// Submit tiny jobs at a steady rate and report settlement latency and throughput
     Jobs(crate::bench::BenchJobsArgs),
+    /// Start testnets, kill operators, and compare block rate and job latency to healthy
+    Faults(crate::bench_faults::BenchFaultsArgs),
 }
 
 /// `--home DIR`, shared by every command that works on a node home.
@@ -355,6 +357,7 @@ impl Command {
             Command::Init(_) => "init",
             Command::Bench(BenchCommand::Tx(_)) => "bench tx",
             Command::Bench(BenchCommand::Jobs(_)) => "bench jobs",
+            Command::Bench(BenchCommand::Faults(_)) => "bench faults",
             Command::Key(KeyCommand::Show { .. }) => "key show",
             Command::Node(_) => "node",
             Command::Testnet(TestnetCommand::Up { .. }) => "testnet up",
@@ -455,6 +458,9 @@ mod tests {
             ],
             &["agora", "bench", "tx", "--count", "10"],
             &["agora", "bench", "jobs", "--jobs", "10"],
+            &[
+                "agora", "bench", "faults", "--jobs", "5", "--secs", "5", "--rate", "20", "--json",
+            ],
             &[
                 "agora",
                 "job",

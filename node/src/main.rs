@@ -11,6 +11,7 @@ mod api;
 mod api_market;
 mod app;
 mod bench;
+mod bench_faults;
 mod blobsvc;
 mod chain;
 mod cli;
@@ -39,7 +40,10 @@ const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Node(_) | Command::Testnet(_)) {
+    if !matches!(
+        cli.command,
+        Command::Node(_) | Command::Testnet(_) | Command::Bench(cli::BenchCommand::Faults(_))
+    ) {
         restore_sigpipe();
     }
     match run(cli) {
@@ -130,6 +134,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cli::BenchCommand::Jobs(args)) => {
             logging::init_cli();
             bench::jobs(&args)
+        }
+        Command::Bench(cli::BenchCommand::Faults(args)) => {
+            logging::init_cli();
+            bench_faults::run(&args)
         }
         Command::Sim(args) => {
             logging::init_cli();
