@@ -3,7 +3,8 @@
 //!
 //! - `agora bench tx` submits signed transfers at a steady rate and watches committed blocks
 //!   for them, then prints blocks per second, committed transactions per second and the
-//!   submit-to-commit latency percentiles.
+//!   submit-to-commit latency percentiles. [`transfer_load`] is that load, also offered by
+//!   `agora bench faults` (`bench_faults.rs`), which starts its own testnets.
 //! - `agora bench jobs` submits tiny jobs (the `hello` example) at a steady rate, follows them
 //!   to a final state and prints how many settled, the submit-to-settled latency percentiles and
 //!   the sustained settlement rate; it checks a sample of outputs against their committed
@@ -11,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agora_client::Client;
@@ -42,22 +44,118 @@ pub fn tx(args: &BenchTxArgs) -> anyhow::Result<()> {
     }
     let client = crate::commands::connect(&args.api)?;
     let key = crate::jobs::client_key(&args.key)?;
+    let never = AtomicBool::new(false);
+    let report = transfer_load(
+        &client,
+        key,
+        &TransferLoad {
+            rate: args.rate,
+            count: Some(args.count),
+            drain: Duration::from_secs(30),
+            stop: &never,
+        },
+    )?;
+    let elapsed = report.elapsed.as_secs_f64();
+    let pct = |p: u64| percentile(&report.latencies, p);
+    let ms = |d: Option<Duration>| {
+        d.map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
+            .unwrap_or("-".into())
+    };
+    println!(
+        "sent {} transfers at {} tx/s ({} refused); committed {} in {:.1}s: {:.1} tx/s, {:.2} blocks/s",
+        report.sent,
+        args.rate,
+        report.refused,
+        report.latencies.len(),
+        elapsed,
+        report.latencies.len() as f64 / elapsed,
+        report.blocks_per_s()
+    );
+    println!(
+        "submit-to-commit latency (polling every 5 ms): p50 {}, p99 {}, max {}",
+        ms(pct(50)),
+        ms(pct(99)),
+        ms(report.latencies.last().copied())
+    );
+    if report.pending > 0 {
+        bail!(
+            "{} transactions were accepted but not committed within 30 s",
+            report.pending
+        );
+    }
+    Ok(())
+}
+
+/// A steady load of signed 1-unit transfers to a sink account.
+pub struct TransferLoad<'a> {
+    /// Transfers offered per second.
+    pub rate: u64,
+    /// Stop sending after this many; `None` sends until `stop`.
+    pub count: Option<u64>,
+    /// How long to keep watching for commits once sending is over.
+    pub drain: Duration,
+    /// Set by another thread to end the load at once.
+    pub stop: &'a AtomicBool,
+}
+
+/// What a run of [`transfer_load`] saw.
+#[derive(Debug, Clone)]
+pub struct TransferReport {
+    /// Transfers offered (accepted or refused by the node).
+    pub sent: u64,
+    pub refused: u64,
+    /// Submit-to-commit latency of each committed transfer, ascending.
+    pub latencies: Vec<Duration>,
+    /// Accepted transfers not seen in a block when the load ended.
+    pub pending: usize,
+    /// Committed heights when the load started and when it ended.
+    pub start_height: u64,
+    pub end_height: u64,
+    /// From the first send to the end of the load.
+    pub elapsed: Duration,
+}
+
+impl TransferReport {
+    /// Heights committed per second over the run.
+    pub fn blocks_per_s(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.end_height.saturating_sub(self.start_height) as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Offer `load` from `key`'s account through `client` and follow every committed block for the
+/// transfers' receipts (polling the node's height every 5 ms).
+pub fn transfer_load(
+    client: &Client,
+    key: agora_crypto::Keypair,
+    load: &TransferLoad<'_>,
+) -> anyhow::Result<TransferReport> {
     let start_height = client.status()?.height;
-    let (builder, mut nonce) = crate::jobs::builder_and_nonce(&client, key)?;
+    let (builder, mut nonce) = crate::jobs::builder_and_nonce(client, key)?;
     let sink = Address(Hash::derive("agora/bench-sink", b"").0);
 
     let started = Instant::now();
     let mut pending: BTreeMap<Hash, Instant> = BTreeMap::new();
     let mut latencies: Vec<Duration> = Vec::new();
     let mut seen_height = start_height;
-    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let interval = Duration::from_secs_f64(1.0 / load.rate.max(1) as f64);
     let mut next_send = Instant::now();
     let mut sent = 0u64;
     let mut refused = 0u64;
-    let deadline_after_last = Duration::from_secs(30);
     let mut last_send = Instant::now();
-    while sent < args.count || (!pending.is_empty() && last_send.elapsed() < deadline_after_last) {
-        if sent < args.count && Instant::now() >= next_send {
+    loop {
+        if load.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let sending = load.count.is_none_or(|c| sent < c);
+        if !sending && (pending.is_empty() || last_send.elapsed() >= load.drain) {
+            break;
+        }
+        if sending && Instant::now() >= next_send {
             let env = builder.transfer(nonce, sink, Amount(1));
             let bytes = agora_market::encode_envelope(&env);
             match client.post_bytes("/v1/tx", "application/octet-stream", &bytes) {
@@ -67,7 +165,12 @@ pub fn tx(args: &BenchTxArgs) -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     refused += 1;
-                    tracing::warn!(target: "bench", error = %e, "transaction refused");
+                    // Under a fault every send may be refused for a while: warn once.
+                    if refused == 1 {
+                        tracing::warn!(target: "bench", error = %e, "transaction refused (further refusals are counted)");
+                    } else {
+                        tracing::debug!(target: "bench", error = %e, "transaction refused");
+                    }
                 }
             }
             sent += 1;
@@ -88,38 +191,24 @@ pub fn tx(args: &BenchTxArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        std::thread::sleep(
-            Duration::from_millis(5).min(next_send.saturating_duration_since(Instant::now())),
-        );
+        let poll = Duration::from_millis(5);
+        std::thread::sleep(if sending {
+            poll.min(next_send.saturating_duration_since(Instant::now()))
+        } else {
+            poll
+        });
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
     latencies.sort();
-    let pct = |p: u64| percentile(&latencies, p);
-    let ms = |d: Option<Duration>| {
-        d.map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
-            .unwrap_or("-".into())
-    };
-    println!(
-        "sent {sent} transfers at {} tx/s ({refused} refused); committed {} in {:.1}s: {:.1} tx/s, {:.2} blocks/s",
-        args.rate,
-        latencies.len(),
+    Ok(TransferReport {
+        sent,
+        refused,
+        latencies,
+        pending: pending.len(),
+        start_height,
+        end_height: seen_height,
         elapsed,
-        latencies.len() as f64 / elapsed,
-        (seen_height - start_height) as f64 / elapsed
-    );
-    println!(
-        "submit-to-commit latency (polling every 5 ms): p50 {}, p99 {}, max {}",
-        ms(pct(50)),
-        ms(pct(99)),
-        ms(latencies.last().copied())
-    );
-    if !pending.is_empty() {
-        bail!(
-            "{} transactions were accepted but not committed within 30 s",
-            pending.len()
-        );
-    }
-    Ok(())
+    })
 }
 
 /// The `p`th percentile (nearest rank, `p` in 0..=100) of an ascending slice; `None` if empty.
@@ -133,9 +222,9 @@ pub fn percentile(sorted: &[Duration], p: u64) -> Option<Duration> {
 }
 
 /// The program every `bench jobs` job runs: prints `hello, world` and echoes its input.
-const BENCH_PROGRAM: &str = include_str!("../../examples/hello.wat");
+pub(crate) const BENCH_PROGRAM: &str = include_str!("../../examples/hello.wat");
 /// The input every `bench jobs` job reads.
-const BENCH_INPUT: &[u8] = b"bench\n";
+pub(crate) const BENCH_INPUT: &[u8] = b"bench\n";
 /// Submissions not yet committed at once (the market accepts nonces up to 64 ahead).
 const MAX_OUTSTANDING: u64 = 48;
 /// Pause between two sweeps over the job list (and between two account-nonce reads when the
@@ -413,7 +502,7 @@ pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
 }
 
 /// The account's committed nonce.
-fn account_nonce(client: &Client, who: &Address) -> anyhow::Result<u64> {
+pub(crate) fn account_nonce(client: &Client, who: &Address) -> anyhow::Result<u64> {
     let account: serde_json::Value = client.get_json(&format!("/v1/accounts/{who}"))?;
     Ok(account["nonce"].as_u64().unwrap_or(0))
 }
@@ -468,7 +557,7 @@ fn verify_sample(client: &Client, settled: &[(Instant, Hash)], n: u64) -> (u64, 
 
 /// The output of a settled bench job must match the committed result hash and be what the
 /// program prints for the bench input.
-fn verify_one(client: &Client, id: &Hash) -> anyhow::Result<()> {
+pub(crate) fn verify_one(client: &Client, id: &Hash) -> anyhow::Result<()> {
     let view: agora_market::JobView = client.get_json(&format!("/v1/jobs/{id}"))?;
     let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
     let (code, stdout) =

@@ -59,6 +59,8 @@ pub enum BenchCommand {
     Jobs(crate::bench::BenchJobsArgs),
     /// Run a one-operator chain unpaced and report the node's resident memory by height
     Soak(crate::bench_soak::BenchSoakArgs),
+    /// Start testnets, kill operators, and compare block rate and job latency to healthy
+    Faults(crate::bench_faults::BenchFaultsArgs),
 }
 
 /// `--home DIR`, shared by every command that works on a node home.
@@ -154,6 +156,47 @@ pub enum TestnetCommand {
         #[command(flatten)]
         dir: TestnetDirArg,
     },
+    /// Inject a fault into a node process of a running testnet
+    #[command(subcommand)]
+    Fault(FaultCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Kill the node's process at once (SIGKILL), as in a crash
+    Kill(FaultArgs),
+    /// Freeze the node's process (SIGSTOP): its sockets stay open, nothing answers
+    Pause(FaultArgs),
+    /// Let a paused node run again (SIGCONT)
+    Resume(FaultArgs),
+    /// Stop the node if it runs, then start it again on its home (new ports, same store)
+    Restart(FaultArgs),
+    /// Split the network into groups (not supported yet)
+    Partition(UnsupportedFaultArgs),
+    /// Undo a partition (not supported yet)
+    Heal(UnsupportedFaultArgs),
+    /// Delay a node's messages (not supported yet)
+    Delay(UnsupportedFaultArgs),
+    /// Drop a share of a node's messages (not supported yet)
+    Loss(UnsupportedFaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// Node name from testnet.json (`operator-2`, or short: `op2`, `cp0`)
+    pub node: String,
+    #[command(flatten)]
+    pub dir: TestnetDirArg,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsupportedFaultArgs {
+    /// Arguments (none is accepted yet)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -317,11 +360,22 @@ impl Command {
             Command::Bench(BenchCommand::Tx(_)) => "bench tx",
             Command::Bench(BenchCommand::Jobs(_)) => "bench jobs",
             Command::Bench(BenchCommand::Soak(_)) => "bench soak",
+            Command::Bench(BenchCommand::Faults(_)) => "bench faults",
             Command::Key(KeyCommand::Show { .. }) => "key show",
             Command::Node(_) => "node",
             Command::Testnet(TestnetCommand::Up { .. }) => "testnet up",
             Command::Testnet(TestnetCommand::Status { .. }) => "testnet status",
             Command::Testnet(TestnetCommand::Down { .. }) => "testnet down",
+            Command::Testnet(TestnetCommand::Fault(f)) => match f {
+                FaultCommand::Kill(_) => "testnet fault kill",
+                FaultCommand::Pause(_) => "testnet fault pause",
+                FaultCommand::Resume(_) => "testnet fault resume",
+                FaultCommand::Restart(_) => "testnet fault restart",
+                FaultCommand::Partition(_) => "testnet fault partition",
+                FaultCommand::Heal(_) => "testnet fault heal",
+                FaultCommand::Delay(_) => "testnet fault delay",
+                FaultCommand::Loss(_) => "testnet fault loss",
+            },
             Command::Job(JobCommand::Submit(_)) => "job submit",
             Command::Job(JobCommand::Status(_)) => "job status",
             Command::Job(JobCommand::Watch(_)) => "job watch",
@@ -380,6 +434,36 @@ mod tests {
             ],
             &["agora", "testnet", "status", "--dir", "d"],
             &["agora", "testnet", "down"],
+            &[
+                "agora", "testnet", "fault", "kill", "op2", "--dir", "d", "--json",
+            ],
+            &["agora", "testnet", "fault", "pause", "operator-1"],
+            &["agora", "testnet", "fault", "resume", "operator-1"],
+            &["agora", "testnet", "fault", "restart", "cp0", "--dir", "d"],
+            &[
+                "agora",
+                "testnet",
+                "fault",
+                "partition",
+                "op0,op1",
+                "op2,op3",
+            ],
+            &["agora", "testnet", "fault", "heal"],
+            &["agora", "testnet", "fault", "delay", "op1", "--ms", "200"],
+            &[
+                "agora",
+                "testnet",
+                "fault",
+                "loss",
+                "op1",
+                "--percent",
+                "10",
+            ],
+            &["agora", "bench", "tx", "--count", "10"],
+            &["agora", "bench", "jobs", "--jobs", "10"],
+            &[
+                "agora", "bench", "faults", "--jobs", "5", "--secs", "5", "--rate", "20", "--json",
+            ],
             &[
                 "agora",
                 "job",

@@ -11,6 +11,7 @@ mod api;
 mod api_market;
 mod app;
 mod bench;
+mod bench_faults;
 mod bench_soak;
 mod blobsvc;
 mod chain;
@@ -41,7 +42,10 @@ const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Node(_) | Command::Testnet(_)) {
+    if !matches!(
+        cli.command,
+        Command::Node(_) | Command::Testnet(_) | Command::Bench(cli::BenchCommand::Faults(_))
+    ) {
         restore_sigpipe();
     }
     match run(cli) {
@@ -137,6 +141,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init_cli();
             bench_soak::soak(&args)
         }
+        Command::Bench(cli::BenchCommand::Faults(args)) => {
+            logging::init_cli();
+            bench_faults::run(&args)
+        }
         Command::Sim(args) => {
             logging::init_cli();
             sim::run(&args.rest)
@@ -189,6 +197,21 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
         }
         TestnetCommand::Status { dir } => testnet::status(&dir.dir, false),
         TestnetCommand::Down { dir } => testnet::down(&dir.dir),
+        TestnetCommand::Fault(cmd) => {
+            use cli::FaultCommand as F;
+            use testnet::Fault;
+            let (args, fault) = match cmd {
+                F::Kill(a) => (a, Fault::Kill),
+                F::Pause(a) => (a, Fault::Pause),
+                F::Resume(a) => (a, Fault::Resume),
+                F::Restart(a) => (a, Fault::Restart),
+                F::Partition(_) => return testnet::fault_unsupported("partition"),
+                F::Heal(_) => return testnet::fault_unsupported("heal"),
+                F::Delay(_) => return testnet::fault_unsupported("delay"),
+                F::Loss(_) => return testnet::fault_unsupported("loss"),
+            };
+            testnet::fault(&args.dir.dir, &args.node, fault, args.json)
+        }
     }
 }
 

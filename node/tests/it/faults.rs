@@ -1,0 +1,149 @@
+//! `agora testnet fault`: pause, resume, kill and restart act on the real node processes of a
+//! detached testnet and keep `testnet.json` true; a wrong node name and the network faults that
+//! are not built yet are clear errors.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use agora_client::{Client, TestnetFile};
+use serde_json::Value;
+
+use super::testnet::{up_detached, wait_until};
+use super::{agora, assert_clear_error, text};
+
+fn height(api: &str) -> Option<u64> {
+    Client::with_timeout(api, Duration::from_secs(1))
+        .ok()?
+        .status()
+        .ok()
+        .map(|s| s.height)
+}
+
+fn block_hash(api: &str, h: u64) -> Option<String> {
+    let c = Client::with_timeout(api, Duration::from_secs(2)).ok()?;
+    let v: Value = c.get_json(&format!("/v1/blocks/{h}")).ok()?;
+    v["hash"].as_str().map(str::to_owned)
+}
+
+/// The process has exited (an unreaped zombie counts as exited).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+fn fault(tmp: &Path, dir: &str, args: &[&str]) -> Output {
+    let mut all = vec!["testnet", "fault"];
+    all.extend_from_slice(args);
+    all.extend(["--dir", dir]);
+    agora(tmp, &all).output().unwrap()
+}
+
+/// `testnet fault ... --json`, asserting success.
+fn fault_json(tmp: &Path, dir: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = fault(tmp, dir, &all);
+    assert!(
+        out.status.success(),
+        "fault {args:?}: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn fault_commands_kill_pause_resume_and_restart_a_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (guard, file) = up_detached(t, "4", "0");
+    let dir = guard.dir.clone();
+    let d = dir.to_str().unwrap();
+    let tn = dir.join("testnet.json");
+    let op0 = file.nodes[0].api.clone();
+    let victim = file.nodes[3].clone();
+    let old_pid = victim.pid.unwrap();
+    wait_until("3 heights", Duration::from_secs(60), || {
+        height(&op0).is_some_and(|h| h >= 3)
+    });
+
+    // A wrong name lists the valid ones; the network faults say they are not built.
+    let out = fault(t, d, &["kill", "op9"]);
+    assert_clear_error(
+        &out,
+        &[
+            "no node \"op9\"",
+            "operator-0, operator-1, operator-2, operator-3",
+        ],
+    );
+    for kind in ["partition", "heal", "delay", "loss"] {
+        let out = fault(t, d, &[kind, "op1"]);
+        assert_clear_error(&out, &[kind, "not supported yet"]);
+    }
+
+    // Paused, the node's API stops answering; resumed, it answers again.
+    let v = fault_json(t, d, &["pause", "op3"]);
+    assert_eq!(v["node"], "operator-3", "{v}");
+    assert_eq!(v["signal"], "SIGSTOP", "{v}");
+    assert_eq!(v["pid"], old_pid, "{v}");
+    assert_eq!(height(&victim.api), None, "a paused node answered");
+    let v = fault_json(t, d, &["resume", "operator-3"]);
+    assert_eq!(v["signal"], "SIGCONT", "{v}");
+    wait_until(
+        "the resumed node to answer",
+        Duration::from_secs(20),
+        || height(&victim.api).is_some(),
+    );
+
+    // Killed, the process is gone, its API is silent and testnet.json no longer lists a pid;
+    // the three others keep deciding.
+    let v = fault_json(t, d, &["kill", "op3"]);
+    assert_eq!(v["signal"], "SIGKILL", "{v}");
+    assert_eq!(v["pid"], old_pid, "{v}");
+    assert!(gone(old_pid), "pid {old_pid} still running after kill");
+    assert_eq!(height(&victim.api), None, "a killed node answered");
+    let now = TestnetFile::read(&tn).unwrap();
+    assert_eq!(now.nodes[3].pid, None);
+    assert_eq!(now.nodes[0].pid, file.nodes[0].pid, "other nodes untouched");
+    let out = fault(t, d, &["kill", "op3"]);
+    assert_clear_error(&out, &["operator-3 is not running", "fault restart"]);
+    let before = height(&op0).unwrap();
+    wait_until(
+        "progress without operator-3",
+        Duration::from_secs(60),
+        || height(&op0).is_some_and(|h| h >= before + 3),
+    );
+
+    // Restarted on its home, it answers on its new API and catches up to the same chain.
+    let v = fault_json(t, d, &["restart", "op3"]);
+    assert_eq!(v["fault"], "restart", "{v}");
+    let new_pid = v["new_pid"].as_u64().unwrap() as u32;
+    assert_ne!(new_pid, old_pid);
+    let now = TestnetFile::read(&tn).unwrap();
+    let restarted = &now.nodes[3];
+    assert_eq!(restarted.pid, Some(new_pid));
+    assert_eq!(v["api"], restarted.api.as_str(), "{v}");
+    assert_eq!(restarted.peer_id, victim.peer_id, "same home, same key");
+    let target = height(&op0).unwrap();
+    wait_until(
+        "the restarted operator to catch up",
+        Duration::from_secs(60),
+        || height(&restarted.api).is_some_and(|h| h >= target),
+    );
+    assert_eq!(
+        block_hash(&restarted.api, target),
+        block_hash(&op0, target),
+        "the restarted node holds another chain"
+    );
+
+    // `testnet down` stops the restarted process too.
+    drop(guard);
+    assert!(
+        gone(new_pid),
+        "restarted node still running after testnet down"
+    );
+}
