@@ -121,6 +121,10 @@ pub enum Effect {
     NextWakeup(u64),
 }
 
+/// What a batch of messages produced: the effects, and per rejected message its index in the
+/// batch and why.
+pub type BatchOutcome = (Vec<Effect>, Vec<(usize, ConsensusError)>);
+
 /// A rejected input or a fatal condition.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsensusError {
@@ -578,7 +582,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         &mut self,
         msgs: &[(Address, &[u8])],
         now: u64,
-    ) -> Result<(Vec<Effect>, Vec<(usize, ConsensusError)>), ConsensusError> {
+    ) -> Result<BatchOutcome, ConsensusError> {
         self.check_halted()?;
         let mut out = Vec::new();
         let mut rejected = Vec::new();
