@@ -1,7 +1,6 @@
 //! Partial failure on a real testnet (4 operators, 3 coprocessors): with one operator paused,
 //! sealed auctions with 2 s phases settle and forfeit no bond; with one operator dead, jobs
-//! still settle, the dead operator is never drawn as auditor once it shows as absent, and the
-//! chain reports it in its participation.
+//! still settle and the dead operator is never drawn as auditor once it shows as absent.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -138,16 +137,17 @@ fn a_paused_operator_costs_no_bond_and_a_dead_one_no_job() {
     signal(guard.0, "-CONT");
     drop(guard);
 
-    // --- One operator dead: once a few blocks show it absent from their `last_commit`s, it is
-    // never drawn as auditor, and audited jobs settle on a live operator's attestation.
+    // --- One operator dead: once the activity window (the `last_commit`s of the last 16
+    // blocks) shows it absent, it is never drawn as auditor, and audited jobs settle on a live
+    // operator's attestation.
     let dead = operators[operators.len() - 2];
     kill9(dead.pid.expect("pid"));
     let height = |c: &Client| c.status().map(|s| s.height).unwrap_or(0);
     let h0 = height(&client);
     wait_until(
-        "five blocks after the kill",
-        Duration::from_secs(60),
-        || height(&client) >= h0 + 5,
+        "twenty blocks after the kill",
+        Duration::from_secs(120),
+        || height(&client) >= h0 + 20,
     );
     let ids: Vec<String> = (0..4)
         .map(|_| {
