@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/output", get(job_output))
         .route("/v1/coprocessors", get(coprocessors))
+        .route("/v1/coprocessors/{address}", get(coprocessor))
         .route("/v1/market", get(market_status))
         .route("/v1/events", get(events))
         .route("/v1/blobs", post(put_blob))
@@ -270,6 +271,19 @@ async fn coprocessors(State(state): State<AppState>) -> Result<Json<serde_json::
     Ok(Json(
         serde_json::json!({ "coprocessors": m.coprocessor_list() }),
     ))
+}
+
+/// `GET /v1/coprocessors/{address}`: one coprocessor's view; 404 if the address never staked.
+async fn coprocessor(
+    State(state): State<AppState>,
+    Path(address): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let address: Address = parse("address", &address)?;
+    let m = state.market.read().map_err(|_| unavailable())?;
+    let view = m
+        .coprocessor_view(&address)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no coprocessor {address}")))?;
+    Ok(Json(serde_json::to_value(view).map_err(|_| unavailable())?))
 }
 
 async fn market_status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

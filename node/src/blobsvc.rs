@@ -242,10 +242,20 @@ impl BlobService {
             |peer: PeerId, req: Vec<u8>| {
                 let net = net.clone();
                 async move {
-                    net.request(peer, Protocol::Blob, req.into())
-                        .await
-                        .map(|b| b.to_vec())
-                        .map_err(|e| e.to_string())
+                    // A paused or overloaded peer must cost a short wait, not the transport's
+                    // whole request timeout, before the next peer is asked.
+                    match tokio::time::timeout(
+                        BLOB_CHUNK_TIMEOUT,
+                        net.request(peer, Protocol::Blob, req.into()),
+                    )
+                    .await
+                    {
+                        Ok(r) => r.map(|b| b.to_vec()).map_err(|e| e.to_string()),
+                        Err(_) => Err(format!(
+                            "no answer in {} ms",
+                            BLOB_CHUNK_TIMEOUT.as_millis()
+                        )),
+                    }
                 }
             },
             |p: &PeerId| bad.push(*p),
@@ -260,6 +270,10 @@ impl BlobService {
 }
 
 /// Connected peers to ask, the preferred ones first.
+/// How long one chunk request (at most 256 KiB) may take before the fetch moves on to the next
+/// peer. Serving a chunk is one disk read; a peer that needs longer is treated as failed.
+const BLOB_CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn candidates(net: &NetworkHandle, prefer: &[Address]) -> anyhow::Result<Vec<PeerId>> {
     let connected: Vec<agora_net::PeerInfo> = net
         .peers()

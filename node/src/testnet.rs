@@ -577,6 +577,16 @@ fn stop_recorded(dir: &Path) -> anyhow::Result<(usize, usize)> {
             killed += 1;
         }
     }
+    // A killed process is gone only once the kernel has torn it down (large mappings take a
+    // while): `down` returns when every node is gone, not when the signals are sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while live.iter().any(running) {
+        if Instant::now() > deadline {
+            let left: Vec<&str> = live.iter().filter(|n| running(n)).map(|n| n.1).collect();
+            bail!("still running 10 s after SIGKILL: {}", left.join(", "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let stopped = live.len();
     for n in &mut file.nodes {
         n.pid = None;

@@ -627,6 +627,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             .collect();
         for (kind, round) in due {
             self.timers.remove(&(kind, round));
+            tracing::debug!(target: "consensus.timer", height = self.height, round, kind, now, "timeout elapsed");
             match kind {
                 TK_PROPOSE => self.stats.timeouts_propose += 1,
                 TK_PREVOTE => self.stats.timeouts_prevote += 1,
@@ -998,6 +999,24 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             Input::Vote(v) => Some(v.clone()),
             _ => None,
         };
+        if tracing::enabled!(target: "consensus.input", tracing::Level::TRACE) {
+            let what = match &input {
+                Input::Vote(v) => format!(
+                    "vote r{} t{} from {} val {:?}",
+                    round_u32(v.message.round),
+                    vote_type_code(v.message.vote_type),
+                    v.message.validator.0.as_bytes()[0],
+                    matches!(v.message.value, NilOrVal::Nil)
+                ),
+                Input::Proposal(p, valid) => {
+                    format!("proposal r{} {valid:?}", round_u32(p.message.round))
+                }
+                Input::TimeoutElapsed(t) => format!("timeout {:?} {:?}", t.kind, t.round),
+                Input::NewRound(_, r, _) => format!("new round {r:?}"),
+                other => format!("{:?}", std::mem::discriminant(other)),
+            };
+            tracing::trace!(target: "consensus.input", height = self.height, replaying = self.replaying, step = ?self.driver.step_is_propose(), round = ?self.driver.round(), "{what}");
+        }
         let outputs = match self.driver.process(input) {
             Ok(o) => {
                 if let Some(v) = vote {
@@ -1191,6 +1210,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     if kind == TK_PROPOSE && r == 0 {
                         self.due_at = start;
                     }
+                    tracing::debug!(target: "consensus.timer", height = self.height, round = r, kind, start, ms = d, now, "timeout scheduled");
                     self.timers.insert((kind, r), start.saturating_add(d));
                 }
             }

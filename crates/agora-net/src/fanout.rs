@@ -1,7 +1,7 @@
 //! Direct consensus fan-out: one long-lived `libp2p-stream` per validator, length-prefixed
 //! frames, a bounded queue per peer, and deduplication against the gossip relay path.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,35 +30,56 @@ const UNCONFIRMED_BACKOFF: Duration = Duration::from_secs(5);
 /// How many inbound consensus streams may be open at once.
 const MAX_INBOUND_STREAMS: usize = 256;
 
-/// A bounded set of recently delivered payload hashes.
+/// How long a delivered payload counts as a duplicate. Long enough to fold the stream and the
+/// gossip relay copies of one send into one delivery, short enough that a deliberate
+/// re-broadcast (the replica re-sends its own votes every few seconds, byte for byte) reaches a
+/// peer that lost or discarded the first copy — e.g. one that was paused, or behind and
+/// dropped the votes of a height it had not reached yet.
+pub(crate) const DUPLICATE_WINDOW: Duration = Duration::from_secs(2);
+
+/// A bounded set of recently delivered payload hashes, each remembered for a time window.
 #[derive(Debug)]
 pub(crate) struct Seen {
     cap: usize,
-    order: VecDeque<[u8; 32]>,
-    set: BTreeSet<[u8; 32]>,
+    window: Duration,
+    order: VecDeque<(Instant, [u8; 32])>,
+    set: BTreeMap<[u8; 32], Instant>,
 }
 
 impl Seen {
-    pub fn new(cap: usize) -> Seen {
+    pub fn new(cap: usize, window: Duration) -> Seen {
         Seen {
             cap: cap.max(1),
+            window,
             order: VecDeque::new(),
-            set: BTreeSet::new(),
+            set: BTreeMap::new(),
         }
     }
 
-    /// True if `id` is new (and remembers it).
-    pub fn insert(&mut self, id: [u8; 32]) -> bool {
-        if !self.set.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        while self.order.len() > self.cap {
-            if let Some(old) = self.order.pop_front() {
+    /// True if `id` was not delivered within the window (and remembers it as of `now`).
+    pub fn insert_at(&mut self, id: [u8; 32], now: Instant) -> bool {
+        while let Some((at, old)) = self.order.front().copied() {
+            if now.saturating_duration_since(at) < self.window && self.order.len() < self.cap {
+                break;
+            }
+            self.order.pop_front();
+            if self.set.get(&old) == Some(&at) {
                 self.set.remove(&old);
             }
         }
+        if let Some(at) = self.set.get(&id) {
+            if now.saturating_duration_since(*at) < self.window {
+                return false;
+            }
+        }
+        self.set.insert(id, now);
+        self.order.push_back((now, id));
         true
+    }
+
+    /// [`Seen::insert_at`] now.
+    pub fn insert(&mut self, id: [u8; 32]) -> bool {
+        self.insert_at(id, Instant::now())
     }
 }
 
@@ -263,15 +284,33 @@ mod tests {
 
     #[test]
     fn seen_is_bounded_and_dedups() {
-        let mut s = Seen::new(3);
-        assert!(s.insert([1; 32]));
-        assert!(!s.insert([1; 32]));
+        let t0 = Instant::now();
+        let mut s = Seen::new(3, Duration::from_secs(60));
+        assert!(s.insert_at([1; 32], t0));
+        assert!(!s.insert_at([1; 32], t0));
         for i in 2..=4u8 {
-            assert!(s.insert([i; 32]));
+            assert!(s.insert_at([i; 32], t0));
         }
         assert_eq!(s.set.len(), 3);
         // [1] was evicted, so it counts as new again.
-        assert!(s.insert([1; 32]));
-        assert!(!s.insert([4; 32]));
+        assert!(s.insert_at([1; 32], t0));
+        assert!(!s.insert_at([4; 32], t0));
+        assert!(s.order.len() <= 3 && s.set.len() <= 3);
+    }
+
+    #[test]
+    fn a_rebroadcast_after_the_window_is_delivered_again() {
+        let t0 = Instant::now();
+        let mut s = Seen::new(16, DUPLICATE_WINDOW);
+        assert!(s.insert_at([7; 32], t0));
+        // The relay copy of the same send, a moment later: a duplicate.
+        assert!(!s.insert_at([7; 32], t0 + Duration::from_millis(300)));
+        // The replica's re-broadcast a few seconds later must get through: the peer may
+        // have discarded the first copy.
+        assert!(s.insert_at([7; 32], t0 + DUPLICATE_WINDOW + Duration::from_millis(1)));
+        assert!(!s.insert_at([7; 32], t0 + DUPLICATE_WINDOW + Duration::from_millis(2)));
+        // Expired entries are pruned, so the set stays small.
+        assert!(s.insert_at([8; 32], t0 + 3 * DUPLICATE_WINDOW));
+        assert!(s.set.len() <= 2, "{:?}", s.set.len());
     }
 }

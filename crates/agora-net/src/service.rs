@@ -127,7 +127,7 @@ impl Network {
         let shared = Arc::new(Shared {
             stats: stats.clone(),
             events: events_tx.clone(),
-            seen: Mutex::new(Seen::new(SEEN_CAPACITY)),
+            seen: Mutex::new(Seen::new(SEEN_CAPACITY, fanout::DUPLICATE_WINDOW)),
             confirmed: confirmed_rx,
             commands: commands_tx.downgrade(),
             max_frame: limits.max_consensus_bytes,
@@ -1000,8 +1000,9 @@ impl NetworkHandle {
 
     /// Send a consensus payload to every validator over its direct stream, and publish it on
     /// the consensus topic as a relay. Returns once queued; a full per-peer queue drops the
-    /// frame for that peer (the relay still carries it). Identical bytes sent twice are
-    /// delivered once: vary the payload (e.g. a round or counter) for a re-broadcast.
+    /// frame for that peer (the relay still carries it). Identical bytes sent twice within
+    /// the duplicate window (2 s) are
+    /// delivered once; a re-broadcast after it is delivered again.
     pub async fn send_consensus(&self, data: Bytes) -> Result<()> {
         let cap = self.inner.limits.max_consensus_bytes;
         if data.len() > cap {
