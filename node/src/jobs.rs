@@ -42,16 +42,7 @@ pub fn client_key(key: &Option<PathBuf>) -> anyhow::Result<agora_crypto::Keypair
 
 /// Read a program: `.wat` text is assembled locally; anything else must be a WASM binary.
 pub fn read_program(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read program {}", path.display()))?;
-    if bytes.len() > MAX_UPLOAD {
-        bail!(
-            "program {} is {} bytes, over the {} byte limit",
-            path.display(),
-            bytes.len(),
-            MAX_UPLOAD
-        );
-    }
+    let bytes = read_bounded(path, MAX_UPLOAD, "program")?;
     let module = if bytes.starts_with(b"\0asm") {
         bytes
     } else if path.extension().is_some_and(|e| e == "wat") {
@@ -67,6 +58,43 @@ pub fn read_program(path: &Path) -> anyhow::Result<Vec<u8>> {
     check_header(&module)
         .with_context(|| format!("{} is not a valid WebAssembly module", path.display()))?;
     Ok(module)
+}
+
+/// Read at most `max` bytes of the file `path` (a `what`, for errors). A regular file's size is
+/// checked before anything is read; anything else (a device such as `/dev/zero`, a FIFO) is read
+/// through a `max + 1` byte window, so an endless stream is cut off and refused, never buffered.
+pub fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if meta.is_dir() {
+        bail!("{what} {} is a directory", path.display());
+    }
+    let over = |len: u64| {
+        anyhow::anyhow!(
+            "{what} {} is {len} bytes, over the {max} byte limit",
+            path.display()
+        )
+    };
+    if meta.is_file() && meta.len() > max as u64 {
+        return Err(over(meta.len()));
+    }
+    let mut buf = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if buf.len() > max {
+        if meta.is_file() {
+            return Err(over(buf.len() as u64));
+        }
+        bail!(
+            "{what} {} is not a regular file and gave more than the {max} byte limit",
+            path.display()
+        );
+    }
+    Ok(buf)
 }
 
 fn check_header(module: &[u8]) -> anyhow::Result<()> {
@@ -89,9 +117,7 @@ fn read_input(input: &Option<String>) -> anyhow::Result<Vec<u8>> {
                 .read_to_end(&mut buf)
                 .context("reading the input from stdin")?;
         }
-        Some(path) => {
-            buf = std::fs::read(path).with_context(|| format!("cannot read input {path}"))?;
-        }
+        Some(path) => buf = read_bounded(Path::new(path), MAX_UPLOAD, "input")?,
     }
     if buf.len() > MAX_UPLOAD {
         bail!("input is over the {MAX_UPLOAD} byte limit");

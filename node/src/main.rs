@@ -229,12 +229,35 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let config = Config::load(&home.config_file(), &overrides, &args.bootstrap)?;
     let key = home.load_key(&config)?;
     logging::init_node(&config.log)?;
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("agora-node")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(daemon::run(home, config, key))
+}
+
+/// Raise the soft limit on open files to the hard limit. Every peer connection, API client,
+/// store file and blob read holds a descriptor, and the common soft default of 1,024 let about a
+/// thousand idle API connections take a node down. The API and the network cap their
+/// connections well below the raised limit.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                tracing::info!(target: "node.start", from = soft, to = hard, "raised the open-file limit")
+            }
+            Err(e) => {
+                tracing::warn!(target: "node.start", soft, hard, error = %e, "cannot raise the open-file limit")
+            }
+        },
+        Ok((soft, _)) => tracing::debug!(target: "node.start", limit = soft, "open-file limit"),
+        Err(e) => {
+            tracing::warn!(target: "node.start", error = %e, "cannot read the open-file limit")
+        }
+    }
 }
 
 #[cfg(test)]

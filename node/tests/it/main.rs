@@ -453,3 +453,50 @@ fn second_node_on_one_home_is_refused_and_logs_can_be_json() {
     assert_eq!(first["message"], "node started", "{log}");
     assert_eq!(first["height"], 0, "{log}");
 }
+
+/// The node raises its soft open-file limit to the hard limit at start: with the common 1,024
+/// default, about a thousand idle API connections took a node down.
+#[test]
+fn node_raises_its_open_file_limit() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &["operator"]);
+    let log = home.with_extension("log");
+    // Started through a shell that lowers the soft limit first; `exec` keeps the pid.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"ulimit -Sn 256 && exec "$0" "$@""#,
+        BIN,
+        "node",
+        "--home",
+        home.to_str().unwrap(),
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ])
+    .current_dir(sb.dir.path())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(fs::File::create(&log).unwrap());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AGORA") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    let mut node = Node {
+        child: cmd.spawn().unwrap(),
+        home: home.clone(),
+        log,
+    };
+    node.api_url();
+    let limits = fs::read_to_string(format!("/proc/{}/limits", node.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_ne!(soft, "256", "soft limit not raised: {line}");
+    assert_eq!(soft, hard, "soft limit raised to the hard one: {line}");
+}

@@ -308,8 +308,15 @@ fn untakeable_job_is_refunded_and_explained() {
         big.to_str().unwrap(),
         wat.to_str().unwrap(),
     );
-    let cases: [(&str, &str, &str, &str); 4] = [
+    let cases: [(&str, &str, &str, &str); 5] = [
         (junk, &api, &key, "not a WebAssembly module"),
+        // An endless device is cut off at the limit, never buffered whole.
+        (
+            "/dev/zero",
+            &api,
+            &key,
+            "not a regular file and gave more than",
+        ),
         (wat, &api, poor, "insufficient funds"),
         (big, &api, &key, "byte limit"),
         (wat, "http://127.0.0.1:1", &key, "127.0.0.1:1"),
@@ -330,4 +337,26 @@ fn untakeable_job_is_refunded_and_explained() {
             "{file} via {api}: {err}"
         );
     }
+    // The same bound holds for the input.
+    let out = agora(
+        tmp.path(),
+        &[
+            "job",
+            "submit",
+            wat,
+            "--input",
+            "/dev/zero",
+            "--api",
+            &api,
+            "--key",
+            &key,
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("input /dev/zero is not a regular file"),
+        "{err}"
+    );
 }
