@@ -145,12 +145,22 @@ pub struct ApiSection {
     /// Where the JSON/HTTP API and `/metrics` listen. Loopback by default: the API is
     /// unauthenticated and meant for the local CLI and scripts.
     pub listen: SocketAddr,
+    /// Connections served at once; one more is accepted and closed at once.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (also how long an idle
+    /// keep-alive connection stays open), in ms.
+    pub header_timeout_ms: u64,
+    /// How long one request may take, body upload included, in ms; then it is answered 408.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
         ApiSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
+            max_connections: 256,
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 60_000,
         }
     }
 }

@@ -12,7 +12,6 @@
 //!   [`Shutdown::wait`] future, and [`run`] waits for the API server to drain before flushing the
 //!   store, so accepted work is durable when the process exits.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -314,11 +313,13 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         None
     };
 
-    let mut server = tokio::spawn(
-        axum::serve(listener, crate::api::router(state))
-            .with_graceful_shutdown(shutdown.wait())
-            .into_future(),
-    );
+    let mut server = tokio::spawn(crate::api_serve::serve(
+        listener,
+        crate::api::router(state),
+        config.api.clone(),
+        Arc::new(crate::api_serve::ServeStats::default()),
+        shutdown.wait(),
+    ));
     let served = tokio::select! {
         res = &mut server => res,
         () = shutdown.wait() => {

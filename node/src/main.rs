@@ -9,6 +9,7 @@
 mod agent;
 mod api;
 mod api_market;
+mod api_serve;
 mod app;
 mod bench;
 mod bench_faults;

@@ -500,3 +500,73 @@ fn node_raises_its_open_file_limit() {
     assert_ne!(soft, "256", "soft limit not raised: {line}");
     assert_eq!(soft, hard, "soft limit raised to the hard one: {line}");
 }
+
+/// The API serves at most `api.max_connections` connections (one more is closed at once) and
+/// closes a connection that sends no request headers within `api.header_timeout_ms`; a client
+/// that behaves is served throughout.
+#[test]
+fn api_caps_connections_and_closes_silent_ones() {
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    let sb = Sandbox::new();
+    let home = sb.init("home", &["operator"]);
+    let log = home.with_extension("log");
+    let mut cmd = sb.cmd(&[
+        "node",
+        "--home",
+        home.to_str().unwrap(),
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    cmd.env("AGORA__API__MAX_CONNECTIONS", "8")
+        .env("AGORA__API__HEADER_TIMEOUT_MS", "1500")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap());
+    let mut node = Node {
+        child: cmd.spawn().unwrap(),
+        home: home.clone(),
+        log,
+    };
+    let url = node.api_url();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let client = agora_client::Client::new(&url).unwrap();
+    client.status().unwrap();
+
+    // Closed by the peer: a read returns end-of-file (or a reset) before `within`.
+    let closed_within = |s: &mut TcpStream, within: Duration| -> bool {
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+        }
+    };
+    // Eight silent connections take every slot (the status request's connection has closed,
+    // as the client does not keep it alive beyond the call, or it times out with the rest).
+    std::thread::sleep(Duration::from_millis(200));
+    let mut silent: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_millis(800)),
+        "a connection over the cap must be closed at once"
+    );
+    // The silent ones are closed once the header timeout passes.
+    for s in &mut silent {
+        assert!(
+            closed_within(s, Duration::from_secs(5)),
+            "a connection that sends no headers must be closed"
+        );
+    }
+    // Slots are free again: a well-behaved client is served.
+    client.status().unwrap();
+    let refused = fs::read_to_string(&node.log).unwrap();
+    assert!(refused.contains("connection cap reached"), "{refused}");
+}
