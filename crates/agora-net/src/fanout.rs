@@ -77,6 +77,13 @@ impl Seen {
         true
     }
 
+    /// Whether `id` was remembered within the window (without remembering it).
+    pub fn contains(&self, id: &[u8; 32]) -> bool {
+        self.set
+            .get(id)
+            .is_some_and(|at| at.elapsed() < self.window)
+    }
+
     /// [`Seen::insert_at`] now.
     pub fn insert(&mut self, id: [u8; 32]) -> bool {
         self.insert_at(id, Instant::now())
@@ -303,6 +310,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Seen::new(16, DUPLICATE_WINDOW);
         assert!(s.insert_at([7; 32], t0));
+        assert!(s.contains(&[7; 32]) && !s.contains(&[9; 32]));
         // The relay copy of the same send, a moment later: a duplicate.
         assert!(!s.insert_at([7; 32], t0 + Duration::from_millis(300)));
         // The replica's re-broadcast a few seconds later must get through: the peer may

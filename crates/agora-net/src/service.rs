@@ -40,6 +40,9 @@ const COMMAND_QUEUE: usize = 1024;
 const TICK: Duration = Duration::from_millis(500);
 const REDIAL_EVERY: Duration = Duration::from_secs(3);
 const SEEN_CAPACITY: usize = 16 * 1024;
+/// How long gossipsub remembers a published or received message id (it refuses to publish the
+/// same payload again within it).
+const GOSSIP_DUPLICATE_WINDOW: Duration = Duration::from_secs(60);
 const REFUSE_GRACE: Duration = Duration::from_millis(250);
 
 #[derive(NetworkBehaviour)]
@@ -167,6 +170,7 @@ impl Network {
             validators: validators.clone(),
             connected: BTreeMap::new(),
             topics,
+            published: Seen::new(SEEN_CAPACITY, GOSSIP_DUPLICATE_WINDOW),
             bootstrap,
             pending_blob: HashMap::new(),
             pending_sync: HashMap::new(),
@@ -235,6 +239,7 @@ fn gossipsub_behaviour(limits: &Limits) -> std::result::Result<gossipsub::Behavi
         .max_transmit_size(transmit)
         .validation_mode(ValidationMode::Anonymous)
         .message_id_fn(|m| gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+        .duplicate_cache_time(GOSSIP_DUPLICATE_WINDOW)
         .validate_messages()
         .build()
         .map_err(|e| e.to_string())?;
@@ -394,6 +399,9 @@ struct Service {
     validators: BTreeSet<PeerId>,
     connected: BTreeMap<PeerId, Conn>,
     topics: [TopicHash; 4],
+    /// Payloads published within gossipsub's duplicate window, which it would refuse (with a
+    /// warning) to publish again: a re-send of one goes over the direct streams only.
+    published: Seen,
     bootstrap: Vec<(Option<PeerId>, Multiaddr)>,
     pending_blob: HashMap<OutboundRequestId, oneshot::Sender<Result<Bytes>>>,
     pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<Bytes>>>,
@@ -486,6 +494,19 @@ impl Service {
         match cmd {
             Command::Publish { topic, data, reply } => {
                 let len = data.len();
+                let id = *blake3::hash(&data).as_bytes();
+                if self.published.contains(&id) {
+                    // Gossipsub still remembers this payload and would refuse it; the relay
+                    // copy already went out (a re-send reaches validators over the streams).
+                    debug!(
+                        ?topic,
+                        "net.publish skipped: published within the duplicate window"
+                    );
+                    if let Some(r) = reply {
+                        let _ = r.send(Ok(()));
+                    }
+                    return;
+                }
                 let res = self
                     .swarm
                     .behaviour_mut()
@@ -493,6 +514,7 @@ impl Service {
                     .publish(self.topics[topic.index()].clone(), data.to_vec());
                 let res = match res {
                     Ok(_) => {
+                        self.published.insert(id);
                         self.stats.topic_out(topic, len);
                         Ok(())
                     }
