@@ -6,7 +6,6 @@
 //! `api.request_timeout_ms`, else it is answered 408.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,20 +19,12 @@ use tower::ServiceExt;
 
 use crate::config::ApiSection;
 
-/// What the accept loop refused, for logs and tests.
-#[derive(Debug, Default)]
-pub struct ServeStats {
-    /// Connections closed at once because `max_connections` were being served.
-    pub refused: AtomicU64,
-}
-
 /// Serve `router` on `listener` until `shutdown` resolves; then stop accepting and let open
 /// connections finish their current request (the caller bounds how long it waits).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     cfg: ApiSection,
-    stats: Arc<ServeStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
@@ -41,6 +32,8 @@ pub async fn serve(
     let request_timeout = Duration::from_millis(cfg.request_timeout_ms.max(1));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
+    // Connections closed at once because `max_connections` were being served.
+    let mut refused: u64 = 0;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -57,9 +50,9 @@ pub async fn serve(
         };
         while conns.try_join_next().is_some() {}
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let n = stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(target: "node.api", %peer, refused = n, max = cfg.max_connections, "API connection cap reached; closing new connections");
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(target: "node.api", %peer, refused, max = cfg.max_connections, "API connection cap reached; closing new connections");
             }
             drop(stream);
             continue;

@@ -244,18 +244,10 @@ impl BlobService {
                 async move {
                     // A paused or overloaded peer must cost a short wait, not the transport's
                     // whole request timeout, before the next peer is asked.
-                    match tokio::time::timeout(
-                        BLOB_CHUNK_TIMEOUT,
-                        net.request(peer, Protocol::Blob, req.into()),
-                    )
-                    .await
-                    {
-                        Ok(r) => r.map(|b| b.to_vec()).map_err(|e| e.to_string()),
-                        Err(_) => Err(format!(
-                            "no answer in {} ms",
-                            BLOB_CHUNK_TIMEOUT.as_millis()
-                        )),
-                    }
+                    net.request_within(peer, Protocol::Blob, req.into(), BLOB_CHUNK_TIMEOUT)
+                        .await
+                        .map(|b| b.to_vec())
+                        .map_err(|e| e.to_string())
                 }
             },
             |p: &PeerId| bad.push(*p),
@@ -269,11 +261,11 @@ impl BlobService {
     }
 }
 
-/// Connected peers to ask, the preferred ones first.
 /// How long one chunk request (at most 256 KiB) may take before the fetch moves on to the next
 /// peer. Serving a chunk is one disk read; a peer that needs longer is treated as failed.
 const BLOB_CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Connected peers to ask, the preferred ones first.
 async fn candidates(net: &NetworkHandle, prefer: &[Address]) -> anyhow::Result<Vec<PeerId>> {
     let connected: Vec<agora_net::PeerInfo> = net
         .peers()

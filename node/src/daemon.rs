@@ -317,7 +317,6 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         listener,
         crate::api::router(state),
         config.api.clone(),
-        Arc::new(crate::api_serve::ServeStats::default()),
         shutdown.wait(),
     ));
     let served = tokio::select! {

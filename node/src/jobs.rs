@@ -108,21 +108,21 @@ fn check_header(module: &[u8]) -> anyhow::Result<()> {
 }
 
 fn read_input(input: &Option<String>) -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
     match input.as_deref() {
-        None => {}
+        None => Ok(Vec::new()),
         Some("-") => {
+            let mut buf = Vec::new();
             std::io::stdin()
                 .take(MAX_UPLOAD as u64 + 1)
                 .read_to_end(&mut buf)
                 .context("reading the input from stdin")?;
+            if buf.len() > MAX_UPLOAD {
+                bail!("input on stdin is over the {MAX_UPLOAD} byte limit");
+            }
+            Ok(buf)
         }
-        Some(path) => buf = read_bounded(Path::new(path), MAX_UPLOAD, "input")?,
+        Some(path) => read_bounded(Path::new(path), MAX_UPLOAD, "input"),
     }
-    if buf.len() > MAX_UPLOAD {
-        bail!("input is over the {MAX_UPLOAD} byte limit");
-    }
-    Ok(buf)
 }
 
 fn upload(client: &Client, bytes: &[u8]) -> anyhow::Result<Hash> {

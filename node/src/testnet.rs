@@ -566,26 +566,31 @@ fn stop_recorded(dir: &Path) -> anyhow::Result<(usize, usize)> {
         signal(*pid, nix::sys::signal::Signal::SIGTERM);
         signal(*pid, nix::sys::signal::Signal::SIGCONT);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
     let running = |(p, name): &(u32, &str)| node_state(*p, name).is_live();
-    while Instant::now() < deadline && live.iter().any(running) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut killed = 0;
-    for n in &live {
-        if running(n) && signal(n.0, nix::sys::signal::Signal::SIGKILL) {
-            killed += 1;
+    // Whether every node is gone within `limit`.
+    let gone_within = |limit: Duration| {
+        let deadline = Instant::now() + limit;
+        while live.iter().any(running) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }
-    // A killed process is gone only once the kernel has torn it down (large mappings take a
-    // while): `down` returns when every node is gone, not when the signals are sent.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while live.iter().any(running) {
-        if Instant::now() > deadline {
+        true
+    };
+    let mut killed = 0;
+    if !gone_within(Duration::from_secs(10)) {
+        for n in &live {
+            if running(n) && signal(n.0, nix::sys::signal::Signal::SIGKILL) {
+                killed += 1;
+            }
+        }
+        // A killed process is gone only once the kernel has torn it down (large mappings take
+        // a while): `down` returns when every node is gone, not when the signals are sent.
+        if !gone_within(Duration::from_secs(10)) {
             let left: Vec<&str> = live.iter().filter(|n| running(n)).map(|n| n.1).collect();
             bail!("still running 10 s after SIGKILL: {}", left.join(", "));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
     let stopped = live.len();
     for n in &mut file.nodes {

@@ -999,24 +999,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             Input::Vote(v) => Some(v.clone()),
             _ => None,
         };
-        if tracing::enabled!(target: "consensus.input", tracing::Level::TRACE) {
-            let what = match &input {
-                Input::Vote(v) => format!(
-                    "vote r{} t{} from {} val {:?}",
-                    round_u32(v.message.round),
-                    vote_type_code(v.message.vote_type),
-                    v.message.validator.0.as_bytes()[0],
-                    matches!(v.message.value, NilOrVal::Nil)
-                ),
-                Input::Proposal(p, valid) => {
-                    format!("proposal r{} {valid:?}", round_u32(p.message.round))
-                }
-                Input::TimeoutElapsed(t) => format!("timeout {:?} {:?}", t.kind, t.round),
-                Input::NewRound(_, r, _) => format!("new round {r:?}"),
-                other => format!("{:?}", std::mem::discriminant(other)),
-            };
-            tracing::trace!(target: "consensus.input", height = self.height, replaying = self.replaying, step = ?self.driver.step_is_propose(), round = ?self.driver.round(), "{what}");
-        }
+        tracing::trace!(target: "consensus.input", height = self.height, replaying = self.replaying, round = ?self.driver.round(), ?input, "input");
         let outputs = match self.driver.process(input) {
             Ok(o) => {
                 if let Some(v) = vote {

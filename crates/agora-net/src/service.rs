@@ -1022,9 +1022,8 @@ impl NetworkHandle {
 
     /// Send a consensus payload to every validator over its direct stream, and publish it on
     /// the consensus topic as a relay. Returns once queued; a full per-peer queue drops the
-    /// frame for that peer (the relay still carries it). Identical bytes sent twice within
-    /// the duplicate window (2 s) are
-    /// delivered once; a re-broadcast after it is delivered again.
+    /// frame for that peer (the relay still carries it). Identical bytes sent twice within the
+    /// duplicate window (2 s) are delivered once; a re-broadcast after it is delivered again.
     pub async fn send_consensus(&self, data: Bytes) -> Result<()> {
         let cap = self.inner.limits.max_consensus_bytes;
         if data.len() > cap {
@@ -1053,6 +1052,19 @@ impl NetworkHandle {
 
     /// Ask `peer` and wait for its answer (bounded by the configured request timeout).
     pub async fn request(&self, peer: PeerId, protocol: Protocol, data: Bytes) -> Result<Bytes> {
+        let limit = self.inner.limits.request_timeout + Duration::from_secs(1);
+        self.request_within(peer, protocol, data, limit).await
+    }
+
+    /// [`NetworkHandle::request`], giving up with [`NetError::Timeout`] after `limit` (a caller
+    /// that has other peers to ask wants a shorter wait than the transport's timeout).
+    pub async fn request_within(
+        &self,
+        peer: PeerId,
+        protocol: Protocol,
+        data: Bytes,
+        limit: Duration,
+    ) -> Result<Bytes> {
         let cap = self.inner.limits.max_request_bytes;
         if data.len() > cap {
             return Err(NetError::TooLarge {
@@ -1060,14 +1072,13 @@ impl NetworkHandle {
                 cap,
             });
         }
-        let deadline = self.inner.limits.request_timeout + Duration::from_secs(1);
         let fut = self.call(|reply| Command::Request {
             peer,
             protocol,
             data,
             reply,
         });
-        match tokio::time::timeout(deadline, fut).await {
+        match tokio::time::timeout(limit, fut).await {
             Ok(r) => r?,
             Err(_) => Err(NetError::Timeout),
         }

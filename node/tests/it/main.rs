@@ -20,12 +20,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_agora");
 fn agora(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// Remove the `AGORA*` and `RUST_LOG` variables from `cmd`'s environment.
+fn clean_env(cmd: &mut Command) {
     for (name, _) in std::env::vars() {
         if name.starts_with("AGORA") || name == "RUST_LOG" {
             cmd.env_remove(name);
         }
     }
-    cmd
 }
 
 /// A temporary working directory; the binary runs inside it with a clean environment.
@@ -101,7 +106,14 @@ struct Node {
 
 impl Node {
     fn start(sb: &Sandbox, home: &Path, extra: &[&str]) -> Node {
-        let log = home.with_extension("log");
+        let args = Node::args(home, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Node::spawn(sb.cmd(&args), home)
+    }
+
+    /// The arguments of `agora node` on `home` with an OS-assigned API port (and p2p port,
+    /// unless `extra` gives `--listen`).
+    fn args(home: &Path, extra: &[&str]) -> Vec<String> {
         let mut args = vec![
             "node",
             "--home",
@@ -114,8 +126,13 @@ impl Node {
             // Parallel tests must not share the default p2p port.
             args.extend(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         }
-        let child = sb
-            .cmd(&args)
+        args.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Spawn `cmd` (a node on `home`), its stderr logged to `HOME.log`.
+    fn spawn(mut cmd: Command, home: &Path) -> Node {
+        let log = home.with_extension("log");
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
@@ -460,35 +477,14 @@ fn second_node_on_one_home_is_refused_and_logs_can_be_json() {
 fn node_raises_its_open_file_limit() {
     let sb = Sandbox::new();
     let home = sb.init("home", &["operator"]);
-    let log = home.with_extension("log");
     // Started through a shell that lowers the soft limit first; `exec` keeps the pid.
     let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        r#"ulimit -Sn 256 && exec "$0" "$@""#,
-        BIN,
-        "node",
-        "--home",
-        home.to_str().unwrap(),
-        "--api",
-        "127.0.0.1:0",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ])
-    .current_dir(sb.dir.path())
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(fs::File::create(&log).unwrap());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("AGORA") || name == "RUST_LOG" {
-            cmd.env_remove(name);
-        }
-    }
-    let mut node = Node {
-        child: cmd.spawn().unwrap(),
-        home: home.clone(),
-        log,
-    };
+    cmd.args(["-c", r#"ulimit -Sn 256 && exec "$0" "$@""#, BIN])
+        .args(Node::args(&home, &[]))
+        .current_dir(sb.dir.path())
+        .stdin(Stdio::null());
+    clean_env(&mut cmd);
+    let mut node = Node::spawn(cmd, &home);
     node.api_url();
     let limits = fs::read_to_string(format!("/proc/{}/limits", node.child.id())).unwrap();
     let line = limits
@@ -511,25 +507,12 @@ fn api_caps_connections_and_closes_silent_ones() {
 
     let sb = Sandbox::new();
     let home = sb.init("home", &["operator"]);
-    let log = home.with_extension("log");
-    let mut cmd = sb.cmd(&[
-        "node",
-        "--home",
-        home.to_str().unwrap(),
-        "--api",
-        "127.0.0.1:0",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
+    let args = Node::args(&home, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = sb.cmd(&args);
     cmd.env("AGORA__API__MAX_CONNECTIONS", "8")
-        .env("AGORA__API__HEADER_TIMEOUT_MS", "1500")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap());
-    let mut node = Node {
-        child: cmd.spawn().unwrap(),
-        home: home.clone(),
-        log,
-    };
+        .env("AGORA__API__HEADER_TIMEOUT_MS", "1500");
+    let mut node = Node::spawn(cmd, &home);
     let url = node.api_url();
     let addr = url.trim_start_matches("http://").to_owned();
     let client = agora_client::Client::new(&url).unwrap();
