@@ -387,7 +387,7 @@ mod tests {
             store.flush().unwrap();
         }
         let err = Store::open(&path).unwrap_err();
-        assert!(matches!(err, StoreError::NewerFormat { .. }));
+        assert!(matches!(err, StoreError::NewerFormat { .. }), "{err}");
         assert!(err.to_string().contains("upgrade agora"), "{err}");
     }
 
@@ -405,7 +405,7 @@ mod tests {
             store.flush().unwrap();
         }
         let err = Store::open(&path).unwrap_err();
-        assert!(matches!(err, StoreError::OlderFormat { .. }));
+        assert!(matches!(err, StoreError::OlderFormat { .. }), "{err}");
         assert!(err.to_string().contains("fresh home"), "{err}");
     }
 }
