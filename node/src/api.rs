@@ -86,7 +86,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let store_bytes = state.store.size_on_disk().unwrap_or_else(|e| {
         tracing::warn!(target: "api.metrics", error = %e, "cannot measure the store");
         0
-    });
+    }) + state.history.frozen_bytes();
     let net = state.net.stats();
     let text = {
         let market = state.market.read().ok();
@@ -150,6 +150,8 @@ mod tests {
             identity: Arc::new(Identity::new(&key, &config)),
             chain: rx,
             store: store.clone(),
+            history: crate::history::History::open(store.clone(), &blob_dir.path().join("freezer"))
+                .unwrap(),
             metrics: Arc::new(Metrics::new(VERSION, &["full".to_owned()])),
             market: Arc::new(std::sync::RwLock::new(
                 agora_market::Market::new(&crate::genesis::dev_genesis(&key)).unwrap(),

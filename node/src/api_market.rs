@@ -120,7 +120,7 @@ async fn block(
             format!("no block at height {height}"),
         ));
     };
-    let result = crate::app::block_result(&state.store, height)
+    let result = crate::app::block_result(&state.history, height)
         .ok()
         .flatten();
     let h = &block.header;

@@ -190,9 +190,11 @@ pub fn evidence_tx(
 }
 
 /// A block's stored result, for the API.
-pub fn block_result(store: &Store, height: u64) -> anyhow::Result<Option<BlockResult>> {
-    let tree = store.tree(RESULTS_TREE)?;
-    Ok(match tree.get(height.to_be_bytes())? {
+pub fn block_result(
+    history: &crate::history::History,
+    height: u64,
+) -> anyhow::Result<Option<BlockResult>> {
+    Ok(match history.get(RESULTS_TREE, height)? {
         Some(b) => Some(serde_json::from_slice(&b)?),
         None => None,
     })

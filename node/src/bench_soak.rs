@@ -35,6 +35,10 @@ pub struct BenchSoakArgs {
     /// Store page cache bound of the node, MiB [default: the node's default]
     #[arg(long)]
     pub cache_mib: Option<u64>,
+    /// Recent heights the node keeps in its store before freezing them (0: never freeze)
+    /// [default: the node's default]
+    #[arg(long)]
+    pub hot_heights: Option<u64>,
     /// Log filter of the node (its log is written to DIR/node.log)
     #[arg(long, default_value = "info")]
     pub log_filter: String,
@@ -56,6 +60,7 @@ struct Sample {
     elapsed: Duration,
     rss: u64,
     store: u64,
+    freezer: u64,
 }
 
 /// The node process; stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
@@ -179,12 +184,16 @@ fn run(args: &BenchSoakArgs, dir: &std::path::Path, marks: &[u64]) -> anyhow::Re
     if let Some(mib) = args.cache_mib {
         cmd.env("AGORA__STORE__CACHE_MIB", mib.to_string());
     }
+    if let Some(hot) = args.hot_heights {
+        cmd.env("AGORA__STORE__HOT_HEIGHTS", hot.to_string());
+    }
     let mut node = NodeProcess {
         child: cmd.spawn().context("cannot start the node")?,
     };
     let api = wait_for_api(&home, &mut node, &log_path)?;
     let client = agora_client::Client::with_timeout(&api, Duration::from_secs(10))?;
     let store_dir = home.resolve(&crate::config::Config::default().store.path);
+    let freezer_dir = home.resolve(&crate::config::Config::default().store.freezer_path);
     let cache = match (args.cache_mib, &args.node_bin) {
         (Some(mib), _) => format!("{mib} MiB"),
         (None, None) => format!("{} MiB", crate::config::Config::default().store.cache_mib),
@@ -197,8 +206,8 @@ fn run(args: &BenchSoakArgs, dir: &std::path::Path, marks: &[u64]) -> anyhow::Re
         node.pid()
     );
     println!(
-        "{:>8} {:>9} {:>9} {:>9} {:>10}",
-        "height", "elapsed", "blocks/s", "RSS MiB", "store MiB"
+        "{:>8} {:>9} {:>9} {:>9} {:>10} {:>11}",
+        "height", "elapsed", "blocks/s", "RSS MiB", "store MiB", "freezer MiB"
     );
     let started = Instant::now();
     let mut samples = Vec::new();
@@ -228,14 +237,16 @@ fn run(args: &BenchSoakArgs, dir: &std::path::Path, marks: &[u64]) -> anyhow::Re
                 elapsed: started.elapsed(),
                 rss,
                 store: dir_bytes(&store_dir),
+                freezer: dir_bytes(&freezer_dir),
             };
             println!(
-                "{:>8} {:>8.1}s {:>9.0} {:>9.1} {:>10.1}",
+                "{:>8} {:>8.1}s {:>9.0} {:>9.1} {:>10.1} {:>11.1}",
                 s.height,
                 s.elapsed.as_secs_f64(),
                 s.height as f64 / s.elapsed.as_secs_f64().max(1e-3),
                 mib(s.rss),
-                mib(s.store)
+                mib(s.store),
+                mib(s.freezer)
             );
             samples.push(s);
             while next < marks.len() && marks[next] <= height {

@@ -189,6 +189,11 @@ pub struct StoreSection {
     pub path: PathBuf,
     /// Bound of the store's in-memory page cache, in MiB (at least 1).
     pub cache_mib: u64,
+    /// Recent heights whose blocks, certificates and results stay in the store; older ones
+    /// move to the freezer (below 64 counts as 64; 0 keeps every height in the store).
+    pub hot_heights: u64,
+    /// Directory of the freezer, relative to the home unless absolute.
+    pub freezer_path: PathBuf,
 }
 
 impl Default for StoreSection {
@@ -196,6 +201,8 @@ impl Default for StoreSection {
         StoreSection {
             path: PathBuf::from("data"),
             cache_mib: agora_store::DEFAULT_CACHE_BYTES >> 20,
+            hot_heights: 10_000,
+            freezer_path: PathBuf::from("freezer"),
         }
     }
 }

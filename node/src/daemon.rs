@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use agora_consensus::{Replica, SledStore};
+use agora_consensus::Replica;
 use agora_crypto::Keypair;
 use agora_net::{Multiaddr, NetConfig, Network};
 use agora_store::Store;
@@ -27,6 +27,7 @@ use crate::app::{MarketApp, SharedMarket};
 use crate::chain::{now_ms, ChainCommand};
 
 use crate::config::Config;
+use crate::history::{History, HistoryStore};
 use crate::home::{peer_id, Home};
 use crate::metrics::Metrics;
 use crate::timed_store::TimedStore;
@@ -103,6 +104,8 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub chain: watch::Receiver<ChainView>,
     pub store: Store,
+    /// The store with the freezer: per-height history, wherever it is.
+    pub history: crate::history::History,
     pub metrics: Arc<Metrics>,
     /// The replicated market, read by query routes.
     pub market: SharedMarket,
@@ -182,6 +185,8 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     let genesis = crate::genesis::load(&genesis_path)?;
     let cgen = crate::genesis::consensus_genesis(&genesis)?;
     check_chain_id(&store, &cgen.chain_id, &genesis_path)?;
+    let freezer_path = home.resolve(&config.store.freezer_path);
+    let history = History::open(store.clone(), &freezer_path)?;
     let app = MarketApp::open(&genesis, store.clone())?;
     let market = app.shared();
     let is_validator = cgen.validators.contains(&key.address());
@@ -200,7 +205,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         cgen.clone(),
         consensus_cfg,
         is_validator.then(|| key.clone()),
-        TimedStore::new(SledStore(store.clone()), metrics.flush_histogram()),
+        TimedStore::new(HistoryStore(history.clone()), metrics.flush_histogram()),
         app,
         now_ms(),
     )
@@ -233,6 +238,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         identity: identity.clone(),
         chain: chain_rx,
         store: store.clone(),
+        history: history.clone(),
         metrics,
         market,
         chain_commands: commands_tx.clone(),
@@ -272,6 +278,10 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
             shutdown.trigger();
         }
     });
+
+    history
+        .clone()
+        .spawn_freezing(config.store.hot_heights, std::time::Duration::from_secs(1));
 
     let chain_task = tokio::spawn(crate::chain::run(
         replica,

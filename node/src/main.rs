@@ -21,6 +21,7 @@ mod commands;
 mod config;
 mod daemon;
 mod genesis;
+mod history;
 mod home;
 mod jobs;
 mod logging;

@@ -1,14 +1,14 @@
-//! The consensus store of a node: [`agora_consensus::SledStore`] with every durable flush
+//! The consensus store of a node: [`crate::history::HistoryStore`] with every durable flush
 //! timed into a histogram (`agora_consensus_flush_seconds`). A flush gates every vote the
 //! node sends, so its latency bounds how fast the node can take part in consensus.
 
 use std::time::Instant;
 
-use agora_consensus::{KvStore, SledStore, StorageError};
+use agora_consensus::{KvStore, StorageError};
 use prometheus_client::metrics::histogram::Histogram;
 
 /// The store the node's replica runs on.
-pub type NodeStore = TimedStore<SledStore>;
+pub type NodeStore = TimedStore<crate::history::HistoryStore>;
 
 /// A [`KvStore`] that times its inner store's flushes.
 pub struct TimedStore<S> {
@@ -50,6 +50,8 @@ impl<S: KvStore> KvStore for TimedStore<S> {
 
 #[cfg(test)]
 mod tests {
+    use agora_consensus::SledStore;
+
     use super::*;
 
     #[test]

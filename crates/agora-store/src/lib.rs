@@ -7,9 +7,12 @@
 //! own default is 1 GiB, which a long-running node fills block by block, so the store is opened
 //! with [`DEFAULT_CACHE_BYTES`] unless the caller gives another bound.
 
+pub mod freezer;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use freezer::{Freezer, FreezerError};
 pub use sled::IVec;
 
 /// Page cache bound used by [`Store::open`]: 64 MiB.

@@ -7,6 +7,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod faults;
+mod history;
 mod hostile;
 mod jobs;
 mod nonces;
