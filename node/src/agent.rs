@@ -46,8 +46,6 @@ const RESEND_AFTER_BLOCKS: u64 = 8;
 const MAX_OUTSTANDING: u64 = 48;
 /// Blob fetches (module and input of jobs to bid on) running at once.
 const MAX_FETCHES: usize = 8;
-/// How often settled jobs' blobs are garbage-collected (kept for the market's job retention).
-const GC_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What this node's agent does.
 #[derive(Clone, Debug)]
@@ -109,7 +107,6 @@ pub struct Agent {
     stalled_blocks: u32,
     /// When our nonce on chain last moved (or the first transaction went out after that).
     progress_at: std::time::Instant,
-    last_gc: std::time::Instant,
     height: u64,
     /// The height `track_nonce` last counted (steps between blocks do not count).
     nonce_height: u64,
@@ -176,7 +173,6 @@ impl Agent {
             chain_nonce: 0,
             stalled_blocks: 0,
             progress_at: std::time::Instant::now(),
-            last_gc: std::time::Instant::now(),
             height: 0,
             nonce_height: 0,
             inflight: BTreeMap::new(),
@@ -266,10 +262,6 @@ impl Agent {
             }
             if self.cfg.operator {
                 self.operator_step(&m, &mut todo, &mut spawn);
-            }
-            if self.last_gc.elapsed() >= GC_EVERY {
-                self.last_gc = std::time::Instant::now();
-                self.collect_garbage(&m);
             }
         }
         for (job, audit) in spawn {
@@ -579,33 +571,6 @@ impl Agent {
         } else if !self.started.contains(&(job.id, audit)) {
             spawn.push((job.clone(), audit));
         }
-    }
-
-    /// Remove blobs untouched for the market's job retention, except those of open jobs.
-    fn collect_garbage(&self, m: &Market) {
-        let mut pinned = BTreeSet::new();
-        for id in m.open_jobs() {
-            if let Some(job) = m.job(id) {
-                pinned.insert(job.spec.module_hash);
-                pinned.insert(job.spec.input_hash);
-                if let Some(h) = self.shared.blobs.output_hash(id) {
-                    pinned.insert(h);
-                }
-            }
-        }
-        let retention = std::time::Duration::from_millis(m.params().job_retention_ms);
-        let blobs = self.shared.blobs.clone();
-        tokio::task::spawn_blocking(move || {
-            let now = agora_types::Timestamp(crate::chain::now_ms());
-            match blobs.store.gc(now, retention, &pinned) {
-                Ok(r) => {
-                    tracing::info!(target: "node.agent", removed = r.removed.len(), freed_bytes = r.freed_bytes, kept = r.kept, "blob garbage collection")
-                }
-                Err(e) => {
-                    tracing::warn!(target: "node.agent", error = %e, "blob garbage collection failed")
-                }
-            }
-        });
     }
 
     /// Whether the job's module and input are in the local blob store.

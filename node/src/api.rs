@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .merge(crate::api_market::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -115,6 +116,40 @@ async fn not_found(req: Request) -> ApiError {
     )
 }
 
+/// With `api.token` set, a state-changing request without `Authorization: Bearer <token>` is
+/// answered 401. Reads stay open.
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(want) = state.api_token else {
+        return next.run(req).await;
+    };
+    if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared as hashes, so the time taken says nothing about how much of a guess was right.
+    if given.is_some_and(|t| agora_types::Hash::of(t.trim().as_bytes()) == want) {
+        return next.run(req).await;
+    }
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        if given.is_some() {
+            "wrong API token"
+        } else {
+            "this route needs `Authorization: Bearer <token>` (api.token; the CLI sends AGORA_API_TOKEN)"
+        },
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    resp
+}
+
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -172,6 +207,8 @@ mod tests {
             ),
             net,
             halt_after_ms: 3_000,
+            uploads: Arc::new(crate::upload_limit::UploadLimit::new(16, 128)),
+            api_token: None,
         };
         (state, tx)
     }

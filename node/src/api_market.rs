@@ -6,6 +6,7 @@ use agora_types::{Address, Hash};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -16,6 +17,7 @@ use agora_consensus::{ConsensusError, MempoolError};
 use crate::api::ApiError;
 use crate::chain::ChainCommand;
 use crate::daemon::AppState;
+use crate::upload_limit::Refusal;
 
 /// The routes of this module, to be merged into the main router.
 pub fn routes() -> Router<AppState> {
@@ -306,17 +308,67 @@ async fn events(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 /// `POST /v1/blobs`: store a module, input or output by its blake3 hash.
 async fn put_blob(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let blobs = state.blobs.store.clone();
+) -> Result<Response, ApiError> {
     let len = body.len();
+    match state.uploads.check(caller, len) {
+        Ok(()) => {}
+        Err(Refusal::RetryAfter(wait)) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "blob uploads from {caller} are over blobs.upload_mib_per_s; retry in {} ms",
+                    wait.as_millis()
+                ),
+            );
+            let mut resp = err.into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.max(1).to_string()) {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return Ok(resp);
+        }
+        Err(Refusal::TooLarge { burst_bytes }) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a blob of {len} bytes is over the upload burst of {burst_bytes} bytes (blobs.upload_burst_mib)"),
+            ))
+        }
+    }
+    let blobs = state.blobs.store.clone();
     let hash = tokio::task::spawn_blocking(move || blobs.put(&body))
         .await
         .map_err(|_| unavailable())?
-        .map_err(|e| bad_request(format!("cannot store blob: {e}")))?;
-    Ok(Json(
-        serde_json::json!({ "hash": hash.to_hex(), "size": len }),
-    ))
+        .map_err(|e| match e {
+            agora_blobs::BlobError::Full { .. } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!("cannot store blob: {e} (blobs.max_total_mib)"),
+            ),
+            e => bad_request(format!("cannot store blob: {e}")),
+        })?;
+    Ok(Json(serde_json::json!({ "hash": hash.to_hex(), "size": len })).into_response())
+}
+
+/// The caller's IP address, from the connection (the unspecified address where none is known,
+/// as in router tests).
+pub struct Caller(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Caller, Self::Rejection> {
+        Ok(Caller(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        ))
+    }
 }
 
 /// `GET /v1/blobs/{hash}`: the bytes, verified against their hash on read.

@@ -65,7 +65,10 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let router = router.clone();
                 async move {
-                    let req = req.map(Body::new);
+                    let mut req = req.map(Body::new);
+                    // Who is calling, for per-caller limits (`crate::api_market`'s `Caller`).
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
                     match tokio::time::timeout(request_timeout, router.oneshot(req)).await {
                         Ok(resp) => resp,
                         Err(_) => Ok(timed_out(request_timeout)),

@@ -7,13 +7,17 @@
 //! it — the API node, then the CLI — can check it against the job's committed result hash
 //! without trusting the peer that served it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use agora_blobs::{BlobStore, Want};
+use agora_market::Market;
 use agora_net::{NetworkHandle, PeerId, Penalty, Protocol};
 use agora_store::{Store, Tree};
 use agora_types::{Address, Hash};
 use anyhow::Context;
+
+use crate::app::SharedMarket;
 
 /// Store tree mapping a job id to the hash of the output blob this node holds for it.
 pub const OUTPUTS_TREE: &str = "job_outputs";
@@ -105,6 +109,87 @@ impl BlobService {
             Some(h) => Ok(self.store.get(&h)?),
             None => Ok(None),
         }
+    }
+
+    /// What garbage collection keeps: the blobs of open jobs, and anything younger than the
+    /// job retention.
+    fn keep(&self, m: &Market) -> (BTreeSet<Hash>, std::time::Duration) {
+        let mut pinned = BTreeSet::new();
+        for id in m.open_jobs() {
+            if let Some(job) = m.job(id) {
+                pinned.insert(job.spec.module_hash);
+                pinned.insert(job.spec.input_hash);
+                if let Some(h) = self.output_hash(id) {
+                    pinned.insert(h);
+                }
+            }
+        }
+        let retention = std::time::Duration::from_millis(m.params().job_retention_ms);
+        (pinned, retention)
+    }
+
+    /// Remove the blobs untouched for `retention` except the `pinned` ones, and the output
+    /// index entries of what was removed. Every node runs it ([`BlobService::spawn_gc`]),
+    /// agent or not: uploads reach any node's API.
+    fn collect(
+        &self,
+        pinned: &BTreeSet<Hash>,
+        retention: std::time::Duration,
+        now: agora_types::Timestamp,
+    ) -> anyhow::Result<agora_blobs::GcReport> {
+        let report = self.store.gc(now, retention, pinned)?;
+        if !report.removed.is_empty() {
+            let removed: BTreeSet<Hash> = report.removed.iter().copied().collect();
+            for kv in self.outputs.iter() {
+                let (job, blob) = kv?;
+                let gone = <[u8; 32]>::try_from(blob.as_ref())
+                    .map(|b| removed.contains(&Hash(b)))
+                    .unwrap_or(true);
+                if gone {
+                    self.outputs.remove(job)?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Collect garbage every `every`, holding the market's lock only to list what to keep.
+    pub fn spawn_gc(self: &Arc<Self>, market: SharedMarket, every: std::time::Duration) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let (gc, market) = (svc.clone(), market.clone());
+                let done = tokio::task::spawn_blocking(move || {
+                    let now = agora_types::Timestamp(crate::chain::now_ms());
+                    let (pinned, retention) = {
+                        let m = market.read().unwrap_or_else(|e| e.into_inner());
+                        gc.keep(&m)
+                    };
+                    gc.collect(&pinned, retention, now)
+                })
+                .await;
+                match done {
+                    Ok(Ok(r)) => tracing::info!(
+                        target: "node.blobs",
+                        removed = r.removed.len(),
+                        freed_bytes = r.freed_bytes,
+                        kept = r.kept,
+                        used_bytes = svc.store.used_bytes(),
+                        "blob garbage collection"
+                    ),
+                    Ok(Err(e)) => tracing::warn!(
+                        target: "node.blobs",
+                        error = %format!("{e:#}"),
+                        "blob garbage collection failed"
+                    ),
+                    Err(_) => return,
+                }
+            }
+        });
     }
 
     /// Answer one peer request on the blocking pool. A malformed request costs the peer
@@ -313,5 +398,32 @@ mod tests {
         let h = svc.record_output(&job, &out).unwrap();
         assert_eq!(svc.output_hash(&job), Some(h));
         assert_eq!(svc.output(&job).unwrap().unwrap(), out);
+    }
+
+    #[test]
+    fn garbage_collection_removes_old_blobs_and_their_output_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(
+            BlobStore::open(dir.path().join("blobs"), agora_blobs::BlobConfig::default()).unwrap(),
+        );
+        let db = Store::temporary().unwrap();
+        let svc = BlobService::open(blobs, &db).unwrap();
+        let key = agora_crypto::Keypair::for_test(1);
+        let market = Market::new(&crate::genesis::dev_genesis(&key)).unwrap();
+        let job = Hash([7; 32]);
+        let h = svc.record_output(&job, &encode_output(0, b"42\n")).unwrap();
+        let upload = svc.store.put(b"an upload no job uses").unwrap();
+        let now = agora_types::Timestamp(crate::chain::now_ms());
+        // Young blobs stay.
+        let (pinned, retention) = svc.keep(&market);
+        let r = svc.collect(&pinned, retention, now).unwrap();
+        assert!(r.removed.is_empty(), "{r:?}");
+        // Past the job retention, both go, and the index no longer names the output.
+        let later = agora_types::Timestamp(now.0 + market.params().job_retention_ms + 1);
+        let r = svc.collect(&pinned, retention, later).unwrap();
+        assert_eq!(r.removed.len(), 2, "{r:?}");
+        assert!(!svc.store.contains(&h) && !svc.store.contains(&upload));
+        assert_eq!(svc.output_hash(&job), None);
+        assert_eq!(svc.store.used_bytes(), 0);
     }
 }

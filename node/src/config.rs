@@ -68,6 +68,7 @@ pub struct Config {
     pub api: ApiSection,
     pub log: LogSection,
     pub store: StoreSection,
+    pub blobs: BlobsSection,
     pub coprocessor: CoprocessorSection,
 }
 
@@ -142,9 +143,12 @@ impl Default for NetworkSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSection {
-    /// Where the JSON/HTTP API and `/metrics` listen. Loopback by default: the API is
-    /// unauthenticated and meant for the local CLI and scripts.
+    /// Where the JSON/HTTP API and `/metrics` listen. Loopback by default: the API is meant
+    /// for the local CLI and scripts. Any other address needs `token`.
     pub listen: SocketAddr,
+    /// Bearer token that state-changing (POST) routes require when set; required to listen
+    /// beyond loopback. Better given by `AGORA__API__TOKEN` than written here.
+    pub token: String,
     /// Connections served at once; one more is accepted and closed at once.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers (also how long an idle
@@ -158,6 +162,7 @@ impl Default for ApiSection {
     fn default() -> Self {
         ApiSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
+            token: String::new(),
             max_connections: 256,
             header_timeout_ms: 10_000,
             request_timeout_ms: 60_000,
@@ -211,6 +216,43 @@ impl StoreSection {
     /// The cache bound in bytes.
     pub fn cache_bytes(&self) -> u64 {
         self.cache_mib.saturating_mul(1 << 20)
+    }
+}
+
+/// The blob store under `HOME/blobs`: its disk budget, upload rate and garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobsSection {
+    /// Most disk all blobs together may take, in MiB; puts past it are refused (507 at the API)
+    /// until garbage collection frees room.
+    pub max_total_mib: u64,
+    /// Sustained `POST /v1/blobs` rate of one caller (by IP address), in MiB per second.
+    pub upload_mib_per_s: u32,
+    /// Burst of one caller, in MiB: at least the API's largest request body (4 MiB), or such
+    /// an upload could never pass.
+    pub upload_burst_mib: u32,
+    /// How often blobs no open job needs and older than the job retention are removed, in s.
+    pub gc_interval_s: u64,
+}
+
+impl Default for BlobsSection {
+    fn default() -> Self {
+        BlobsSection {
+            max_total_mib: 4096,
+            upload_mib_per_s: 16,
+            upload_burst_mib: 64,
+            gc_interval_s: 600,
+        }
+    }
+}
+
+impl BlobsSection {
+    /// The blob store's limits.
+    pub fn store_config(&self) -> agora_blobs::BlobConfig {
+        agora_blobs::BlobConfig {
+            max_total_bytes: self.max_total_mib.saturating_mul(1 << 20),
+            ..agora_blobs::BlobConfig::default()
+        }
     }
 }
 

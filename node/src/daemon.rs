@@ -117,6 +117,10 @@ pub struct AppState {
     pub net: agora_net::NetworkHandle,
     /// No block for this long and the node reports the chain halted ([`halt_after_ms`]).
     pub halt_after_ms: u64,
+    /// Per-caller rate of `POST /v1/blobs`.
+    pub uploads: Arc<crate::upload_limit::UploadLimit>,
+    /// Hash of `api.token`, when set: POST routes require it.
+    pub api_token: Option<agora_types::Hash>,
 }
 
 /// A broadcast shutdown signal.
@@ -148,10 +152,32 @@ impl Shutdown {
     }
 }
 
+/// The hash of the API token, checked against where the API listens: beyond loopback a token
+/// is required, and the node says that its API is reachable from outside.
+fn api_token(api: &crate::config::ApiSection) -> anyhow::Result<Option<agora_types::Hash>> {
+    let token = api.token.trim();
+    if api.listen.ip().is_loopback() {
+        return Ok((!token.is_empty()).then(|| agora_types::Hash::of(token.as_bytes())));
+    }
+    if token.is_empty() {
+        anyhow::bail!(
+            "api.listen {} is reachable from other machines, and the API has no token: set api.token (or AGORA__API__TOKEN) so that state-changing routes need it, or listen on 127.0.0.1",
+            api.listen
+        );
+    }
+    tracing::warn!(
+        target: "node.start",
+        listen = %api.listen,
+        "the API listens beyond loopback: reads are open to anyone who can reach it; transactions and uploads need the bearer token"
+    );
+    Ok(Some(agora_types::Hash::of(token.as_bytes())))
+}
+
 /// Run the node until Ctrl-C or SIGTERM. Returns once the API has drained and the store is
 /// flushed.
 pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()> {
     let identity = Arc::new(Identity::new(&key, &config));
+    let api_token = api_token(&config.api)?;
     let store_path = home.resolve(&config.store.path);
     let store = Store::open_with_cache(&store_path, config.store.cache_bytes()).map_err(|e| {
         if e.to_string().contains("could not acquire lock") {
@@ -179,7 +205,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         .local_addr()
         .context("reading the API's bound address")?;
     let blobs_path = home.root().join("blobs");
-    let blobs = agora_blobs::BlobStore::open(&blobs_path, agora_blobs::BlobConfig::default())
+    let blobs = agora_blobs::BlobStore::open(&blobs_path, config.blobs.store_config())
         .with_context(|| format!("cannot open the blob store at {}", blobs_path.display()))?;
     let genesis_path = home.resolve(&config.node.genesis_file);
     let genesis = crate::genesis::load(&genesis_path)?;
@@ -245,6 +271,11 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         blobs: blobs.clone(),
         net: net.clone(),
         halt_after_ms: halt_after_ms(config.consensus.empty_block_interval_ms),
+        uploads: Arc::new(crate::upload_limit::UploadLimit::new(
+            config.blobs.upload_mib_per_s,
+            config.blobs.upload_burst_mib,
+        )),
+        api_token,
     };
 
     write_api_addr(&home, api_addr)?;
@@ -279,6 +310,10 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         }
     });
 
+    blobs.spawn_gc(
+        state.market.clone(),
+        std::time::Duration::from_secs(config.blobs.gc_interval_s.max(1)),
+    );
     history
         .clone()
         .spawn_freezing(config.store.hot_heights, std::time::Duration::from_secs(1));

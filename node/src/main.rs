@@ -29,6 +29,7 @@ mod metrics;
 mod sim;
 mod testnet;
 mod timed_store;
+mod upload_limit;
 
 use std::process::ExitCode;
 

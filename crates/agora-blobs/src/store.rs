@@ -16,6 +16,8 @@ use crate::chunk_range;
 pub enum BlobError {
     #[error("blob of {size} bytes is over the limit of {max}")]
     TooLarge { size: u64, max: u64 },
+    #[error("blob store is full: {used} of {max} bytes used, {size} more do not fit")]
+    Full { size: u64, used: u64, max: u64 },
     #[error("blob hash mismatch: expected {expected}, got {got}")]
     HashMismatch { expected: Hash, got: Hash },
     #[error("stored blob {0} is corrupt and was removed")]
@@ -42,12 +44,16 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 pub struct BlobConfig {
     /// Largest blob accepted, in bytes.
     pub max_blob_bytes: u64,
+    /// Most bytes all blobs together may take on disk; a put that would pass it is refused
+    /// with [`BlobError::Full`] (garbage collection makes room again).
+    pub max_total_bytes: u64,
 }
 
 impl Default for BlobConfig {
     fn default() -> Self {
         BlobConfig {
             max_blob_bytes: 64 << 20,
+            max_total_bytes: 4 << 30,
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct BlobStore {
     tmp: PathBuf,
     config: BlobConfig,
     counter: AtomicU64,
+    /// Bytes of all stored blobs (counted at open, kept by put and remove).
+    used: AtomicU64,
 }
 
 impl BlobStore {
@@ -89,12 +97,40 @@ impl BlobStore {
             let entry = entry.map_err(io_err(&tmp))?;
             let _ = fs::remove_file(entry.path());
         }
-        Ok(BlobStore {
+        let mut store = BlobStore {
             root,
             tmp,
             config,
             counter: AtomicU64::new(0),
-        })
+            used: AtomicU64::new(0),
+        };
+        let used = store.list()?.iter().map(|b| b.size).sum();
+        store.used = AtomicU64::new(used);
+        Ok(store)
+    }
+
+    /// Bytes all stored blobs take.
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Count `size` more bytes against the budget, or refuse them.
+    fn reserve(&self, size: u64) -> Result<(), BlobError> {
+        let max = self.config.max_total_bytes;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(size).filter(|total| *total <= max)
+            })
+            .map(|_| ())
+            .map_err(|used| BlobError::Full { size, used, max })
+    }
+
+    fn release(&self, size: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(size))
+            });
     }
 
     pub fn root(&self) -> &Path {
@@ -143,21 +179,35 @@ impl BlobStore {
         if path.exists() {
             return self.touch(&hash, now_ms());
         }
+        self.reserve(bytes.len() as u64)?;
         let dir = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        if let Err(e) = fs::create_dir_all(dir) {
+            self.release(bytes.len() as u64);
+            return Err(io_err(dir)(e));
+        }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .tmp
             .join(format!("{}.{}.{n}", hash.to_hex(), std::process::id()));
+        // Linked into place rather than renamed: of two puts of one blob racing, the second
+        // finds it there and does not count its bytes twice.
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
-            fs::rename(&tmp, &path)
+            fs::hard_link(&tmp, &path)
         })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(BlobError::Io { path, source: e });
+        let _ = fs::remove_file(&tmp);
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.release(bytes.len() as u64);
+                return self.touch(&hash, now_ms());
+            }
+            Err(e) => {
+                self.release(bytes.len() as u64);
+                return Err(BlobError::Io { path, source: e });
+            }
         }
         tracing::debug!(target: "blobs.put", hash = %hash.short(), size = bytes.len(), "stored blob");
         Ok(())
@@ -202,7 +252,10 @@ impl BlobStore {
 
     fn quarantine(&self, hash: &Hash, path: &Path) {
         tracing::warn!(target: "blobs.get", hash = %hash.short(), "removing corrupt blob");
-        let _ = fs::remove_file(path);
+        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if fs::remove_file(path).is_ok() {
+            self.release(size);
+        }
     }
 
     /// Read chunk `index` of a blob for a peer, without loading the whole blob. The chunk is not
@@ -251,8 +304,12 @@ impl BlobStore {
     /// Remove a blob. Returns whether it existed.
     pub fn remove(&self, hash: &Hash) -> Result<bool, BlobError> {
         let path = self.path_of(hash);
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.release(size);
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(BlobError::Io { path, source: e }),
         }
@@ -370,6 +427,7 @@ mod tests {
             dir.path().join("blobs"),
             BlobConfig {
                 max_blob_bytes: max,
+                ..BlobConfig::default()
             },
         )
         .unwrap();
@@ -493,5 +551,43 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].hash, h);
         assert_eq!(listed[0].size, 1);
+    }
+
+    #[test]
+    fn the_disk_budget_refuses_what_does_not_fit_and_frees_on_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BlobConfig {
+            max_blob_bytes: 100,
+            max_total_bytes: 250,
+        };
+        let s = BlobStore::open(dir.path(), cfg.clone()).unwrap();
+        let a = s.put(&[1; 100]).unwrap();
+        s.put(&[2; 100]).unwrap();
+        // A blob already stored costs nothing again.
+        s.put(&[1; 100]).unwrap();
+        assert_eq!(s.used_bytes(), 200);
+        let err = s.put(&[3; 100]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BlobError::Full {
+                    size: 100,
+                    used: 200,
+                    max: 250
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("full"), "{err}");
+        s.put(&[4; 50]).unwrap();
+        assert_eq!(s.used_bytes(), 250);
+        assert!(s.remove(&a).unwrap());
+        assert_eq!(s.used_bytes(), 150);
+        s.put(&[3; 100]).unwrap();
+        // The count is rebuilt from disk at open.
+        drop(s);
+        let s = BlobStore::open(dir.path(), cfg).unwrap();
+        assert_eq!(s.used_bytes(), 250);
+        assert!(matches!(s.put(&[5; 1]), Err(BlobError::Full { .. })));
     }
 }

@@ -117,7 +117,13 @@ pub fn normalize_url(url: &str) -> Result<String, ClientError> {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// Sent as `Authorization: Bearer …` with every POST (nodes whose API listens beyond
+    /// loopback require it for state-changing routes).
+    token: Option<String>,
 }
+
+/// Environment variable a [`Client`] takes its API bearer token from.
+pub const TOKEN_ENV: &str = "AGORA_API_TOKEN";
 
 impl Client {
     /// A client for the API at `url` (e.g. `http://127.0.0.1:7300`), with a 10 s timeout.
@@ -132,7 +138,14 @@ impl Client {
             .http_status_as_error(false)
             .build()
             .new_agent();
-        Ok(Client { base, agent })
+        let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+        Ok(Client { base, agent, token })
+    }
+
+    /// The same client with this bearer token (instead of `AGORA_API_TOKEN`'s).
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token.filter(|t| !t.is_empty());
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -243,15 +256,14 @@ impl Client {
         body: &[u8],
     ) -> Result<String, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let resp = self
-            .agent
-            .post(&url)
-            .header("content-type", content_type)
-            .send(body)
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut req = self.agent.post(&url).header("content-type", content_type);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = req.send(body).map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         read_body(url, resp)
     }
 

@@ -554,3 +554,97 @@ fn api_caps_connections_and_closes_silent_ones() {
     let refused = fs::read_to_string(&node.log).unwrap();
     assert!(refused.contains("connection cap reached"), "{refused}");
 }
+
+/// `POST /v1/blobs` is held to a per-caller rate (429 past the burst) and to the node's disk
+/// budget (507 once `blobs.max_total_mib` would be passed); reads go on throughout.
+#[test]
+fn blob_uploads_have_a_rate_and_a_disk_budget() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &[]);
+    let args = Node::args(&home, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = sb.cmd(&args);
+    cmd.env("AGORA__BLOBS__UPLOAD_MIB_PER_S", "1")
+        .env("AGORA__BLOBS__UPLOAD_BURST_MIB", "6")
+        .env("AGORA__BLOBS__MAX_TOTAL_MIB", "8");
+    let mut node = Node::spawn(cmd, &home);
+    let url = node.api_url();
+    let client = agora_client::Client::new(&url).unwrap();
+    let put = |i: u8| client.post_bytes("/v1/blobs", "application/octet-stream", &vec![i; 3 << 20]);
+    // The burst: two 3 MiB blobs at once; a third must wait about 3 s for the rate.
+    put(0).unwrap();
+    put(1).unwrap();
+    match put(2) {
+        Err(agora_client::ClientError::Status { status, body, .. }) => {
+            assert_eq!(status, 429, "{body}");
+            assert!(body.contains("blobs.upload_mib_per_s"), "{body}");
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    client.status().unwrap();
+    // Past the wait the rate lets it through, and the disk budget (8 MiB) refuses it.
+    std::thread::sleep(Duration::from_millis(3200));
+    match put(2) {
+        Err(agora_client::ClientError::Status { status, body, .. }) => {
+            assert_eq!(status, 507, "{body}");
+            assert!(body.contains("blobs.max_total_mib"), "{body}");
+        }
+        other => panic!("expected 507, got {other:?}"),
+    }
+    client.status().unwrap();
+}
+
+/// An API beyond loopback needs a token: without one the node refuses to start; with one, POST
+/// routes answer 401 unless the request carries it, GET routes stay open, and the node warns.
+#[test]
+fn an_api_beyond_loopback_requires_a_token() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &[]);
+    let h = home.to_str().unwrap();
+    let out = sb
+        .cmd(&[
+            "node",
+            "--home",
+            h,
+            "--api",
+            "0.0.0.0:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["0.0.0.0", "api.token", "AGORA__API__TOKEN"]);
+
+    let mut cmd = sb.cmd(&[
+        "node",
+        "--home",
+        h,
+        "--api",
+        "0.0.0.0:0",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    cmd.env("AGORA__API__TOKEN", "s3cret");
+    let mut node = Node::spawn(cmd, &home);
+    let url = node.api_url();
+    let url = url.replace("0.0.0.0", "127.0.0.1");
+    let anon = agora_client::Client::new(&url).unwrap().with_token(None);
+    anon.status().unwrap();
+    match anon.post_bytes("/v1/blobs", "application/octet-stream", b"x") {
+        Err(agora_client::ClientError::Status { status, body, .. }) => {
+            assert_eq!(status, 401, "{body}");
+            assert!(body.contains("Bearer"), "{body}");
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let wrong = anon.clone().with_token(Some("guess".into()));
+    assert!(matches!(
+        wrong.post_bytes("/v1/blobs", "application/octet-stream", b"x"),
+        Err(agora_client::ClientError::Status { status: 401, .. })
+    ));
+    let ok = anon.with_token(Some("s3cret".into()));
+    ok.post_bytes("/v1/blobs", "application/octet-stream", b"x")
+        .unwrap();
+    let log = fs::read_to_string(&node.log).unwrap();
+    assert!(log.contains("listens beyond loopback"), "{log}");
+}
