@@ -21,6 +21,9 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// The smallest page cache [`Store::open_with_cache`] accepts: 1 MiB.
 pub const MIN_CACHE_BYTES: u64 = 1024 * 1024;
 
+/// How long [`Store::open_with_cache`] waits for a store's lock held by another handle.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The on-disk format this build writes. Bump on an incompatible layout change.
 pub const FORMAT_VERSION: u32 = 2;
 
@@ -83,14 +86,31 @@ impl Store {
                 min: MIN_CACHE_BYTES,
             });
         }
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        // sled's background threads can hold the lock file for a moment after the last handle
+        // of a store is dropped (sled's own tests block on it for that reason), so a lock
+        // conflict is retried briefly before it is reported.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_bytes)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: path.to_owned(),
+                        source,
+                    })
+                }
+            }
+        };
         Store::init(db, path.to_owned())
     }
 
