@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agora_types::Hash;
-use wasmtime::{
-    Caller, Config, Engine, InstancePre, Linker, Module, OptLevel, Store, Trap, TypedFunc,
-};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, OptLevel, Store, Trap, TypedFunc};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::I32Exit;
 
@@ -43,9 +41,6 @@ pub struct JobRun<'a> {
     /// Linear memory limit, clamped to [`ExecConfig::max_memory_bytes`].
     pub memory_limit_bytes: u64,
 }
-
-/// WASI errno `ENOTSUP`, returned by the shadowed `poll_oneoff`.
-const ENOTSUP: i32 = 58;
 
 type CompiledModule = Result<InstancePre<Host>, String>;
 
@@ -135,28 +130,11 @@ impl Executor {
             .parallel_compilation(true);
         let engine = Engine::new(&c).map_err(|e| ExecError::Engine(format!("{e:#}")))?;
 
+        // Every WASI function, charged fuel for what it touches (`poll_oneoff` refused, since
+        // sleeping in real time would make the outcome depend on the host; `proc_exit` with
+        // any code).
         let mut linker: Linker<Host> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
-            .map_err(|e| ExecError::Engine(format!("{e:#}")))?;
-        linker.allow_shadowing(true);
-        // Sleeping in real time would make a job's wall time (and epoch outcome) depend on the
-        // host, and it cannot be interrupted: refuse it.
-        linker
-            .func_wrap(
-                "wasi_snapshot_preview1",
-                "poll_oneoff",
-                |_: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32| -> i32 { ENOTSUP },
-            )
-            .map_err(|e| ExecError::Engine(format!("{e:#}")))?;
-        // Every exit code, including those >= 126 that WASI would turn into a plain error.
-        linker
-            .func_wrap(
-                "wasi_snapshot_preview1",
-                "proc_exit",
-                |_: Caller<'_, Host>, code: i32| -> wasmtime::Result<()> {
-                    Err(wasmtime::Error::new(GuestExit(code)))
-                },
-            )
+        crate::meter::add_to_linker(&mut linker)
             .map_err(|e| ExecError::Engine(format!("{e:#}")))?;
 
         let ticker = Arc::new(());
@@ -296,16 +274,19 @@ impl Executor {
         // One byte over the cap tells "wrote exactly the cap" from "wrote more".
         let stdout = MemoryOutputPipe::new(cfg.max_output_bytes.saturating_add(1));
         let stderr = MemoryOutputPipe::new(cfg.max_stderr_bytes);
-        let wasi = wasi_ctx(GuestIo {
+        let io = GuestIo {
             job_id: job.job_id,
             program_name: &cfg.program_name,
             args: job.args,
             input: job.input,
             stdout: stdout.clone(),
             stderr: stderr.clone(),
-        });
+        };
+        let args_size = io.args_size();
         let host = Host {
-            wasi,
+            wasi: wasi_ctx(io),
+            metered: self.metered,
+            args_size,
             limiter: Limiter {
                 memory_bytes: memory_limit,
                 table_elements: cfg.max_table_elements,

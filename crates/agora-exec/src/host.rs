@@ -21,6 +21,10 @@ pub const MONOTONIC_STEP_NS: u64 = 1_000;
 pub(crate) struct Host {
     pub wasi: WasiP1Ctx,
     pub limiter: Limiter,
+    /// Whether the store meters fuel (host calls are charged only then).
+    pub metered: bool,
+    /// The guest's argument list as `args_sizes_get` reports it: (count, bytes with NULs).
+    pub args_size: (u64, u64),
 }
 
 /// The guest asked for more memory or table space than the job allows.
@@ -119,6 +123,17 @@ pub(crate) struct GuestIo<'a> {
     pub input: &'a [u8],
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
+}
+
+impl GuestIo<'_> {
+    /// The argument list including argv\[0\]: (count, bytes including each NUL).
+    pub fn args_size(&self) -> (u64, u64) {
+        let bytes = std::iter::once(self.program_name)
+            .chain(self.args.iter().map(String::as_str))
+            .map(|a| a.len() as u64 + 1)
+            .sum();
+        (self.args.len() as u64 + 1, bytes)
+    }
 }
 
 pub(crate) fn wasi_ctx(io: GuestIo<'_>) -> WasiP1Ctx {

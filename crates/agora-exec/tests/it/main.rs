@@ -3,6 +3,7 @@
 
 mod examples;
 mod guests;
+mod metering;
 mod outcomes;
 
 use std::sync::{Arc, LazyLock};
