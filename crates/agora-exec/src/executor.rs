@@ -11,7 +11,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::I32Exit;
 
 use crate::config::ExecConfig;
-use crate::host::{wasi_ctx, GuestExit, GuestIo, Host, Limiter, MemoryLimitExceeded};
+use crate::host::{wasi_ctx, GuestExit, GuestIo, Host, Limiter};
 use crate::outcome::{ExecResult, Outcome};
 
 /// Failure to set up an executor, or to prepare a module outside a job run.
@@ -356,25 +356,22 @@ impl Executor {
     }
 }
 
-/// Map a failed instantiate or `_start` call to an outcome. Order matters: the limiter's flag
-/// wins over whatever the guest did after a refused grow.
+/// Map a failed instantiate or `_start` call to an outcome. Order matters: after a refused grow
+/// (the limiter's flag) only a clean exit is still a success; any other end — a trap, a non-zero
+/// exit, fuel exhaustion — is the memory limit's doing.
 fn classify(e: &wasmtime::Error, limit_hit: bool) -> Outcome {
-    if limit_hit || e.is::<MemoryLimitExceeded>() {
+    let exit = e
+        .downcast_ref::<GuestExit>()
+        .map(|GuestExit(code)| *code)
+        .or_else(|| e.downcast_ref::<I32Exit>().map(|I32Exit(code)| *code));
+    if exit == Some(0) {
+        return Outcome::Success;
+    }
+    if limit_hit {
         return Outcome::MemoryExceeded;
     }
-    if let Some(GuestExit(code)) = e.downcast_ref::<GuestExit>() {
-        return if *code == 0 {
-            Outcome::Success
-        } else {
-            Outcome::Exit(*code)
-        };
-    }
-    if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
-        return if *code == 0 {
-            Outcome::Success
-        } else {
-            Outcome::Exit(*code)
-        };
+    if let Some(code) = exit {
+        return Outcome::Exit(code);
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         return match trap {

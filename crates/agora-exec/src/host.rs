@@ -27,11 +27,6 @@ pub(crate) struct Host {
     pub args_size: (u64, u64),
 }
 
-/// The guest asked for more memory or table space than the job allows.
-#[derive(Debug, thiserror::Error)]
-#[error("memory limit exceeded")]
-pub(crate) struct MemoryLimitExceeded;
-
 /// The guest called `proc_exit`.
 #[derive(Debug, thiserror::Error)]
 #[error("guest exited with code {0}")]
@@ -55,8 +50,13 @@ impl ResourceLimiter for Limiter {
             return Ok(false);
         }
         if desired > self.memory_bytes {
+            // Refuse the grow as the spec allows (it returns -1) rather than trapping here: a trap
+            // raised inside `memory.grow` unwinds before the fuel the guest has used since its
+            // last call is written back to the store, so `fuel_used` read 0. The guest carries
+            // on to a trap, an exit or fuel exhaustion, all of which count fuel exactly, and the
+            // flag makes the run a memory-limit outcome unless it still succeeds.
             self.hit = true;
-            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+            return Ok(false);
         }
         Ok(true)
     }
@@ -72,7 +72,7 @@ impl ResourceLimiter for Limiter {
         }
         if desired > self.table_elements {
             self.hit = true;
-            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+            return Ok(false);
         }
         Ok(true)
     }
