@@ -119,6 +119,7 @@ impl Executor {
     pub fn with_fuel_metering(config: ExecConfig, fuel: bool) -> Result<Executor, ExecError> {
         let mut c = Config::new();
         c.consume_fuel(fuel)
+            .operator_cost(crate::meter::operator_cost())
             .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .wasm_relaxed_simd(false)

@@ -34,7 +34,7 @@
 //! implementation. An iovec array is paid for entry by entry before it is read, so the host never
 //! scans more entries than the guest has paid for.
 
-use wasmtime::{AsContextMut, Caller, Extern, Linker, Trap};
+use wasmtime::{AsContextMut, Caller, Extern, Linker, OperatorCost, Trap};
 use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 use wasmtime_wasi::runtime::in_tokio;
@@ -43,15 +43,37 @@ use wiggle::GuestMemory;
 use crate::host::{GuestExit, Host};
 
 /// Fuel every host call costs before anything it touches.
-pub const HOST_CALL: u64 = 2_000;
+pub const HOST_CALL: u64 = 500;
 /// Fuel per iovec, argument or other list entry a call may read or write.
-pub const PER_ENTRY: u64 = 64;
+pub const PER_ENTRY: u64 = 32;
 /// Fuel per byte a call may copy between guest memory and the host.
 pub const PER_BYTE: u64 = 1;
 /// Fuel per byte of `random_get` (the generator makes them one at a time).
-pub const PER_RANDOM_BYTE: u64 = 4;
+pub const PER_RANDOM_BYTE: u64 = 8;
 /// Fuel per `poll_oneoff` subscription (48 bytes in, 32 bytes out).
 pub const PER_SUBSCRIPTION: u64 = 128;
+
+/// Fuel of a wasm operator that leaves compiled code for a call into the runtime (wasmtime
+/// charges 1, like an `i32.add`).
+pub const RUNTIME_CALL: u8 = 64;
+
+/// wasmtime's operator costs (1 per operator, 1 per byte or element of bulk operations), with
+/// the operators that call into the runtime raised to [`RUNTIME_CALL`] and table bulk operations
+/// to 2 per element, so that a loop of any of them burns fuel no slower than a plain `loop`/`br`
+/// (figures in ADR 011 and the `fuel_bound` bench).
+pub(crate) fn operator_cost() -> OperatorCost {
+    let mut c = OperatorCost::new();
+    c.MemoryGrow = RUNTIME_CALL;
+    c.MemoryFill = RUNTIME_CALL;
+    c.TableGrow = RUNTIME_CALL;
+    c.TableInit = RUNTIME_CALL;
+    c.ElemDrop = RUNTIME_CALL;
+    c.RefFunc = RUNTIME_CALL;
+    c.variable.table_fill_per_element = 2;
+    c.variable.table_copy_per_element = 2;
+    c.variable.table_init_per_element = 2;
+    c
+}
 
 /// WASI errno `ENOTSUP`, returned by the shadowed `poll_oneoff`.
 const ENOTSUP: i32 = 58;
