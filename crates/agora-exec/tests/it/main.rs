@@ -3,6 +3,7 @@
 
 mod examples;
 mod guests;
+mod hostile;
 mod metering;
 mod outcomes;
 
