@@ -324,10 +324,18 @@ impl Executor {
         };
         let stdout = stdout.contents().to_vec();
         let stderr = stderr.contents().to_vec();
+        // Too much output is a property of the job only if the run ended deterministically: a
+        // run the wall-clock net stopped stays `Timeout`, never a committable outcome whose fuel
+        // used depends on timing.
         let (outcome, stdout) = if stdout.len() > cfg.max_output_bytes {
             let mut kept = stdout;
             kept.truncate(cfg.max_output_bytes);
-            (Outcome::OutputTooLarge, kept)
+            let outcome = if outcome.is_deterministic() {
+                Outcome::OutputTooLarge
+            } else {
+                outcome
+            };
+            (outcome, kept)
         } else {
             (outcome, stdout)
         };

@@ -362,6 +362,39 @@ fn wall_clock_safety_net() {
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
+/// Output past the cap does not turn a wall-clock stop into a committable outcome: the fuel a
+/// stopped run used depends on timing, so it must stay `Timeout`.
+#[test]
+fn a_timeout_after_too_much_output_is_still_a_timeout() {
+    let cfg = ExecConfig {
+        base_wall: Duration::from_millis(50),
+        min_fuel_per_sec: u64::MAX,
+        epoch_tick: Duration::from_millis(5),
+        max_output_bytes: 16,
+        ..ExecConfig::default()
+    };
+    let exec = Executor::new(cfg).unwrap();
+    let m = wasm(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 8) "\00\01\00\00\00\01\00\00")
+          (func (export "_start")
+            (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 0)))
+            (loop $l (br $l))))"#,
+    );
+    let r = exec.run(JobRun {
+        job_id: job_id(1),
+        module: &m,
+        input: b"",
+        args: &[],
+        fuel: u64::MAX,
+        memory_limit_bytes: MEMORY,
+    });
+    assert_eq!(r.outcome, Outcome::Timeout);
+    assert!(r.stdout.len() <= 16);
+}
+
 #[test]
 fn assemble_accepts_text_and_binary() {
     let bin = agora_exec::assemble(EMPTY_COMMAND.as_bytes()).unwrap();
