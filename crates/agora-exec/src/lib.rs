@@ -28,7 +28,7 @@ mod pool;
 pub use config::ExecConfig;
 pub use executor::{ExecError, Executor, JobRun};
 pub use host::{FIXED_WALL_CLOCK_SECS, MONOTONIC_STEP_NS};
-pub use meter::{HOST_CALL, PER_BYTE, PER_ENTRY, PER_RANDOM_BYTE, PER_SUBSCRIPTION};
+pub use meter::{HOST_CALL, PER_BYTE, PER_ENTRY, PER_RANDOM_BYTE, PER_SUBSCRIPTION, RUNTIME_CALL};
 pub use outcome::{ExecResult, Outcome};
 pub use pool::{AsyncExecutor, OwnedJob};
 

@@ -2,6 +2,7 @@
 
 use agora_exec::{
     ExecResult, JobRun, Outcome, HOST_CALL, PER_BYTE, PER_ENTRY, PER_RANDOM_BYTE, PER_SUBSCRIPTION,
+    RUNTIME_CALL,
 };
 
 use crate::{job_id, wasm, EXEC, FUEL, MEMORY};
@@ -149,4 +150,24 @@ fn a_call_the_fuel_cannot_pay_for_does_not_happen() {
     assert!(short.stdout.is_empty(), "{:?}", short.stdout);
     let again = run_with(&m, full.fuel_used - 1, &[]);
     assert_eq!(again.digest(), short.digest());
+}
+
+#[test]
+fn operators_that_call_into_the_runtime_cost_more() {
+    // i32.eqz is an ordinary operator (1); memory.grow and memory.fill call into the runtime and
+    // cost RUNTIME_CALL.
+    let runtime = u64::from(RUNTIME_CALL);
+    let d = extra(
+        "(drop (memory.grow (i32.const 0)))",
+        "(drop (i32.eqz (i32.const 0)))",
+        &[],
+    );
+    assert_eq!(d, runtime - 1);
+    let d = extra(
+        "(memory.fill (i32.const 0) (i32.const 0) (i32.const 10))",
+        "(drop (i32.add (i32.const 0) (i32.add (i32.const 0) (i32.const 0))))",
+        &[],
+    );
+    // 3 constants + the fill and its 10 bytes, against 3 constants and 2 adds.
+    assert_eq!(d, runtime + 10 - 2);
 }
