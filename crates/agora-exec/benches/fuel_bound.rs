@@ -2,15 +2,12 @@
 //! (`tests/hostile/*.wat`) and for pure-wasm loops of the cheapest-per-fuel operators. The
 //! slowest rate found here bounds `ExecConfig::min_fuel_per_sec` (see ADR 011).
 //!
-//! A bench binary that prints its figures (best of a few runs per case, each run sized to take
-//! about a quarter of a second). Run, reusing the dev build of wasmtime (whose dependencies are
-//! already optimised) with this crate optimised too:
-//! `cargo bench -p agora-exec --bench fuel_bound --profile dev
-//!  --config 'profile.dev.package.agora-exec.opt-level=3'
-//!  --config 'profile.dev.package.agora-exec.overflow-checks=false'
-//!  --config 'profile.dev.package.agora-exec.debug-assertions=false'`,
-//! or plain `cargo bench -p agora-exec --bench fuel_bound` for a full release build.
-//! Pass case names as arguments to run only those.
+//! A bench binary that prints its figures (the slowest of a few runs per case, each run sized to
+//! take about a quarter of a second). Run it on the dev build, whose dependencies and this crate
+//! are optimised (the figures in ADR 011 come from it), with
+//! `cargo bench -p agora-exec --bench fuel_bound --profile dev`, or with plain
+//! `cargo bench -p agora-exec --bench fuel_bound` on a full release build.
+//! Pass parts of case names as arguments to run only those.
 
 use std::time::Duration;
 
