@@ -33,14 +33,14 @@ pub struct ExecConfig {
     /// first for an honest job, so this rate is well below the slowest measured burn rate.
     ///
     /// Measured with the `fuel_bound` bench on the 2-core x86-64 development box, loaded by other
-    /// builds (ADR 011): plain wasm loops burn 200 M–2.5 G fuel/s (`loop`/`br` 460 M/s, a
-    /// dependent `f64.sqrt` chain 200 M/s); every metered host call and every operator that
-    /// calls into the runtime at least 320 M/s; the slowest pattern of all is a chain of
-    /// dependent loads over 128 MiB, each missing the caches and the TLB, at **35 M fuel/s**.
-    /// `min_fuel_per_sec` is 10 M/s, 3.5 times below that. `base_wall` (2 s) covers what fuel
+    /// builds (ADR 011): plain wasm loops burn 110 M–2.5 G fuel/s (a dependent `f64.div` chain
+    /// 114 M/s, `loop`/`br` 340–530 M/s); operators that call into the runtime at least
+    /// 160 M/s and metered host calls at least 720 M/s; the slowest pattern of all is a chain of
+    /// dependent loads over 128 MiB, each missing the caches and the TLB, at **31–35 M fuel/s**.
+    /// `min_fuel_per_sec` is 10 M/s, 3.1 times below that. `base_wall` (2 s) covers what fuel
     /// does not meter, all bounded by the limits: instantiation (data segments up to the
     /// module cap, tables up to `max_table_elements`) and the first touch of every page of
-    /// memory (0.25 s for 256 MiB, so about 0.5 s at the 512 MiB cap).
+    /// memory (0.19–0.25 s for 256 MiB, so about 0.5 s at the 512 MiB cap).
     pub base_wall: Duration,
     pub min_fuel_per_sec: u64,
     /// Jobs run at once by [`crate::AsyncExecutor`] (the coprocessor's capacity).
