@@ -31,6 +31,16 @@ pub struct ExecConfig {
     pub epoch_tick: Duration,
     /// Wall budget of a job = `base_wall + fuel / min_fuel_per_sec` seconds. Fuel must always trip
     /// first for an honest job, so this rate is well below the slowest measured burn rate.
+    ///
+    /// Measured with the `fuel_bound` bench on the 2-core x86-64 development box, loaded by other
+    /// builds (ADR 011): plain wasm loops burn 110 M–2.5 G fuel/s (a dependent `f64.div` chain
+    /// 114 M/s, `loop`/`br` 340–530 M/s); operators that call into the runtime at least
+    /// 160 M/s and metered host calls at least 720 M/s; the slowest pattern of all is a chain of
+    /// dependent loads over 128 MiB, each missing the caches and the TLB, at **31–35 M fuel/s**.
+    /// `min_fuel_per_sec` is 10 M/s, 3.1 times below that. `base_wall` (2 s) covers what fuel
+    /// does not meter, all bounded by the limits: instantiation (data segments up to the
+    /// module cap, tables up to `max_table_elements`) and the first touch of every page of
+    /// memory (0.19–0.25 s for 256 MiB, so about 0.5 s at the 512 MiB cap).
     pub base_wall: Duration,
     pub min_fuel_per_sec: u64,
     /// Jobs run at once by [`crate::AsyncExecutor`] (the coprocessor's capacity).
@@ -55,7 +65,7 @@ impl Default for ExecConfig {
             cache_capacity: 64,
             epoch_tick: Duration::from_millis(10),
             base_wall: Duration::from_secs(2),
-            min_fuel_per_sec: 100_000_000,
+            min_fuel_per_sec: 10_000_000,
             concurrency: 2,
             program_name: "job".to_string(),
         }
@@ -83,8 +93,8 @@ mod tests {
         let c = ExecConfig::default();
         // 2 s base at 10 ms ticks.
         assert_eq!(c.deadline_ticks(0), 201);
-        // 1 G fuel at 100 M/s is 10 s more.
-        assert_eq!(c.deadline_ticks(1_000_000_000), 1201);
+        // 1 G fuel at 10 M/s is 100 s more.
+        assert_eq!(c.deadline_ticks(1_000_000_000), 10_201);
         assert!(c.deadline_ticks(u64::MAX) > c.deadline_ticks(1 << 40));
     }
 }

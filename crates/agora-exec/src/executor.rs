@@ -6,14 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agora_types::Hash;
-use wasmtime::{
-    Caller, Config, Engine, InstancePre, Linker, Module, OptLevel, Store, Trap, TypedFunc,
-};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, OptLevel, Store, Trap, TypedFunc};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::I32Exit;
 
 use crate::config::ExecConfig;
-use crate::host::{wasi_ctx, GuestExit, GuestIo, Host, Limiter, MemoryLimitExceeded};
+use crate::host::{wasi_ctx, GuestExit, GuestIo, Host, Limiter};
 use crate::outcome::{ExecResult, Outcome};
 
 /// Failure to set up an executor, or to prepare a module outside a job run.
@@ -43,9 +41,6 @@ pub struct JobRun<'a> {
     /// Linear memory limit, clamped to [`ExecConfig::max_memory_bytes`].
     pub memory_limit_bytes: u64,
 }
-
-/// WASI errno `ENOTSUP`, returned by the shadowed `poll_oneoff`.
-const ENOTSUP: i32 = 58;
 
 type CompiledModule = Result<InstancePre<Host>, String>;
 
@@ -124,6 +119,7 @@ impl Executor {
     pub fn with_fuel_metering(config: ExecConfig, fuel: bool) -> Result<Executor, ExecError> {
         let mut c = Config::new();
         c.consume_fuel(fuel)
+            .operator_cost(crate::meter::operator_cost())
             .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .wasm_relaxed_simd(false)
@@ -135,28 +131,11 @@ impl Executor {
             .parallel_compilation(true);
         let engine = Engine::new(&c).map_err(|e| ExecError::Engine(format!("{e:#}")))?;
 
+        // Every WASI function, charged fuel for what it touches (`poll_oneoff` refused, since
+        // sleeping in real time would make the outcome depend on the host; `proc_exit` with
+        // any code).
         let mut linker: Linker<Host> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
-            .map_err(|e| ExecError::Engine(format!("{e:#}")))?;
-        linker.allow_shadowing(true);
-        // Sleeping in real time would make a job's wall time (and epoch outcome) depend on the
-        // host, and it cannot be interrupted: refuse it.
-        linker
-            .func_wrap(
-                "wasi_snapshot_preview1",
-                "poll_oneoff",
-                |_: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32| -> i32 { ENOTSUP },
-            )
-            .map_err(|e| ExecError::Engine(format!("{e:#}")))?;
-        // Every exit code, including those >= 126 that WASI would turn into a plain error.
-        linker
-            .func_wrap(
-                "wasi_snapshot_preview1",
-                "proc_exit",
-                |_: Caller<'_, Host>, code: i32| -> wasmtime::Result<()> {
-                    Err(wasmtime::Error::new(GuestExit(code)))
-                },
-            )
+        crate::meter::add_to_linker(&mut linker)
             .map_err(|e| ExecError::Engine(format!("{e:#}")))?;
 
         let ticker = Arc::new(());
@@ -296,16 +275,19 @@ impl Executor {
         // One byte over the cap tells "wrote exactly the cap" from "wrote more".
         let stdout = MemoryOutputPipe::new(cfg.max_output_bytes.saturating_add(1));
         let stderr = MemoryOutputPipe::new(cfg.max_stderr_bytes);
-        let wasi = wasi_ctx(GuestIo {
+        let io = GuestIo {
             job_id: job.job_id,
             program_name: &cfg.program_name,
             args: job.args,
             input: job.input,
             stdout: stdout.clone(),
             stderr: stderr.clone(),
-        });
+        };
+        let args_size = io.args_size();
         let host = Host {
-            wasi,
+            wasi: wasi_ctx(io),
+            metered: self.metered,
+            args_size,
             limiter: Limiter {
                 memory_bytes: memory_limit,
                 table_elements: cfg.max_table_elements,
@@ -342,10 +324,18 @@ impl Executor {
         };
         let stdout = stdout.contents().to_vec();
         let stderr = stderr.contents().to_vec();
+        // Too much output is a property of the job only if the run ended deterministically: a
+        // run the wall-clock net stopped stays `Timeout`, never a committable outcome whose fuel
+        // used depends on timing.
         let (outcome, stdout) = if stdout.len() > cfg.max_output_bytes {
             let mut kept = stdout;
             kept.truncate(cfg.max_output_bytes);
-            (Outcome::OutputTooLarge, kept)
+            let outcome = if outcome.is_deterministic() {
+                Outcome::OutputTooLarge
+            } else {
+                outcome
+            };
+            (outcome, kept)
         } else {
             (outcome, stdout)
         };
@@ -375,25 +365,22 @@ impl Executor {
     }
 }
 
-/// Map a failed instantiate or `_start` call to an outcome. Order matters: the limiter's flag
-/// wins over whatever the guest did after a refused grow.
+/// Map a failed instantiate or `_start` call to an outcome. Order matters: after a refused grow
+/// (the limiter's flag) only a clean exit is still a success; any other end — a trap, a non-zero
+/// exit, fuel exhaustion — is the memory limit's doing.
 fn classify(e: &wasmtime::Error, limit_hit: bool) -> Outcome {
-    if limit_hit || e.is::<MemoryLimitExceeded>() {
+    let exit = e
+        .downcast_ref::<GuestExit>()
+        .map(|GuestExit(code)| *code)
+        .or_else(|| e.downcast_ref::<I32Exit>().map(|I32Exit(code)| *code));
+    if exit == Some(0) {
+        return Outcome::Success;
+    }
+    if limit_hit {
         return Outcome::MemoryExceeded;
     }
-    if let Some(GuestExit(code)) = e.downcast_ref::<GuestExit>() {
-        return if *code == 0 {
-            Outcome::Success
-        } else {
-            Outcome::Exit(*code)
-        };
-    }
-    if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
-        return if *code == 0 {
-            Outcome::Success
-        } else {
-            Outcome::Exit(*code)
-        };
+    if let Some(code) = exit {
+        return Outcome::Exit(code);
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         return match trap {

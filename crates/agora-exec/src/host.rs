@@ -21,12 +21,11 @@ pub const MONOTONIC_STEP_NS: u64 = 1_000;
 pub(crate) struct Host {
     pub wasi: WasiP1Ctx,
     pub limiter: Limiter,
+    /// Whether the store meters fuel (host calls are charged only then).
+    pub metered: bool,
+    /// The guest's argument list as `args_sizes_get` reports it: (count, bytes with NULs).
+    pub args_size: (u64, u64),
 }
-
-/// The guest asked for more memory or table space than the job allows.
-#[derive(Debug, thiserror::Error)]
-#[error("memory limit exceeded")]
-pub(crate) struct MemoryLimitExceeded;
 
 /// The guest called `proc_exit`.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +50,13 @@ impl ResourceLimiter for Limiter {
             return Ok(false);
         }
         if desired > self.memory_bytes {
+            // Refuse the grow as the spec allows (it returns -1) rather than trapping here: a trap
+            // raised inside `memory.grow` unwinds before the fuel the guest has used since its
+            // last call is written back to the store, so `fuel_used` read 0. The guest carries
+            // on to a trap, an exit or fuel exhaustion, all of which count fuel exactly, and the
+            // flag makes the run a memory-limit outcome unless it still succeeds.
             self.hit = true;
-            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+            return Ok(false);
         }
         Ok(true)
     }
@@ -68,7 +72,7 @@ impl ResourceLimiter for Limiter {
         }
         if desired > self.table_elements {
             self.hit = true;
-            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+            return Ok(false);
         }
         Ok(true)
     }
@@ -119,6 +123,17 @@ pub(crate) struct GuestIo<'a> {
     pub input: &'a [u8],
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
+}
+
+impl GuestIo<'_> {
+    /// The argument list including argv\[0\]: (count, bytes including each NUL).
+    pub fn args_size(&self) -> (u64, u64) {
+        let bytes = std::iter::once(self.program_name)
+            .chain(self.args.iter().map(String::as_str))
+            .map(|a| a.len() as u64 + 1)
+            .sum();
+        (self.args.len() as u64 + 1, bytes)
+    }
 }
 
 pub(crate) fn wasi_ctx(io: GuestIo<'_>) -> WasiP1Ctx {

@@ -19,7 +19,9 @@ pub enum Outcome {
     Trap(String),
     /// The job's fuel limit was used up.
     OutOfFuel,
-    /// The guest asked for more linear memory (or table space) than the job allows.
+    /// The guest asked for more linear memory (or table space) than the job allows, and did not
+    /// then exit cleanly: the grow returned -1 (or instantiation failed) and the run ended by a
+    /// trap, a non-zero exit or fuel exhaustion. `fuel_used` counts up to that end.
     MemoryExceeded,
     /// The module could not be compiled or linked: not wasm, a precompiled artifact, an unknown
     /// import, no `_start` export, over the size cap, ...

@@ -3,6 +3,8 @@
 
 mod examples;
 mod guests;
+mod hostile;
+mod metering;
 mod outcomes;
 
 use std::sync::{Arc, LazyLock};

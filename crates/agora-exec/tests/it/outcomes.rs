@@ -57,14 +57,16 @@ fn traps_carry_their_reason() {
 
 #[test]
 fn memory_growth_beyond_the_limit() {
-    let r = run_checked(&wasm(MEMORY_HOG), b"", &[]);
-    assert_eq!(r.outcome, Outcome::MemoryExceeded);
+    let hog = run_checked(&wasm(MEMORY_HOG), b"", &[]);
+    assert_eq!(hog.outcome, Outcome::MemoryExceeded);
     // The hog grows one page per iteration: the limit is reached after MEMORY / 64 KiB pages,
     // long before fuel runs out.
-    assert!(r.fuel_used < FUEL / 100);
+    assert!(hog.fuel_used < FUEL / 100);
 
+    // Refused at instantiation: nothing ran.
     let r = run_checked(&wasm(HUGE_INITIAL_MEMORY), b"", &[]);
     assert_eq!(r.outcome, Outcome::MemoryExceeded);
+    assert_eq!(r.fuel_used, 0);
 
     // A smaller limit stops the hog sooner.
     let m = wasm(MEMORY_HOG);
@@ -77,18 +79,75 @@ fn memory_growth_beyond_the_limit() {
         memory_limit_bytes: 1 << 20,
     });
     assert_eq!(small.outcome, Outcome::MemoryExceeded);
-    // The refused grow unwinds before the loop's fuel is flushed, so the fuel reported is a
-    // lower bound, but a deterministic one.
-    let again = EXEC.run(JobRun {
+    assert!(
+        small.fuel_used > 0 && small.fuel_used < hog.fuel_used,
+        "{} < {}",
+        small.fuel_used,
+        hog.fuel_used
+    );
+}
+
+#[test]
+fn memory_limit_outcomes_count_the_fuel_used() {
+    // The hog grows a page per iteration until a grow is refused, then traps: the fuel used
+    // grows by the same amount per MiB of limit (16 more iterations each), and is the same on
+    // every run.
+    let m = wasm(MEMORY_HOG);
+    let used = |mib: u64| {
+        let r = EXEC.run(JobRun {
+            job_id: job_id(1),
+            module: &m,
+            input: b"",
+            args: &[],
+            fuel: FUEL,
+            memory_limit_bytes: mib << 20,
+        });
+        assert_eq!(r.outcome, Outcome::MemoryExceeded);
+        r.fuel_used
+    };
+    let (one, two, three) = (used(1), used(2), used(3));
+    assert!(one > 0, "fuel used before the limit is counted");
+    assert!(two > one);
+    assert_eq!(three - two, two - one);
+    assert_eq!(used(2), two);
+
+    // A guest that ignores the refusal and keeps asking runs until its fuel is gone, and is
+    // charged all of it.
+    let stubborn = wasm(
+        r#"(module (memory (export "memory") 1)
+          (func (export "_start") (loop $l (drop (memory.grow (i32.const 16))) (br $l))))"#,
+    );
+    let r = EXEC.run(JobRun {
         job_id: job_id(1),
-        module: &m,
+        module: &stubborn,
+        input: b"",
+        args: &[],
+        fuel: 1_000_000,
+        memory_limit_bytes: 1 << 20,
+    });
+    assert_eq!(r.outcome, Outcome::MemoryExceeded);
+    assert_eq!(r.fuel_used, 1_000_000);
+
+    // A guest that handles the refusal and exits 0 succeeded.
+    let careful = wasm(
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (if (i32.eq (memory.grow (i32.const 100)) (i32.const -1))
+              (then (call $exit (i32.const 0))))
+            unreachable))"#,
+    );
+    let r = EXEC.run(JobRun {
+        job_id: job_id(1),
+        module: &careful,
         input: b"",
         args: &[],
         fuel: FUEL,
         memory_limit_bytes: 1 << 20,
     });
-    assert_eq!(again.fuel_used, small.fuel_used);
-    assert!(small.fuel_used <= FUEL);
+    assert_eq!(r.outcome, Outcome::Success);
+    assert!(r.fuel_used > 0);
 }
 
 #[test]
@@ -301,6 +360,39 @@ fn wall_clock_safety_net() {
     assert_eq!(r.outcome, Outcome::Timeout);
     assert!(!r.outcome.is_deterministic());
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// Output past the cap does not turn a wall-clock stop into a committable outcome: the fuel a
+/// stopped run used depends on timing, so it must stay `Timeout`.
+#[test]
+fn a_timeout_after_too_much_output_is_still_a_timeout() {
+    let cfg = ExecConfig {
+        base_wall: Duration::from_millis(50),
+        min_fuel_per_sec: u64::MAX,
+        epoch_tick: Duration::from_millis(5),
+        max_output_bytes: 16,
+        ..ExecConfig::default()
+    };
+    let exec = Executor::new(cfg).unwrap();
+    let m = wasm(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 8) "\00\01\00\00\00\01\00\00")
+          (func (export "_start")
+            (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 0)))
+            (loop $l (br $l))))"#,
+    );
+    let r = exec.run(JobRun {
+        job_id: job_id(1),
+        module: &m,
+        input: b"",
+        args: &[],
+        fuel: u64::MAX,
+        memory_limit_bytes: MEMORY,
+    });
+    assert_eq!(r.outcome, Outcome::Timeout);
+    assert!(r.stdout.len() <= 16);
 }
 
 #[test]

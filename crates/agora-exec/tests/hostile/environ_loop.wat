@@ -1,0 +1,10 @@
+;; environ_sizes_get and environ_get, forever.
+(module
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $get (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $l
+      (drop (call $sizes (i32.const 0) (i32.const 4)))
+      (drop (call $get (i32.const 16) (i32.const 1024)))
+      (br $l))))
