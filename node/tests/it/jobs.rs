@@ -505,8 +505,13 @@ fn jobs_run_end_to_end_on_a_testnet() {
     let paid = events(view, "paid");
     assert_eq!(paid.len(), 1, "{view}");
     assert_ne!(paid[0]["coprocessor"], winner.as_str());
+    // The output verifies against the committed hash whoever computed it; its bytes are right
+    // unless the re-auction went to the liar (still staked after its slash), whose wrong output
+    // a k = 1 job has no replica to outvote.
     let out = cli.result(&id);
-    assert_eq!(out.len(), 17, "{}", String::from_utf8_lossy(&out));
+    if paid[0]["coprocessor"] != liar.as_str() {
+        assert_eq!(out.len(), 17, "{}", String::from_utf8_lossy(&out));
+    }
 
     // --- `coprocessor leave` and `join` with a coprocessor's own key.
     let (name, address) = coprocessors

@@ -13,6 +13,7 @@ mod jobs;
 mod nonces;
 mod observe;
 mod partial;
+mod stall;
 mod testnet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agora");

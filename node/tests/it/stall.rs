@@ -1,0 +1,135 @@
+//! Modules made to stall a coprocessor — cheap in fuel per instruction or per host call,
+//! expensive in wall time, in the executor's corpus `crates/agora-exec/tests/hostile` — run as
+//! real jobs on a real testnet: every one ends as one committed result that both replicas agree
+//! on, nobody is slashed for a timeout, and the client pays for the work it asked for (ADR 011).
+
+use std::time::Duration;
+
+use agora_client::Client;
+use serde_json::Value;
+
+use super::agora;
+use super::testnet::{up_detached, wait_until};
+
+const HOSTILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crates/agora-exec/tests/hostile"
+);
+
+fn view(client: &Client, id: &str) -> Option<Value> {
+    client.get_json(&format!("/v1/jobs/{id}")).ok()
+}
+
+fn is_final(v: &Value) -> bool {
+    matches!(v["state"].as_str(), Some("settled" | "refunded" | "failed"))
+}
+
+fn slashed(client: &Client, address: &str) -> u128 {
+    let v: Value = client.get_json(&format!("/v1/accounts/{address}")).unwrap();
+    match &v["coprocessor"]["slashed"] {
+        Value::Number(n) => n.as_u64().unwrap().into(),
+        Value::String(s) => s.parse().unwrap(),
+        other => panic!("no slashed amount: {other} in {v}"),
+    }
+}
+
+#[test]
+fn stalling_modules_end_as_committed_results_and_no_one_is_slashed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_guard, file) = up_detached(tmp.path(), "1", "2");
+    let api = file.nodes[0].api.clone();
+    let client = Client::new(&api).unwrap();
+    let coprocessors: Vec<String> = file
+        .nodes
+        .iter()
+        .filter(|n| n.role == "coprocessor")
+        .map(|n| n.address.clone())
+        .collect();
+    wait_until("two active coprocessors", Duration::from_secs(60), || {
+        coprocessors.iter().all(|a| {
+            client
+                .get_json::<Value>(&format!("/v1/accounts/{a}"))
+                .is_ok_and(|v| v["coprocessor"]["active"] == true)
+        })
+    });
+    let slashed_before: Vec<u128> = coprocessors.iter().map(|a| slashed(&client, a)).collect();
+
+    let mut modules: Vec<_> = std::fs::read_dir(HOSTILE)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wat"))
+        .collect();
+    modules.sort();
+    assert!(modules.len() >= 20, "the corpus: {modules:?}");
+    let key = file.client_key.to_str().unwrap();
+    let mut ids = Vec::new();
+    for m in &modules {
+        let out = agora(
+            tmp.path(),
+            &[
+                "job",
+                "submit",
+                m.to_str().unwrap(),
+                "--replicas",
+                "2",
+                "--fuel",
+                "20000000",
+                "--max-price",
+                "20000",
+                "--auction-ms",
+                "1000",
+                "--key",
+                key,
+                "--api",
+                &api,
+                "--json",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "submit {}: {}",
+            m.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push((
+            m.file_name().unwrap().to_string_lossy().into_owned(),
+            v["id"].as_str().unwrap().to_owned(),
+        ));
+    }
+
+    let mut views = Vec::new();
+    wait_until(
+        "every stalling job to end",
+        Duration::from_secs(300),
+        || {
+            views = ids.iter().filter_map(|(_, id)| view(&client, id)).collect();
+            views.len() == ids.len() && views.iter().all(is_final)
+        },
+    );
+    for ((name, _), v) in ids.iter().zip(&views) {
+        assert_eq!(v["state"], "settled", "{name}: {v}");
+        assert!(
+            v["result_hash"].is_string(),
+            "{name}: one committed result: {v}"
+        );
+        assert!(v["outcome"].is_string(), "{name}: {v}");
+        let events = v["events"].as_array().unwrap();
+        assert!(
+            !events.iter().any(|e| e["event"].get("timed_out").is_some()),
+            "{name}: a winner timed out: {v}"
+        );
+        let paid = events
+            .iter()
+            .filter(|e| e["event"].get("paid").is_some())
+            .count();
+        assert_eq!(paid, 2, "{name}: both replicas agreed and were paid: {v}");
+    }
+    let slashed_after: Vec<u128> = coprocessors.iter().map(|a| slashed(&client, a)).collect();
+    assert_eq!(
+        slashed_after, slashed_before,
+        "no honest coprocessor was slashed"
+    );
+}
