@@ -5,7 +5,7 @@
 # written to fuzz/artifacts/TARGET/ (copy it to fuzz/regressions/TARGET/ once fixed, so that
 # `cargo test -p agora-fuzz` replays it). Needs a nightly toolchain and cargo-fuzz
 # (`cargo install cargo-fuzz`). Built without a sanitizer: the code under test is safe Rust, so
-# coverage and the targets' assertions do the work, at several times the speed of ASan.
+# coverage and the targets' assertions do the work, faster than under ASan.
 #
 # `wasm_module` links wasmtime, which takes long to build instrumented; it is built with the
 # `exec` feature in fuzz/target, every other target without it in fuzz/target/light, so that
