@@ -18,6 +18,10 @@ lint:
 fmt:
     cargo fmt --all
 
+# Fuzz one target for SECONDS (default 300): one low-priority libFuzzer process (nightly + cargo-fuzz)
+fuzz TARGET SECONDS="300":
+    fuzz/run.sh {{TARGET}} {{SECONDS}}
+
 # Start a local testnet (4 operators, 3 coprocessors) under ./.agora/testnet
 testnet *ARGS:
     cargo run --release --bin agora -- testnet up {{ARGS}}

@@ -340,14 +340,20 @@ impl FromStr for Fixed {
                 .parse()
                 .map_err(|_| FixedError::OutOfRange(s.to_owned()))?
         };
-        // Digits beyond the 27th cannot change the nearest Q32 value of an exact input.
-        let frac_digits = &frac_s[..frac_s.len().min(27)];
+        // The first 33 fractional digits decide the nearest Q32 value: every midpoint between
+        // two Q32 values, (2k + 1) / 2³³, has exactly 33, so later digits never move an input
+        // across one.
+        let frac_digits = &frac_s[..frac_s.len().min(33)];
         let frac_raw: u128 = if frac_digits.is_empty() {
             0
         } else {
             let num: u128 = frac_digits.parse().map_err(|_| invalid())?;
             let den = 10u128.pow(frac_digits.len() as u32);
-            ((num << FRAC_BITS) + den / 2) / den
+            // num · 2³² / den rounded half up, in two 16-bit steps: num < 10³³ < 2¹¹⁰, so
+            // neither shifted value overflows.
+            let (q1, r1) = ((num << 16) / den, (num << 16) % den);
+            let (q2, r2) = ((r1 << 16) / den, (r1 << 16) % den);
+            (q1 << 16) + q2 + u128::from(2 * r2 >= den)
         };
         let mag = int
             .checked_mul(1u128 << FRAC_BITS)
@@ -436,6 +442,13 @@ mod tests {
         assert!("1.2.3".parse::<Fixed>().is_err());
         assert!("abc".parse::<Fixed>().is_err());
         assert!("99999999999".parse::<Fixed>().is_err());
+        // Rounding to nearest, ties away from zero, is decided by up to 33 digits (the
+        // midpoint 2⁻³³ has 33); once these parsed to 0 by looking at 27 digits only.
+        assert_eq!(fx("0.000000000116415321826934814453125"), Fixed(1));
+        assert_eq!(fx("-0.000000000116415321826934814453125"), Fixed(-1));
+        assert_eq!(fx("0.000000000116415321826934814453124999"), Fixed(0));
+        assert_eq!(fx("0.0000000001164153218269348146"), Fixed(1));
+        assert_eq!(fx("0.99999999988358467817306518554687500"), Fixed::ONE);
         let json = serde_json::to_string(&fx("0.125")).unwrap();
         assert_eq!(json, "\"0.125\"");
         assert_eq!(serde_json::from_str::<Fixed>("3").unwrap(), fx("3"));
