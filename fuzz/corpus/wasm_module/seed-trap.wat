@@ -1,1 +1,0 @@
-(module (func (export "_start") unreachable))
