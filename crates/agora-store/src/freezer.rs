@@ -170,7 +170,8 @@ impl Table {
         Ok(buf)
     }
 
-    fn append(&mut self, item: &[u8]) -> Result<(), FreezerError> {
+    /// Append item `n` (the index holds `n - 1` entries: its place is derived, not read).
+    fn append(&mut self, n: u64, item: &[u8]) -> Result<(), FreezerError> {
         self.data
             .write_all_at(item, self.data_len)
             .map_err(io(&self.data_path))?;
@@ -178,9 +179,8 @@ impl Table {
         let mut entry = [0u8; INDEX_ENTRY as usize];
         entry[..8].copy_from_slice(&end.to_le_bytes());
         entry[8..].copy_from_slice(&checksum(item).to_le_bytes());
-        let index_len = self.index.metadata().map_err(io(&self.index_path))?.len();
         self.index
-            .write_all_at(&entry, index_len)
+            .write_all_at(&entry, (n - 1) * INDEX_ENTRY)
             .map_err(io(&self.index_path))?;
         self.data_len = end;
         Ok(())
@@ -279,7 +279,7 @@ impl Freezer {
             }
         }
         for (t, item) in tables.iter_mut().zip(items) {
-            t.append(item)?;
+            t.append(n, item)?;
         }
         self.count.store(n, Ordering::Release);
         Ok(())

@@ -78,7 +78,7 @@ fn is_final(v: &Value) -> bool {
 }
 
 /// Wait until every job is final; returns their views.
-fn wait_final(client: &Client, ids: &[String], limit: Duration) -> Vec<Value> {
+pub(super) fn wait_final(client: &Client, ids: &[String], limit: Duration) -> Vec<Value> {
     let deadline = Instant::now() + limit;
     loop {
         let views: Vec<Value> = ids.iter().map(|id| job(client, id)).collect();
@@ -98,7 +98,7 @@ fn wait_final(client: &Client, ids: &[String], limit: Duration) -> Vec<Value> {
 }
 
 /// The events of a job of one kind (`paid`, `settled`, ...).
-fn events<'a>(view: &'a Value, kind: &str) -> Vec<&'a Value> {
+pub(super) fn events<'a>(view: &'a Value, kind: &str) -> Vec<&'a Value> {
     view["events"]
         .as_array()
         .into_iter()
@@ -107,7 +107,7 @@ fn events<'a>(view: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn amount(v: &Value) -> u128 {
+pub(super) fn amount(v: &Value) -> u128 {
     match v {
         Value::Number(n) => n.as_u64().unwrap() as u128,
         Value::String(s) => s.parse().unwrap(),
@@ -120,7 +120,7 @@ fn balance(client: &Client, address: &str) -> u128 {
     amount(&v["balance"])
 }
 
-fn coprocessor(client: &Client, address: &str) -> Value {
+pub(super) fn coprocessor(client: &Client, address: &str) -> Value {
     let v: Value = client.get_json(&format!("/v1/accounts/{address}")).unwrap();
     v["coprocessor"].clone()
 }

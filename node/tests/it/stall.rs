@@ -9,6 +9,7 @@ use agora_client::Client;
 use serde_json::Value;
 
 use super::agora;
+use super::jobs::{amount, coprocessor, events, wait_final};
 use super::testnet::{up_detached, wait_until};
 
 const HOSTILE: &str = concat!(
@@ -16,21 +17,8 @@ const HOSTILE: &str = concat!(
     "/../crates/agora-exec/tests/hostile"
 );
 
-fn view(client: &Client, id: &str) -> Option<Value> {
-    client.get_json(&format!("/v1/jobs/{id}")).ok()
-}
-
-fn is_final(v: &Value) -> bool {
-    matches!(v["state"].as_str(), Some("settled" | "refunded" | "failed"))
-}
-
 fn slashed(client: &Client, address: &str) -> u128 {
-    let v: Value = client.get_json(&format!("/v1/accounts/{address}")).unwrap();
-    match &v["coprocessor"]["slashed"] {
-        Value::Number(n) => n.as_u64().unwrap().into(),
-        Value::String(s) => s.parse().unwrap(),
-        other => panic!("no slashed amount: {other} in {v}"),
-    }
+    amount(&coprocessor(client, address)["slashed"])
 }
 
 #[test]
@@ -46,11 +34,9 @@ fn stalling_modules_end_as_committed_results_and_no_one_is_slashed() {
         .map(|n| n.address.clone())
         .collect();
     wait_until("two active coprocessors", Duration::from_secs(60), || {
-        coprocessors.iter().all(|a| {
-            client
-                .get_json::<Value>(&format!("/v1/accounts/{a}"))
-                .is_ok_and(|v| v["coprocessor"]["active"] == true)
-        })
+        coprocessors
+            .iter()
+            .all(|a| coprocessor(&client, a)["active"] == true)
     });
     let slashed_before: Vec<u128> = coprocessors.iter().map(|a| slashed(&client, a)).collect();
 
@@ -100,15 +86,8 @@ fn stalling_modules_end_as_committed_results_and_no_one_is_slashed() {
         ));
     }
 
-    let mut views = Vec::new();
-    wait_until(
-        "every stalling job to end",
-        Duration::from_secs(300),
-        || {
-            views = ids.iter().filter_map(|(_, id)| view(&client, id)).collect();
-            views.len() == ids.len() && views.iter().all(is_final)
-        },
-    );
+    let job_ids: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
+    let views = wait_final(&client, &job_ids, Duration::from_secs(300));
     for ((name, _), v) in ids.iter().zip(&views) {
         assert_eq!(v["state"], "settled", "{name}: {v}");
         assert!(
@@ -116,16 +95,15 @@ fn stalling_modules_end_as_committed_results_and_no_one_is_slashed() {
             "{name}: one committed result: {v}"
         );
         assert!(v["outcome"].is_string(), "{name}: {v}");
-        let events = v["events"].as_array().unwrap();
         assert!(
-            !events.iter().any(|e| e["event"].get("timed_out").is_some()),
+            events(v, "timed_out").is_empty(),
             "{name}: a winner timed out: {v}"
         );
-        let paid = events
-            .iter()
-            .filter(|e| e["event"].get("paid").is_some())
-            .count();
-        assert_eq!(paid, 2, "{name}: both replicas agreed and were paid: {v}");
+        assert_eq!(
+            events(v, "paid").len(),
+            2,
+            "{name}: both replicas agreed and were paid: {v}"
+        );
     }
     let slashed_after: Vec<u128> = coprocessors.iter().map(|a| slashed(&client, a)).collect();
     assert_eq!(
