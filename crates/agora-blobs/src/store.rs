@@ -238,24 +238,21 @@ impl BlobStore {
         };
         let len = f.metadata().map_err(io_err(&path))?.len();
         if len > self.config.max_blob_bytes {
-            self.quarantine(hash, &path);
+            self.quarantine(hash);
             return Err(BlobError::Corrupt(*hash));
         }
         let mut bytes = Vec::with_capacity(len as usize);
         f.read_to_end(&mut bytes).map_err(io_err(&path))?;
         if Hash::of(&bytes) != *hash {
-            self.quarantine(hash, &path);
+            self.quarantine(hash);
             return Err(BlobError::Corrupt(*hash));
         }
         Ok(Some(bytes))
     }
 
-    fn quarantine(&self, hash: &Hash, path: &Path) {
+    fn quarantine(&self, hash: &Hash) {
         tracing::warn!(target: "blobs.get", hash = %hash.short(), "removing corrupt blob");
-        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        if fs::remove_file(path).is_ok() {
-            self.release(size);
-        }
+        let _ = self.remove(hash);
     }
 
     /// Read chunk `index` of a blob for a peer, without loading the whole blob. The chunk is not
