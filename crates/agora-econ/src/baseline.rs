@@ -13,7 +13,7 @@ use agora_types::Hash;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::record::{finish_metrics, CopFinal, Metrics, RunRecord, Step};
+use crate::record::{finish_metrics, CopFinal, Metrics, RunRecord, Step, UtilWindows};
 use crate::scenario::{Mechanism, Resolved, ScenarioFile};
 use crate::world::{Behaviour, World};
 
@@ -44,6 +44,7 @@ pub fn run_baseline(
     let mut rng = ChaCha8Rng::seed_from_u64(world.seed ^ 0x6261_7365_6c69_6e65 ^ mechanism as u64);
     let mut load = vec![0u32; n];
     let mut load_sum = vec![0.0f64; n];
+    let mut util = UtilWindows::new(n);
     let mut earned = vec![0.0f64; n];
     let mut exec_cost = vec![0.0f64; n];
     let mut done = vec![0u64; n];
@@ -90,6 +91,7 @@ pub fn run_baseline(
             let d = &world.jobs[o.job as usize];
             while (o.slots.len() as u32) < d.replicas && h <= o.wait_until {
                 let eligible: Vec<(u32, f64)> = (0..n as u32)
+                    .filter(|c| world.profiles[*c as usize].joins_at <= h)
                     .filter(|c| load[*c as usize] < world.profiles[*c as usize].capacity)
                     .filter(|c| o.slots.iter().all(|s| s.cop != *c))
                     .filter_map(|c| {
@@ -217,8 +219,14 @@ pub fn run_baseline(
         }
         open = keep;
         for (i, l) in load.iter().enumerate() {
-            load_sum[i] += *l as f64 / world.profiles[i].capacity.max(1) as f64;
+            if world.profiles[i].joins_at > h {
+                continue;
+            }
+            let u = *l as f64 / world.profiles[i].capacity.max(1) as f64;
+            load_sum[i] += u;
+            util.add(i, u);
         }
+        util.end_block();
         let dishonest = world.profiles.iter().filter(|p| !p.honest).count() as u32;
         series.push(Step {
             block: h,
@@ -254,7 +262,10 @@ pub fn run_baseline(
             completed: done[i],
             failed: bad[i],
             active: true,
-            utilisation: load_sum[i] / total.max(1) as f64,
+            utilisation: load_sum[i] / (total + 1).saturating_sub(p.joins_at.max(1)).max(1) as f64,
+            joined: p.joins_at,
+            bids_before_first_win: None,
+            ejected: false,
         })
         .collect();
     m.completed = completed;
@@ -267,6 +278,8 @@ pub fn run_baseline(
     finish_metrics(&mut m, &finals, &series);
     // No stake in a baseline: nobody is ever removed.
     m.half_dishonest_removed_at = None;
+    // Nobody bids in a baseline.
+    m.newcomers_never_won = 0;
     RunRecord {
         variant: variant.label.clone(),
         mechanism,
@@ -274,6 +287,8 @@ pub fn run_baseline(
         samples,
         finals,
         edges: edges.into_iter().map(|((a, b), k)| (a, b, k)).collect(),
+        auctions: Vec::new(),
+        utilisation: util.windows,
         metrics: m,
     }
 }

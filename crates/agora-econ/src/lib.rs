@@ -13,6 +13,7 @@
 //! [`Scenario`] + [`run`] for tests and tools that want the records in memory.
 
 mod baseline;
+mod heatmap;
 mod market_run;
 mod output;
 mod plot;
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use baseline::run_baseline;
 pub use market_run::run_market;
-pub use record::{jain, pearson, CopFinal, Metrics, RunRecord, Step};
+pub use record::{jain, pearson, AuctionRow, CopFinal, Metrics, RunRecord, Step, UTIL_WINDOW};
 pub use scenario::{
     list_scenarios, Jobs, Mechanism, Population, Resolved, Scenario, ScenarioFile, Spike, Stall,
     Variant, BUILTIN,
@@ -124,6 +125,8 @@ pub fn run_scenario(
             "participants.csv",
             "coprocessors.csv",
             "edges.csv",
+            "auctions.csv",
+            "utilisation.csv",
             "summary.csv",
             "summary.json",
         ]
@@ -139,6 +142,12 @@ pub fn run_scenario(
             .map_err(|e| EconError::Io(format!("{}: {e}", path.display())))?;
         summary.files.push("scenario.toml".into());
         summary.files.extend(plot::write_plots(dir, &runs)?);
+        summary.files.extend(heatmap::write_sweep_figures(
+            dir,
+            &runs,
+            "load_kappa",
+            "load_penalty_weight",
+        )?);
         output::write_json(dir, &summary)?;
     }
     Ok(summary)

@@ -13,7 +13,7 @@ use agora_types::{Address, Amount, Hash, Height, JobId, Timestamp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::record::{finish_metrics, CopFinal, Metrics, RunRecord, Step};
+use crate::record::{finish_metrics, AuctionRow, CopFinal, Metrics, RunRecord, Step, UtilWindows};
 use crate::scenario::{Mechanism, Resolved, ScenarioFile};
 use crate::world::{Behaviour, World};
 use crate::EconError;
@@ -67,6 +67,17 @@ struct Run<'a> {
     attest: Vec<(u32, u32)>,
     exec_cost: Vec<f64>,
     load_sum: Vec<f64>,
+    /// Blocks each coprocessor has been staked for (the utilisation denominator).
+    staked_blocks: Vec<u64>,
+    util: UtilWindows,
+    /// Asks of every bidder of a (job, round), for the auction rows.
+    asks: BTreeMap<(u32, u32), Vec<(u32, Amount)>>,
+    /// This block's awards, completed with the best losing ask once the block is applied.
+    pending_rows: Vec<AuctionRow>,
+    auctions: Vec<AuctionRow>,
+    /// Auction rounds each coprocessor bid in, and that count at its first award.
+    rounds_bid: Vec<u32>,
+    first_win: Vec<Option<u32>>,
     forfeited: Vec<f64>,
     edges: BTreeMap<(u32, u32), u32>,
     metrics: Metrics,
@@ -98,7 +109,7 @@ pub fn run_market(
                 })?;
         }
     }
-    Ok(run.finish(total))
+    Ok(run.finish())
 }
 
 impl<'a> Run<'a> {
@@ -114,7 +125,7 @@ impl<'a> Run<'a> {
         let client_keys: Vec<Keypair> = (0..jobs.clients as u64)
             .map(|i| Keypair::for_test(1_000_000 + i))
             .collect();
-        let cop_keys: Vec<Keypair> = (0..pop.coprocessors as u64)
+        let cop_keys: Vec<Keypair> = (0..world.profiles.len() as u64)
             .map(|i| Keypair::for_test(2_000_000 + i))
             .collect();
         let mut accounts: Vec<GenesisAccount> = client_keys
@@ -149,7 +160,7 @@ impl<'a> Run<'a> {
             tx: TxBuilder::new(k.clone(), chain),
             nonce: 0,
         };
-        let n = pop.coprocessors as usize;
+        let n = world.profiles.len();
         let sample_every = (n / (file.sample_participants.max(1) as usize).min(n)).max(1);
         let samples = (0..n)
             .step_by(sample_every)
@@ -187,6 +198,13 @@ impl<'a> Run<'a> {
             attest: Vec::new(),
             exec_cost: vec![0.0; n],
             load_sum: vec![0.0; n],
+            staked_blocks: vec![0; n],
+            util: UtilWindows::new(n),
+            asks: BTreeMap::new(),
+            pending_rows: Vec::new(),
+            auctions: Vec::new(),
+            rounds_bid: vec![0; n],
+            first_win: vec![None; n],
             forfeited: vec![0.0; n],
             edges: BTreeMap::new(),
             metrics: Metrics {
@@ -212,18 +230,35 @@ impl<'a> Run<'a> {
         // Submissions are remembered by position so receipts can name the job.
         let mut submitted: BTreeMap<usize, u32> = BTreeMap::new();
 
-        if h == 1 {
-            for (i, a) in self.cops.iter_mut().enumerate() {
-                let p = &self.world.profiles[i];
-                let n = a.next();
-                txs.push(a.tx.bytes(
-                    n,
-                    agora_market::TxKind::Stake {
-                        amount: Amount(p.stake),
-                        capacity: p.capacity,
-                    },
-                ));
-            }
+        let min_stake = self.market.params().min_stake;
+        for (i, a) in self.cops.iter_mut().enumerate() {
+            let p = &self.world.profiles[i];
+            let amount = if p.joins_at.max(1) == h {
+                p.stake
+            } else {
+                // A slash took the stake below the minimum: stake back up to the initial stake
+                // from the balance, if the market still lets this coprocessor work.
+                let Some(c) = self.market.coprocessor(&a.tx.address()) else {
+                    continue;
+                };
+                if !self.variant.population.restake || c.stake >= min_stake || c.ejected {
+                    continue;
+                }
+                let want = p.stake.saturating_sub(c.stake.0);
+                if self.market.balance(&a.tx.address()).0 < want {
+                    continue;
+                }
+                self.metrics.restakes += 1;
+                want
+            };
+            let n = a.next();
+            txs.push(a.tx.bytes(
+                n,
+                agora_market::TxKind::Stake {
+                    amount: Amount(amount),
+                    capacity: p.capacity,
+                },
+            ));
         }
         self.build_attestations(&mut txs);
         self.build_results(h, &mut txs);
@@ -265,6 +300,7 @@ impl<'a> Run<'a> {
         for ev in &result.events {
             self.observe(h, &ev.event);
         }
+        self.finish_rows();
         // Nonces follow the market (a refused transaction with the right nonce uses it, one with
         // a wrong nonce does not).
         for a in self
@@ -423,13 +459,11 @@ impl<'a> Run<'a> {
                 {
                     continue;
                 }
+                // Like the node's agent (design §7), the ask follows the slots actually held:
+                // the market itself refuses an award beyond capacity or free collateral, so a
+                // standing bid need not reserve either.
                 let pending = self.outstanding[cop].len() as u32;
-                let busy = c.load + pending;
-                if busy >= c.capacity {
-                    continue;
-                }
-                let need = collateral.0.saturating_mul(pending as u128 + 1);
-                if c.free_collateral().0 < need {
+                if c.load >= c.capacity || c.free_collateral() < collateral {
                     continue;
                 }
                 if self.mechanism == Mechanism::Sealed
@@ -439,7 +473,7 @@ impl<'a> Run<'a> {
                     continue;
                 }
                 let base = self.world.base_cost(job, cop as u32);
-                let ask = reserve_price(base, busy, c.capacity, &params);
+                let ask = reserve_price(base, c.load, c.capacity, &params);
                 if ask <= j.spec.max_price {
                     candidates.push((cop as u32, ask));
                 }
@@ -450,7 +484,9 @@ impl<'a> Run<'a> {
                 candidates.swap(i, k);
             }
             candidates.truncate(self.variant.jobs.max_bidders as usize);
+            self.asks.insert((job, round), candidates.clone());
             for (cop, ask) in candidates {
+                self.rounds_bid[cop as usize] += 1;
                 let a = &mut self.cops[cop as usize];
                 let n = a.next();
                 let env = match self.mechanism {
@@ -521,13 +557,38 @@ impl<'a> Run<'a> {
     fn observe(&mut self, h: u64, ev: &MarketEvent) {
         match ev {
             MarketEvent::Awarded {
-                job, coprocessor, ..
+                job,
+                coprocessor,
+                price,
+                ..
             } => {
                 let (Some(&j), Some(&c)) =
                     (self.job_index.get(job), self.cop_index.get(coprocessor))
                 else {
                     return;
                 };
+                if self.first_win[c as usize].is_none() {
+                    self.first_win[c as usize] =
+                        Some(self.rounds_bid[c as usize].saturating_sub(1));
+                }
+                let round = self.market.job(job).map_or(0, |x| x.auction.round);
+                let bidders = self.asks.get(&(j, round));
+                let ask = bidders
+                    .and_then(|b| b.iter().find(|(x, _)| *x == c))
+                    .map_or(0, |(_, a)| a.0 as u64);
+                let d = &self.world.jobs[j as usize];
+                self.pending_rows.push(AuctionRow {
+                    block: h,
+                    job: j,
+                    round,
+                    replicas: d.replicas,
+                    max_price: d.max_price as u64,
+                    coprocessor: c,
+                    price: price.0 as u64,
+                    ask,
+                    best_losing_ask: None,
+                    bidders: bidders.map_or(0, |b| b.len() as u32),
+                });
                 self.outstanding[c as usize].remove(&j);
                 self.secrets.remove(&(j, c));
                 match self.world.behaviour(j, c) {
@@ -600,8 +661,39 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Complete this block's award rows with the lowest ask that won no slot of the round.
+    fn finish_rows(&mut self) {
+        for mut row in std::mem::take(&mut self.pending_rows) {
+            let Some(id) = self.job_id(row.job) else {
+                continue;
+            };
+            let Some(j) = self.market.job(&id) else {
+                continue;
+            };
+            row.best_losing_ask = self.asks.get(&(row.job, row.round)).and_then(|b| {
+                b.iter()
+                    .filter(|(c, _)| {
+                        !j.assignments
+                            .contains_key(&self.cops[*c as usize].tx.address())
+                    })
+                    .map(|(_, a)| a.0 as u64)
+                    .min()
+            });
+            self.auctions.push(row);
+        }
+    }
+
     /// Forget bids on auctions that have moved on.
     fn cleanup(&mut self) {
+        let market = &self.market;
+        let ids = &self.ids;
+        self.asks.retain(|(job, round), _| {
+            ids.get(*job as usize)
+                .copied()
+                .flatten()
+                .and_then(|id| market.job(&id))
+                .is_some_and(|j| j.state == JobState::Auction && j.auction.round == *round)
+        });
         let ids = &self.ids;
         for (cop, set) in self.outstanding.iter_mut().enumerate() {
             let addr = self.cops[cop].tx.address();
@@ -634,6 +726,7 @@ impl<'a> Run<'a> {
             failed: self.failed,
             open_jobs: self.market.open_jobs().count() as u32,
             stalled: self.market.health().stalled,
+            timeouts: self.metrics.timeouts,
             ..Step::default()
         };
         let (mut rh, mut nh, mut rd, mut nd) = (0.0, 0u32, 0.0, 0u32);
@@ -646,7 +739,10 @@ impl<'a> Run<'a> {
             let rep = c.reputation().to_f64();
             earned[i] = c.earned.0 as f64;
             step.cumulative_reward += earned[i];
-            self.load_sum[i] += c.load as f64 / c.capacity.max(1) as f64;
+            let u = c.load as f64 / c.capacity.max(1) as f64;
+            self.load_sum[i] += u;
+            self.staked_blocks[i] += 1;
+            self.util.add(i, u);
             if c.active {
                 step.active += 1;
                 if honest {
@@ -668,10 +764,11 @@ impl<'a> Run<'a> {
         for (i, _, v) in &mut self.samples {
             v.push(earned[*i as usize]);
         }
+        self.util.end_block();
         self.series.push(step);
     }
 
-    fn finish(mut self, total: u64) -> RunRecord {
+    fn finish(mut self) -> RunRecord {
         let mut finals = Vec::new();
         for (i, a) in self.cops.iter().enumerate() {
             let p = &self.world.profiles[i];
@@ -692,7 +789,10 @@ impl<'a> Run<'a> {
                 completed: c.map(|c| c.completed).unwrap_or(0),
                 failed: c.map(|c| c.failed).unwrap_or(0),
                 active: c.is_some_and(|c| c.active),
-                utilisation: self.load_sum[i] / total.max(1) as f64,
+                utilisation: self.load_sum[i] / self.staked_blocks[i].max(1) as f64,
+                joined: p.joins_at,
+                bids_before_first_win: self.first_win[i],
+                ejected: c.is_some_and(|c| c.ejected),
             });
         }
         // Client spending: what left their accounts, minus what open jobs still hold.
@@ -714,7 +814,15 @@ impl<'a> Run<'a> {
             0.0
         };
         finish_metrics(&mut self.metrics, &finals, &self.series);
+        let ratios: Vec<f64> = self
+            .auctions
+            .iter()
+            .filter_map(|r| r.best_losing_ask.map(|l| r.price as f64 / l.max(1) as f64))
+            .collect();
+        self.metrics.price_over_next_ask = crate::record::mean(ratios.iter().copied());
         RunRecord {
+            auctions: self.auctions,
+            utilisation: self.util.windows,
             variant: self.variant.label.clone(),
             mechanism: self.mechanism,
             series: self.series,

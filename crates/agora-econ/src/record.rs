@@ -23,6 +23,8 @@ pub struct Step {
     pub mean_reputation_honest: f64,
     pub mean_reputation_dishonest: f64,
     pub stalled: bool,
+    /// Slots timed out so far.
+    pub timeouts: u64,
 }
 
 /// One coprocessor at the end of a run.
@@ -42,7 +44,30 @@ pub struct CopFinal {
     pub completed: u64,
     pub failed: u64,
     pub active: bool,
+    /// Mean of load / capacity over the blocks since it staked.
     pub utilisation: f64,
+    /// Block it staked at (0: genesis population).
+    pub joined: u64,
+    /// Auction rounds it bid in before its first award (`None`: never awarded).
+    pub bids_before_first_win: Option<u32>,
+    /// Ejected by the market for repeated proven faults.
+    pub ejected: bool,
+}
+
+/// One award, next to what the auction saw: the winner's ask and the best ask that lost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuctionRow {
+    pub block: u64,
+    pub job: u32,
+    pub round: u32,
+    pub replicas: u32,
+    pub max_price: u64,
+    pub coprocessor: u32,
+    pub price: u64,
+    pub ask: u64,
+    /// Lowest ask in the round that did not win a slot (`None`: every bidder won).
+    pub best_losing_ask: Option<u64>,
+    pub bidders: u32,
 }
 
 /// The comparison figures of one run.
@@ -59,11 +84,29 @@ pub struct Metrics {
     pub wrong_accepted_share: f64,
     /// Client spending (payments, fees, net of refunds and compensation) per completed job.
     pub client_cost_per_job: f64,
+    /// The same spending per *correct* accepted result: what a right answer costs.
+    pub client_cost_per_correct: f64,
     pub coprocessor_profit: f64,
     pub profit_honest_mean: f64,
     pub profit_dishonest_mean: f64,
-    /// Jain's fairness index over coprocessor utilisation.
+    /// Jain's fairness index over coprocessor utilisation (every coprocessor).
     pub jain_utilisation: f64,
+    /// Jain's index over the honest coprocessors only: liars commit at once (so hold slots
+    /// for one block) and are meant to lose work, which caps the index over everyone.
+    pub jain_honest: f64,
+    /// Newcomers (staked after genesis) and the most auction rounds one of them bid in before
+    /// its first award; `newcomers_never_won` of them never won.
+    pub newcomers: u32,
+    pub newcomer_max_bids_to_win: Option<u32>,
+    pub newcomers_never_won: u32,
+    /// Coprocessors ejected for repeated proven faults (honest / dishonest).
+    pub ejected_honest: u32,
+    pub ejected_dishonest: u32,
+    /// Stake top-ups after a slash took a stake below the minimum.
+    pub restakes: u64,
+    /// Mean over awards of price / best losing ask (how far above the next seller's ask
+    /// clients paid); `None` without an award that had a losing bidder.
+    pub price_over_next_ask: Option<f64>,
     pub active_end: u32,
     pub dishonest_start: u32,
     pub dishonest_active_end: u32,
@@ -93,7 +136,47 @@ pub struct RunRecord {
     pub finals: Vec<CopFinal>,
     /// Jobs each client gave each coprocessor that delivered: `(client, coprocessor, count)`.
     pub edges: Vec<(u32, u32, u32)>,
+    /// Every award with the asks around it (market runs; baselines: the chosen ask).
+    pub auctions: Vec<AuctionRow>,
+    /// Utilisation per coprocessor over consecutive windows of [`UTIL_WINDOW`] blocks.
+    pub utilisation: Vec<Vec<f64>>,
     pub metrics: Metrics,
+}
+
+/// Blocks per utilisation window in [`RunRecord::utilisation`].
+pub const UTIL_WINDOW: u64 = 25;
+
+/// Accumulates load / capacity per coprocessor and closes a window every [`UTIL_WINDOW`] blocks.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UtilWindows {
+    current: Vec<f64>,
+    blocks: u64,
+    pub windows: Vec<Vec<f64>>,
+}
+
+impl UtilWindows {
+    pub fn new(n: usize) -> Self {
+        UtilWindows {
+            current: vec![0.0; n],
+            ..UtilWindows::default()
+        }
+    }
+
+    pub fn add(&mut self, i: usize, u: f64) {
+        self.current[i] += u;
+    }
+
+    pub fn end_block(&mut self) {
+        self.blocks += 1;
+        if self.blocks.is_multiple_of(UTIL_WINDOW) {
+            let w = self
+                .current
+                .iter_mut()
+                .map(|x| std::mem::take(x) / UTIL_WINDOW as f64)
+                .collect();
+            self.windows.push(w);
+        }
+    }
 }
 
 /// Jain's fairness index `(Σx)² / (n·Σx²)`: 1 when all equal, `1/n` when one takes all.
@@ -149,6 +232,30 @@ pub(crate) fn finish_metrics(m: &mut Metrics, finals: &[CopFinal], series: &[Ste
     } else {
         m.wrong_accepted as f64 / m.completed as f64
     };
+    let correct = m.completed.saturating_sub(m.wrong_accepted);
+    m.client_cost_per_correct = if correct == 0 {
+        0.0
+    } else {
+        m.client_cost_per_job * m.completed as f64 / correct as f64
+    };
+    let honest: Vec<f64> = finals
+        .iter()
+        .filter(|c| c.honest)
+        .map(|c| c.utilisation)
+        .collect();
+    m.jain_honest = jain(&honest);
+    let newcomers: Vec<&CopFinal> = finals.iter().filter(|c| c.joined > 0).collect();
+    m.newcomers = newcomers.len() as u32;
+    m.newcomer_max_bids_to_win = newcomers
+        .iter()
+        .filter_map(|c| c.bids_before_first_win)
+        .max();
+    m.newcomers_never_won = newcomers
+        .iter()
+        .filter(|c| c.bids_before_first_win.is_none())
+        .count() as u32;
+    m.ejected_honest = finals.iter().filter(|c| c.honest && c.ejected).count() as u32;
+    m.ejected_dishonest = finals.iter().filter(|c| !c.honest && c.ejected).count() as u32;
     m.coprocessor_profit = finals.iter().map(|c| c.profit).sum();
     m.profit_honest_mean =
         mean(finals.iter().filter(|c| c.honest).map(|c| c.profit)).unwrap_or(0.0);

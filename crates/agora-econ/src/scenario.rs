@@ -4,6 +4,8 @@
 //! fields keep the market's defaults); each `[[variants]]` entry overrides parts of `market`,
 //! `population` and `jobs` by table merge, so a slashing sweep is four one-line variants.
 
+use std::collections::BTreeMap;
+
 use agora_market::Params;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +22,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../scenarios/honest-share.toml"),
     ),
     ("load-spike", include_str!("../scenarios/load-spike.toml")),
+    ("load-sweep", include_str!("../scenarios/load-sweep.toml")),
     (
         "network-stall",
         include_str!("../scenarios/network-stall.toml"),
@@ -98,6 +101,13 @@ pub struct Population {
     pub margin: f64,
     /// Spendable balance of each coprocessor (for sealed-bid bonds), in base units.
     pub working_balance: u64,
+    /// Honest coprocessors that stake at `newcomer_block` instead of genesis, drawn from the
+    /// same ranges: how soon does the market give a newcomer work?
+    pub newcomers: u32,
+    pub newcomer_block: u64,
+    /// A coprocessor whose stake a slash took below the market's minimum stakes again from its
+    /// balance, back up to its initial stake (what an operator running a business does).
+    pub restake: bool,
 }
 
 impl Default for Population {
@@ -120,6 +130,9 @@ impl Default for Population {
             reliability_max: 1.0,
             margin: 1.2,
             working_balance: 10_000,
+            newcomers: 0,
+            newcomer_block: 0,
+            restake: true,
         }
     }
 }
@@ -184,7 +197,7 @@ impl Default for Jobs {
             auction_blocks: 6,
             sealed_phase_blocks: 2,
             deadline_slack_blocks: 3,
-            max_bidders: 6,
+            max_bidders: 64,
             client_balance: 100_000_000,
         }
     }
@@ -252,6 +265,53 @@ pub struct ScenarioFile {
     pub jobs: toml::Table,
     #[serde(default)]
     pub variants: Vec<Variant>,
+    /// A grid over parameters: every combination of the listed values is run once per variant
+    /// (or once, without variants), labelled with its values.
+    #[serde(default)]
+    pub sweep: Option<Sweep>,
+}
+
+/// The axes of a parameter grid: per table, a key and the values it takes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    #[serde(default)]
+    pub market: BTreeMap<String, Vec<toml::Value>>,
+    #[serde(default)]
+    pub jobs: BTreeMap<String, Vec<toml::Value>>,
+}
+
+impl Sweep {
+    /// Every combination, as (label, market overrides, jobs overrides), in a fixed order.
+    fn grid(&self) -> Vec<(String, toml::Table, toml::Table)> {
+        let mut out = vec![(String::new(), toml::Table::new(), toml::Table::new())];
+        let axes = self
+            .market
+            .iter()
+            .map(|(k, v)| (true, k, v))
+            .chain(self.jobs.iter().map(|(k, v)| (false, k, v)));
+        for (is_market, key, values) in axes {
+            let mut next = Vec::new();
+            for (label, m, j) in &out {
+                for v in values {
+                    let (mut m, mut j) = (m.clone(), j.clone());
+                    if is_market {
+                        m.insert(key.clone(), v.clone());
+                    } else {
+                        j.insert(key.clone(), v.clone());
+                    }
+                    let text = match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let sep = if label.is_empty() { "" } else { " " };
+                    next.push((format!("{label}{sep}{key}={text}"), m, j));
+                }
+            }
+            out = next;
+        }
+        out
+    }
 }
 
 fn default_seed() -> u64 {
@@ -340,18 +400,37 @@ impl Scenario {
             &file.variants
         };
         let mut variants = Vec::new();
+        let grid = file
+            .sweep
+            .as_ref()
+            .map(Sweep::grid)
+            .unwrap_or_else(|| vec![(String::new(), toml::Table::new(), toml::Table::new())]);
+        if grid.len() > 1_000 {
+            return Err(EconError::Scenario(format!(
+                "sweep has {} points; at most 1000",
+                grid.len()
+            )));
+        }
         for v in list {
-            let params: Params = typed(merge(&file.market, &v.market), "market")?;
-            let population: Population =
-                typed(merge(&file.population, &v.population), "population")?;
-            let jobs: Jobs = typed(merge(&file.jobs, &v.jobs), "jobs")?;
-            validate(&population, &jobs)?;
-            variants.push(Resolved {
-                label: v.label.clone(),
-                params,
-                population,
-                jobs,
-            });
+            for (point, gm, gj) in &grid {
+                let market = merge(&merge(&file.market, &v.market), gm);
+                let params: Params = typed(market, "market")?;
+                let population: Population =
+                    typed(merge(&file.population, &v.population), "population")?;
+                let jobs: Jobs = typed(merge(&merge(&file.jobs, &v.jobs), gj), "jobs")?;
+                validate(&population, &jobs)?;
+                let label = match (file.variants.is_empty(), point.is_empty()) {
+                    (true, false) => point.clone(),
+                    (false, false) => format!("{} {point}", v.label),
+                    _ => v.label.clone(),
+                };
+                variants.push(Resolved {
+                    label,
+                    params,
+                    population,
+                    jobs,
+                });
+            }
         }
         Ok(Scenario { file, variants })
     }

@@ -24,6 +24,8 @@ pub struct Profile {
     pub speed: f64,
     pub reliability: f64,
     pub lie_rate: f64,
+    /// Block at which it stakes (0: at the first block).
+    pub joins_at: u64,
 }
 
 /// One job as the client wants it.
@@ -116,8 +118,28 @@ impl World {
                 } else {
                     0.0
                 },
+                joins_at: 0,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Newcomers come from their own stream, so adding them leaves everyone else as drawn.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_7763_6f6d_6572);
+        let mut profiles = profiles;
+        for k in 0..pop.newcomers {
+            profiles.push(Profile {
+                index: n + k,
+                honest: true,
+                stake: (uniform(&mut rng, pop.stake_min, pop.stake_max) * min_stake).round()
+                    as u128,
+                capacity: rng
+                    .random_range(pop.capacity_min..=pop.capacity_max)
+                    .min(params.max_capacity),
+                cost: uniform(&mut rng, pop.cost_min, pop.cost_max),
+                speed: uniform(&mut rng, pop.speed_min, pop.speed_max),
+                reliability: uniform(&mut rng, pop.reliability_min, pop.reliability_max),
+                lie_rate: 0.0,
+                joins_at: pop.newcomer_block.max(1),
+            });
+        }
 
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a6f_6273_7472_6561);
         let total_w: f64 = jobs.replicas.iter().map(|(_, w)| *w).sum();

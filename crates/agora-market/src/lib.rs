@@ -24,9 +24,10 @@ mod views;
 
 pub use market::{BlockError, InvariantError, Market, SnapshotError, VoteDecoder, VoteKey};
 pub use model::{
-    gas_update, reserve_price, score, tie_break, Account, Assignment, AuctionRound, Audit,
-    BlockContext, BlockResult, Coprocessor, DeclineRecord, EventRecord, Health, Job, JobState,
-    MarketEvent, Operator, Rejection, ResultRecord, SlotStatus, TxReceipt, TxStatus,
+    gas_update, load_excess, load_handicap, reserve_price, score, tie_break, Account, Assignment,
+    AuctionRound, Audit, BlockContext, BlockResult, Coprocessor, DeclineRecord, EventRecord,
+    Health, Job, JobState, MarketEvent, Operator, Rejection, ResultRecord, SlotStatus, TxReceipt,
+    TxStatus,
 };
 pub use params::{amount_text, Genesis, GenesisAccount, GenesisError, GenesisOperator, Params};
 pub use tx::{

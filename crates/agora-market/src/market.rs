@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_crypto::{Domain, Envelope};
-use agora_types::{Address, Amount, Hash, Height, JobId, Timestamp};
+use agora_types::{Address, Amount, Fixed, Hash, Height, JobId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::model::*;
@@ -727,7 +727,7 @@ impl Market {
         let Some(c) = self.s.coprocessors.get_mut(a) else {
             return;
         };
-        let should = c.stake >= min;
+        let should = c.stake >= min && !c.ejected;
         if c.active != should {
             c.active = should;
             let stake = c.stake;
@@ -808,6 +808,9 @@ impl Market {
             failed: 0,
             earned: Amount::ZERO,
             slashed: Amount::ZERO,
+            strikes: 0,
+            clean_streak: 0,
+            ejected: false,
         });
         c.stake = new_stake;
         c.capacity = capacity;
@@ -1539,6 +1542,7 @@ impl Market {
     /// Rank candidates `(coprocessor, price)` by score then tie-break hash; ineligible ones are
     /// dropped. The block order of their bids never matters.
     fn rank(&self, job: &Job, candidates: &[(Address, Amount)]) -> Vec<(Address, Amount)> {
+        let network = self.network_utilisation();
         let collateral = self.collateral(&job.spec).unwrap_or_default();
         let exposure = bps(collateral, self.s.params.slash_bps).unwrap_or_default();
         let mut scored: Vec<(i128, Hash, Address, Amount)> = candidates
@@ -1553,6 +1557,7 @@ impl Market {
                     *price,
                     cop.load,
                     cop.capacity,
+                    network,
                     &self.s.params,
                 );
                 Some((u, tie_break(&job.id, c), *c, *price))
@@ -1562,20 +1567,50 @@ impl Market {
         scored.into_iter().map(|(_, _, c, p)| (c, p)).collect()
     }
 
+    /// The network's utilisation `ū`: Σ load / Σ capacity over active coprocessors.
+    fn network_utilisation(&self) -> Fixed {
+        let (mut load, mut cap) = (0i64, 0i64);
+        for c in self.s.coprocessors.values().filter(|c| c.active) {
+            load += i64::from(c.load.min(c.capacity));
+            cap += i64::from(c.capacity);
+        }
+        if cap == 0 {
+            return Fixed::ZERO;
+        }
+        Fixed::from_ratio(load, cap).unwrap_or(Fixed::ZERO)
+    }
+
     fn step_auction(&mut self, id: &JobId) -> Result<(), Rejection> {
         let now = self.s.market_time;
         let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
         let elapsed = now.saturating_sub(job.auction.opened_at);
         match job.spec.auction.clone() {
             AuctionSpec::Dutch { duration_ms, .. } => {
+                // The clock rose continuously from the last step to now: each acceptance it
+                // crossed on the way is filled at the crossing, its own price, and one standing
+                // since before the last step at the clock of that step (ADR 013).
+                // A busy coprocessor's acceptance waits for the clock to pass its price plus the
+                // load handicap, so at a like price the idle are filled first; it is still paid
+                // on its own price.
                 let price = self.clock_price(job, now);
+                let before = job.auction.stepped_at.unwrap_or(job.auction.opened_at);
+                let floor = self.clock_price(job, before).min(price);
+                let network = self.network_utilisation();
+                let value = job.spec.max_price;
                 let fills: Vec<(Address, Amount)> = job
                     .auction
                     .dutch
                     .iter()
-                    .filter(|(_, min)| **min <= price)
-                    .map(|(c, _)| (*c, price))
+                    .filter(|(c, min)| {
+                        let h = self.s.coprocessors.get(c).map_or(Amount::ZERO, |x| {
+                            load_handicap(value, x.load, x.capacity, network, &self.s.params)
+                        });
+                        min.0.saturating_add(h.0) <= price.0
+                    })
+                    .map(|(c, min)| (*c, (*min).max(floor)))
                     .collect();
+                self.job_mut(id)?.auction.stepped_at = Some(now);
+                let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
                 if !fills.is_empty() {
                     let ranked = self.rank(job, &fills);
                     let slots = job.auction.slots;
@@ -1648,11 +1683,14 @@ impl Market {
                 let ranked = self.rank(job, &reveals);
                 let slots = job.auction.slots as usize;
                 let winners: Vec<(Address, Amount)> = ranked.iter().take(slots).copied().collect();
-                // Second price: the (slots+1)-th best revealed price, else max price; a winner is
-                // never paid below its own bid nor above max price.
+                // Second price: the (slots+1)-th best revealed price. A thin round, with no
+                // losing reveal to set it, clears at its highest winning bid rather than at the
+                // client's max price (ADR 013). A winner is never paid below its own bid nor
+                // above max price.
                 let mut prices: Vec<Amount> = ranked.iter().map(|(_, p)| *p).collect();
                 prices.sort();
-                let clearing = prices.get(slots).copied().unwrap_or(max);
+                let highest_winner = winners.iter().map(|(_, p)| *p).max().unwrap_or(max);
+                let clearing = prices.get(slots).copied().unwrap_or(highest_winner);
                 let mut awarded = 0;
                 for (c, own) in winners {
                     let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
@@ -2031,6 +2069,26 @@ impl Market {
         Ok(amount)
     }
 
+    /// Count a proven wrong result; `max_strikes` unforgiven ones eject the coprocessor.
+    fn strike(&mut self, c: &Address) -> Result<(), Rejection> {
+        let max = self.s.params.max_strikes;
+        let cop = self.cop_mut(c)?;
+        cop.strikes = cop.strikes.saturating_add(1);
+        cop.clean_streak = 0;
+        let strikes = cop.strikes;
+        if max == 0 || strikes < max || cop.ejected {
+            return Ok(());
+        }
+        cop.ejected = true;
+        self.dirty.insert(Key::Coprocessor(*c));
+        self.emit(MarketEvent::CoprocessorEjected {
+            coprocessor: *c,
+            strikes,
+        });
+        self.update_activity(c);
+        Ok(())
+    }
+
     fn reputation(&mut self, c: &Address, success: bool) {
         let params = self.s.params.clone();
         if let Some(cop) = self.s.coprocessors.get_mut(c) {
@@ -2069,10 +2127,18 @@ impl Market {
             escrow = escrow.checked_sub(a.price)?;
             fees = fees.checked_add(fee)?;
             self.credit(*c, net)?;
+            let forgive = self.s.params.strike_forgive;
             let cop = self.cop_mut(c)?;
             cop.locked = cop.locked.checked_sub(a.collateral)?;
             cop.completed += 1;
             cop.earned = cop.earned.checked_add(net)?;
+            if cop.strikes > 0 && forgive > 0 {
+                cop.clean_streak += 1;
+                if cop.clean_streak >= forgive {
+                    cop.strikes -= 1;
+                    cop.clean_streak = 0;
+                }
+            }
             if let Some(slot) = self.job_mut(id)?.assignments.get_mut(c) {
                 slot.status = SlotStatus::Paid;
                 result = slot.result.clone();
@@ -2094,14 +2160,20 @@ impl Market {
             if let Some(slot) = self.job_mut(id)?.assignments.get_mut(c) {
                 slot.status = SlotStatus::Slashed;
             }
-            self.slash(
-                c,
-                collateral,
-                self.s.params.slash_bps,
-                job.client,
-                "wrong result",
-            )?;
+            // Escalation (ADR 013): the n-th unforgiven proven fault costs n times the factor.
+            let strikes = match self.s.params.max_strikes {
+                0 => 0,
+                _ => self.s.coprocessors.get(c).map_or(0, |x| x.strikes),
+            };
+            let rate = self
+                .s
+                .params
+                .slash_bps
+                .saturating_mul(strikes.saturating_add(1))
+                .min(10_000);
+            self.slash(c, collateral, rate, job.client, "wrong result")?;
             self.reputation(c, false);
+            self.strike(c)?;
         }
         self.distribute_fees(fees)?;
         // Auditors who attested are paid the audit fee (split); otherwise it is refunded.

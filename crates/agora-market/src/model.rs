@@ -106,6 +106,16 @@ pub struct Coprocessor {
     pub failed: u64,
     pub earned: Amount,
     pub slashed: Amount,
+    /// Proven wrong results not yet forgiven (ADR 013): each one raises the next wrong-result
+    /// slash, and `max_strikes` of them eject the coprocessor.
+    #[serde(default)]
+    pub strikes: u32,
+    /// Accepted results since the last strike or forgiveness.
+    #[serde(default)]
+    pub clean_streak: u32,
+    /// Ejected for repeated proven faults: never active again under this identity.
+    #[serde(default)]
+    pub ejected: bool,
 }
 
 impl Coprocessor {
@@ -187,6 +197,11 @@ pub struct AuctionRound {
     /// shows it open, however late that block came.
     #[serde(default)]
     pub reveal_opened_at: Option<u64>,
+    /// Market time of the last block that stepped this Dutch round's clock: the clock rose
+    /// continuously from there to now, so an acceptance it crossed in between is filled where it
+    /// crossed, not at the block's clock (ADR 013).
+    #[serde(default)]
+    pub stepped_at: Option<u64>,
 }
 
 impl AuctionRound {
@@ -381,6 +396,11 @@ pub enum MarketEvent {
         coprocessor: Address,
         stake: Amount,
     },
+    /// `strikes` proven wrong results: the coprocessor may never bid again (ADR 013).
+    CoprocessorEjected {
+        coprocessor: Address,
+        strikes: u32,
+    },
     UnbondingStarted {
         coprocessor: Address,
         amount: Amount,
@@ -494,8 +514,37 @@ fn load_ratio(load: u32, capacity: u32) -> Fixed {
     Fixed::from_ratio(load as i64, capacity as i64).unwrap_or(Fixed::ONE)
 }
 
+/// How far a coprocessor's utilisation `L/C` runs ahead of the network's `ū` (Σ load / Σ
+/// capacity over active coprocessors); zero at or below it (ADR 013).
+pub fn load_excess(load: u32, capacity: u32, network: Fixed) -> Fixed {
+    load_ratio(load, capacity)
+        .saturating_sub(network)
+        .max(Fixed::ZERO)
+}
+
+/// The market's load handicap on a bid, in base units: `w · max(0, L/C − ū) · V`. It is
+/// subtracted from the score, and a Dutch acceptance is filled only once the clock has passed
+/// its price plus this handicap, so work goes to the idle before the busy at a like price.
+pub fn load_handicap(
+    value: Amount,
+    load: u32,
+    capacity: u32,
+    network: Fixed,
+    params: &Params,
+) -> Amount {
+    let v = value.0.min(u64::MAX as u128);
+    let x = load_excess(load, capacity, network);
+    Amount(
+        params
+            .load_penalty_weight
+            .saturating_mul(x)
+            .mul_u128_floor(v),
+    )
+}
+
 /// Expected benefit of awarding a slot to a coprocessor (design §5, §7):
-/// `U = p·V − (1 − p)·S − b − w·(L/C)^γ·V`, in base units (may be negative).
+/// `U = p·V − (1 − p)·S − b − w·(L/C − ū)·V`, in base units (may be negative).
+#[allow(clippy::too_many_arguments)]
 pub fn score(
     reputation: Fixed,
     value: Amount,
@@ -503,6 +552,7 @@ pub fn score(
     price: Amount,
     load: u32,
     capacity: u32,
+    network: Fixed,
     params: &Params,
 ) -> i128 {
     let p = reputation.clamp(Fixed::ZERO, Fixed::ONE);
@@ -510,14 +560,17 @@ pub fn score(
     let s = exposure.0.min(u64::MAX as u128);
     let pv = p.mul_u128_floor(v) as i128;
     let qs = Fixed::ONE.saturating_sub(p).mul_u128_floor(s) as i128;
-    let curve = load_ratio(load, capacity)
-        .pow(params.load_gamma)
-        .unwrap_or(Fixed::ONE);
-    let pen = params
+    // The load term is centred on the network: busier than `ū` costs score, idler earns it,
+    // so an idle newcomer's smaller reputation is offset while it has room.
+    let pen = load_handicap(value, load, capacity, network, params).0 as i128;
+    let spare = network
+        .saturating_sub(load_ratio(load, capacity))
+        .max(Fixed::ZERO);
+    let bonus = params
         .load_penalty_weight
-        .saturating_mul(curve)
+        .saturating_mul(spare)
         .mul_u128_floor(v) as i128;
-    pv - qs - price.0.min(u64::MAX as u128) as i128 - pen
+    pv - qs - price.0.min(u64::MAX as u128) as i128 - pen + bonus
 }
 
 /// One GAS step: `f ← clamp(ω + β·f + α·(y − σ(f)))` (design §6).

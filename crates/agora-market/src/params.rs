@@ -74,6 +74,11 @@ pub struct Params {
     pub slash_bps: u32,
     /// Slashing factor for a missed deadline, basis points of the locked collateral.
     pub timeout_slash_bps: u32,
+    /// Proven wrong results (strikes) that eject a coprocessor for good. The `n`-th unforgiven
+    /// strike is slashed at `n · slash_bps` (capped at the collateral). 0 turns both off.
+    pub max_strikes: u32,
+    /// Accepted results that forgive one strike; 0 never forgives.
+    pub strike_forgive: u32,
     /// Share of each slash paid to the job's client; the rest is burned.
     pub client_compensation_bps: u32,
     /// Share of each price paid to operators (by stake) as protocol fee.
@@ -151,11 +156,13 @@ impl Default for Params {
             gas_f0: fx("1"),
             gas_f_min: fx("-8"),
             gas_f_max: fx("8"),
-            load_kappa: fx("1"),
-            load_gamma: fx("2"),
-            load_penalty_weight: fx("0.25"),
+            load_kappa: fx("4"),
+            load_gamma: fx("1"),
+            load_penalty_weight: fx("1"),
             slash_bps: 5_000,
             timeout_slash_bps: 1_000,
+            max_strikes: 2,
+            strike_forgive: 20,
             client_compensation_bps: 5_000,
             protocol_fee_bps: 500,
             evidence_slash_bps: 1_000,

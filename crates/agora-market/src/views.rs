@@ -84,6 +84,10 @@ pub struct CoprocessorView {
     pub failed: u64,
     pub earned: Amount,
     pub slashed: Amount,
+    /// Unforgiven proven wrong results (ADR 013).
+    pub strikes: u32,
+    /// Ejected for repeated proven faults: never active again.
+    pub ejected: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +234,8 @@ impl Market {
             failed: c.failed,
             earned: c.earned,
             slashed: c.slashed,
+            strikes: c.strikes,
+            ejected: c.ejected,
         })
     }
 

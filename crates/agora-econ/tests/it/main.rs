@@ -3,6 +3,8 @@
 
 use agora_econ::*;
 
+mod goals;
+
 /// A small, fast population: every test here runs in the dev profile.
 fn small(extra: &str) -> Scenario {
     let text = format!(
@@ -118,15 +120,19 @@ fn dishonest_reputation_falls_below_honest() {
     }
 }
 
+/// The paper's mechanism alone: no ejection for strikes (ADR 013) and no top-up of a slashed
+/// stake, so only the slashing factor takes stakes below the minimum.
 #[test]
 fn higher_slashing_removes_dishonest_sooner() {
     let sweep = r#"
 [[variants]]
 label = "s=0.05"
-market = { slash_bps = 500, timeout_slash_bps = 500 }
+market = { slash_bps = 500, timeout_slash_bps = 500, max_strikes = 0 }
+population = { restake = false }
 [[variants]]
 label = "s=0.5"
-market = { slash_bps = 5000, timeout_slash_bps = 5000 }
+market = { slash_bps = 5000, timeout_slash_bps = 5000, max_strikes = 0 }
+population = { restake = false }
 "#;
     let mut sc = small(sweep);
     sc.file.mechanisms = vec![Mechanism::Dutch];
@@ -220,6 +226,59 @@ fn jain_and_pearson() {
     assert_eq!(pearson(&[1.0, 1.0], &[1.0, 2.0]), None);
 }
 
+/// ADR 013: proven wrong results eject a liar whatever the slashing factor, and never an honest
+/// coprocessor (whose only faults are timeouts); a slashed honest stake is topped up.
+#[test]
+fn strikes_eject_liars_even_at_a_small_slashing_factor() {
+    let extra = r#"
+[[variants]]
+label = "s=0.05"
+market = { slash_bps = 500, timeout_slash_bps = 500 }
+[[variants]]
+label = "s=0.05, no strikes"
+market = { slash_bps = 500, timeout_slash_bps = 500, max_strikes = 0 }
+"#;
+    let mut sc = small(extra);
+    sc.file.mechanisms = vec![Mechanism::Dutch, Mechanism::Sealed];
+    for seed in [3, 4, 5] {
+        let runs = run(&sc, seed).unwrap();
+        for r in &runs {
+            let m = &r.metrics;
+            assert_eq!(
+                m.ejected_honest, 0,
+                "seed {seed} {}: honest ejected",
+                r.variant
+            );
+            assert_eq!(
+                m.honest_active_end, 9,
+                "seed {seed} {}: an honest one inactive",
+                r.variant
+            );
+        }
+        // Runs come variant by variant: [with strikes: dutch, sealed; without: dutch, sealed].
+        for k in 0..2 {
+            let (with, without) = (&runs[k].metrics, &runs[k + 2].metrics);
+            let mech = &with.mechanism;
+            assert!(
+                with.ejected_dishonest * 2 >= with.dishonest_start,
+                "seed {seed} {mech}: only {} of {} liars ejected",
+                with.ejected_dishonest,
+                with.dishonest_start
+            );
+            assert_eq!(
+                without.ejected_dishonest, 0,
+                "seed {seed}: ejection was off"
+            );
+            assert!(
+                with.dishonest_active_end < without.dishonest_active_end,
+                "seed {seed} {mech}: strikes left {} liars active, none left {}",
+                with.dishonest_active_end,
+                without.dishonest_active_end
+            );
+        }
+    }
+}
+
 #[test]
 fn a_stall_is_detected_and_resilience_spares_timeouts() {
     let extra = r#"
@@ -227,7 +286,7 @@ fn a_stall_is_detected_and_resilience_spares_timeouts() {
 label = "on"
 [[variants]]
 label = "off"
-market = { stall_gap_ms = 1000000000000, low_participation_bps = 0 }
+market = { stall_gap_ms = 1000000000000, low_participation_bps = 0, max_clock_step_ms = 1000000000000 }
 "#;
     let mut sc = small(extra);
     sc.file.mechanisms = vec![Mechanism::Dutch];
@@ -243,6 +302,17 @@ market = { stall_gap_ms = 1000000000000, low_participation_bps = 0 }
     assert_eq!(off.metrics.stalls, 0);
     assert!(on.series.iter().any(|s| s.stalled));
     assert!(!off.series.iter().any(|s| s.stalled));
+    // The late block itself (block 40): with the rules nobody times out; without them (and
+    // without ADR 010's bound on one block's clock step) the 60 s gap runs every executing slot
+    // past its deadline.
+    let at_stall = |r: &RunRecord| r.series[39].timeouts - r.series[38].timeouts;
+    let executing = off.series[38].open_jobs;
+    assert!(executing > 0, "no open job when the stall came");
+    assert_eq!(at_stall(on), 0, "the rules spare the stall block");
+    assert!(
+        at_stall(off) > 0,
+        "without the rules the stall block timed out nobody ({executing} jobs open)"
+    );
     assert!(
         on.metrics.timeouts < off.metrics.timeouts,
         "timeouts with rules {} vs without {}",

@@ -2,5 +2,6 @@
 
 mod harness;
 mod props;
+mod rules;
 mod scenarios;
 mod units;

@@ -63,15 +63,15 @@ fn dutch_price_rises_until_two_coprocessors_accept() {
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop2","kind":"dutch"}}
-        h6 {"awarded":{"job":"job","coprocessor":"cop0","price":460,"deadline":1700000011000}}
-        h9 {"awarded":{"job":"job","coprocessor":"cop1","price":730,"deadline":1700000014000}}
+        h6 {"awarded":{"job":"job","coprocessor":"cop0","price":400,"deadline":1700000011000}}
+        h9 {"awarded":{"job":"job","coprocessor":"cop1","price":700,"deadline":1700000014000}}
         h10 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"5b9f7e610f5f708d94165463a3f974208e7b25cf4ef59335eb2fb25e448862cb"}}
         h10 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"5b9f7e610f5f708d94165463a3f974208e7b25cf4ef59335eb2fb25e448862cb"}}
         h10 {"reputation_updated":{"coprocessor":"cop0","outcome":true,"reputation_bps":7529}}
-        h10 {"paid":{"job":"job","coprocessor":"cop0","amount":437,"fee":23}}
+        h10 {"paid":{"job":"job","coprocessor":"cop0","amount":380,"fee":20}}
         h10 {"reputation_updated":{"coprocessor":"cop1","outcome":true,"reputation_bps":7529}}
-        h10 {"paid":{"job":"job","coprocessor":"cop1","amount":694,"fee":36}}
-        h10 {"settled":{"job":"job","result_hash":"5b9f7e610f5f708d94165463a3f974208e7b25cf4ef59335eb2fb25e448862cb","refund":810}}
+        h10 {"paid":{"job":"job","coprocessor":"cop1","amount":665,"fee":35}}
+        h10 {"settled":{"job":"job","result_hash":"5b9f7e610f5f708d94165463a3f974208e7b25cf4ef59335eb2fb25e448862cb","refund":900}}
     "#]].assert_eq(&h.story(&job));
 }
 
@@ -247,19 +247,19 @@ fn a_lying_replica_is_slashed_while_the_honest_majority_is_paid() {
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop2","kind":"dutch"}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop1","price":190,"deadline":1700000008000}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop2","price":190,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop2","price":100,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":100,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop1","price":100,"deadline":1700000008000}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934"}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"229a1de252a4f77a18c69f5d14d52cd91d7ea4ea8b8a63426ed464ece16e9828"}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop2","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934"}}
         h5 {"reputation_updated":{"coprocessor":"cop0","outcome":true,"reputation_bps":7529}}
-        h5 {"paid":{"job":"job","coprocessor":"cop0","amount":181,"fee":9}}
+        h5 {"paid":{"job":"job","coprocessor":"cop0","amount":95,"fee":5}}
         h5 {"reputation_updated":{"coprocessor":"cop2","outcome":true,"reputation_bps":7529}}
-        h5 {"paid":{"job":"job","coprocessor":"cop2","amount":181,"fee":9}}
+        h5 {"paid":{"job":"job","coprocessor":"cop2","amount":95,"fee":5}}
         h5 {"slashed":{"coprocessor":"cop1","amount":500,"to_client":250,"burned":250,"reason":"wrong result"}}
         h5 {"reputation_updated":{"coprocessor":"cop1","outcome":false,"reputation_bps":6489}}
-        h5 {"settled":{"job":"job","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934","refund":2620}}
+        h5 {"settled":{"job":"job","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934","refund":2800}}
     "#]].assert_eq(&h.story(&job));
 }
 
@@ -307,17 +307,17 @@ fn a_timeout_is_followed_by_an_automatic_re_auction() {
         h2 {"job_submitted":{"job":"job","client":"client","escrow":1010}}
         h2 {"auction_opened":{"job":"job","round":0,"slots":1}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":100,"deadline":1700000008000}}
         h9 {"slashed":{"coprocessor":"cop0","amount":100,"to_client":50,"burned":50,"reason":"timeout"}}
         h9 {"reputation_updated":{"coprocessor":"cop0","outcome":false,"reputation_bps":6489}}
         h9 {"timed_out":{"job":"job","coprocessor":"cop0","slashed":100}}
         h9 {"auction_opened":{"job":"job","round":1,"slots":1}}
         h11 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
-        h11 {"awarded":{"job":"job","coprocessor":"cop1","price":280,"deadline":1700000016000}}
+        h11 {"awarded":{"job":"job","coprocessor":"cop1","price":190,"deadline":1700000016000}}
         h13 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"d444d7ac3de4940fd823a55eb9b6e0b8bbde002c954a4ddec9b8aaf2f9eb5b07"}}
         h13 {"reputation_updated":{"coprocessor":"cop1","outcome":true,"reputation_bps":7529}}
-        h13 {"paid":{"job":"job","coprocessor":"cop1","amount":266,"fee":14}}
-        h13 {"settled":{"job":"job","result_hash":"d444d7ac3de4940fd823a55eb9b6e0b8bbde002c954a4ddec9b8aaf2f9eb5b07","refund":730}}
+        h13 {"paid":{"job":"job","coprocessor":"cop1","amount":181,"fee":9}}
+        h13 {"settled":{"job":"job","result_hash":"d444d7ac3de4940fd823a55eb9b6e0b8bbde002c954a4ddec9b8aaf2f9eb5b07","refund":820}}
     "#]].assert_eq(&h.story(&job));
 }
 
@@ -368,13 +368,13 @@ fn during_a_stall_nobody_is_slashed_and_prices_do_not_rise() {
         h3 {"job_submitted":{"job":"other","client":"client","escrow":1010}}
         h3 {"auction_opened":{"job":"other","round":0,"slots":1}}
         h4 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
-        h4 {"awarded":{"job":"job","coprocessor":"cop0","price":280,"deadline":1700000009000}}
+        h4 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000009000}}
         h5 {"stall_detected":{"gap_ms":60000,"commit_power_bps":5000}}
         h9 {"stall_recovered":{"frozen_ms":80000}}
         h10 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"414f5e2455efd566ca0b249b7df472fbc3b852f411f027fcb0ed1f24baef0a33"}}
         h10 {"reputation_updated":{"coprocessor":"cop0","outcome":true,"reputation_bps":7529}}
-        h10 {"paid":{"job":"job","coprocessor":"cop0","amount":266,"fee":14}}
-        h10 {"settled":{"job":"job","result_hash":"414f5e2455efd566ca0b249b7df472fbc3b852f411f027fcb0ed1f24baef0a33","refund":730}}
+        h10 {"paid":{"job":"job","coprocessor":"cop0","amount":181,"fee":9}}
+        h10 {"settled":{"job":"job","result_hash":"414f5e2455efd566ca0b249b7df472fbc3b852f411f027fcb0ed1f24baef0a33","refund":820}}
     "#]].assert_eq(&story);
 }
 
@@ -462,7 +462,7 @@ fn an_optimistic_result_that_fails_its_audit_is_slashed() {
         h2 {"job_submitted":{"job":"job","client":"client","escrow":1010}}
         h2 {"auction_opened":{"job":"job","round":0,"slots":1}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":100,"deadline":1700000008000}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"d8b40f7102f88fb292ee5d6625b06049490fe80d37b8b6b052ccadebb41646ca"}}
         h5 {"audit_selected":{"job":"job","auditor":"AUDITOR"}}
         h6 {"audit_mismatch":{"job":"job","auditor":"AUDITOR","tiebreaker":"TIEBREAKER"}}
@@ -526,22 +526,22 @@ fn two_replicas_that_disagree_get_a_third_to_break_the_tie() {
         h2 {"auction_opened":{"job":"job","round":0,"slots":2}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop1","price":190,"deadline":1700000008000}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":190,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop0","price":100,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop1","price":100,"deadline":1700000008000}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293"}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"2134f3aaa19d8844675c471f4934d733846c36285f6b47d4f68f7d86e6a9152f"}}
         h5 {"extra_replica":{"job":"job","replicas":3,"escrow_added":1000}}
         h5 {"auction_opened":{"job":"job","round":1,"slots":1}}
         h6 {"bid_accepted":{"job":"job","coprocessor":"cop2","kind":"dutch"}}
-        h6 {"awarded":{"job":"job","coprocessor":"cop2","price":190,"deadline":1700000011000}}
+        h6 {"awarded":{"job":"job","coprocessor":"cop2","price":100,"deadline":1700000011000}}
         h7 {"result_committed":{"job":"job","coprocessor":"cop2","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293"}}
         h7 {"reputation_updated":{"coprocessor":"cop0","outcome":true,"reputation_bps":7529}}
-        h7 {"paid":{"job":"job","coprocessor":"cop0","amount":181,"fee":9}}
+        h7 {"paid":{"job":"job","coprocessor":"cop0","amount":95,"fee":5}}
         h7 {"reputation_updated":{"coprocessor":"cop2","outcome":true,"reputation_bps":7529}}
-        h7 {"paid":{"job":"job","coprocessor":"cop2","amount":181,"fee":9}}
+        h7 {"paid":{"job":"job","coprocessor":"cop2","amount":95,"fee":5}}
         h7 {"slashed":{"coprocessor":"cop1","amount":500,"to_client":250,"burned":250,"reason":"wrong result"}}
         h7 {"reputation_updated":{"coprocessor":"cop1","outcome":false,"reputation_bps":6489}}
-        h7 {"settled":{"job":"job","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293","refund":2620}}
+        h7 {"settled":{"job":"job","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293","refund":2800}}
     "#]].assert_eq(&h.story(&job));
 }
 

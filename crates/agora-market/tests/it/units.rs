@@ -428,12 +428,40 @@ fn reserve_price_and_score_follow_the_load_curve() {
     let idle = reserve_price(Amount(100), 0, 4, &p);
     let half = reserve_price(Amount(100), 2, 4, &p);
     let full = reserve_price(Amount(100), 4, 4, &p);
-    assert_eq!((idle, half, full), (Amount(100), Amount(125), Amount(200)));
+    // The default curve (ADR 013): κ = 4, γ = 1.
+    assert_eq!((idle, half, full), (Amount(100), Amount(300), Amount(500)));
+    let old = Params {
+        load_kappa: Fixed::ONE,
+        load_gamma: Fixed::from_int(2),
+        ..Params::default()
+    };
+    assert_eq!(reserve_price(Amount(100), 2, 4, &old), Amount(125));
     let rep = Fixed::from_bps(9_000);
-    let light = score(rep, Amount(1_000), Amount(500), Amount(300), 0, 4, &p);
-    let heavy = score(rep, Amount(1_000), Amount(500), Amount(300), 3, 4, &p);
-    assert!(light > heavy);
-    assert!((light - (900 - 50 - 300)).abs() <= 1, "{light}");
+    // The network runs at a quarter of its capacity: the load term is centred there.
+    let net = Fixed::from_bps(2_500);
+    let light = score(rep, Amount(1_000), Amount(500), Amount(300), 0, 4, net, &p);
+    let average = score(rep, Amount(1_000), Amount(500), Amount(300), 1, 4, net, &p);
+    let heavy = score(rep, Amount(1_000), Amount(500), Amount(300), 3, 4, net, &p);
+    assert!(light > average && average > heavy);
+    assert!(
+        (average - (900 - 50 - 300)).abs() <= 1,
+        "no load term at ū: {average}"
+    );
+    let bonus = p.load_penalty_weight.mul_u128_floor(250) as i128;
+    assert!(
+        (light - (average + bonus)).abs() <= 1,
+        "idle earns w · ū · V: {light}"
+    );
+    let h = load_handicap(Amount(1_000), 3, 4, net, &p);
+    assert!(
+        (heavy - (average - h.0 as i128)).abs() <= 1,
+        "{heavy} {h:?}"
+    );
+    assert_eq!(
+        h,
+        Amount(p.load_penalty_weight.mul_u128_floor(500)),
+        "w · (3/4 − 1/4) · V"
+    );
     let f = gas_update(p.gas_f0, true, &p);
     assert!(f > p.gas_f0.checked_mul(p.gas_beta).unwrap());
     assert!(gas_update(Fixed::from_int(100), true, &p) <= p.gas_f_max);
