@@ -275,6 +275,53 @@ struct Tracked {
     done: Option<(String, Instant)>,
 }
 
+/// Time-averaged utilisation (load / capacity) of every coprocessor, sampled from the node's
+/// view while the run's jobs are open: the quantity the economic simulation reports, measured
+/// on real processes.
+#[derive(Default)]
+struct Utilisation {
+    samples: u64,
+    /// Sum of load / capacity per coprocessor, and its capacity at the last sample.
+    sums: BTreeMap<String, (f64, u32)>,
+}
+
+impl Utilisation {
+    fn sample(&mut self, client: &Client) {
+        let Ok(list) = client.get_json::<serde_json::Value>("/v1/coprocessors") else {
+            return;
+        };
+        self.samples += 1;
+        for c in list["coprocessors"].as_array().into_iter().flatten() {
+            let (Some(a), Some(cap), Some(load)) = (
+                c["address"].as_str(),
+                c["capacity"].as_u64(),
+                c["load"].as_u64(),
+            ) else {
+                continue;
+            };
+            if !c["active"].as_bool().unwrap_or(false) || cap == 0 {
+                continue;
+            }
+            let e = self.sums.entry(a.to_owned()).or_default();
+            e.0 += load as f64 / cap as f64;
+            e.1 = cap as u32;
+        }
+    }
+
+    /// `(address, capacity, utilisation)` per coprocessor seen active.
+    fn per_coprocessor(&self) -> Vec<(String, u32, f64)> {
+        self.sums
+            .iter()
+            .map(|(a, (sum, cap))| (a.clone(), *cap, sum / self.samples.max(1) as f64))
+            .collect()
+    }
+
+    fn jain(&self) -> Option<f64> {
+        let u: Vec<f64> = self.per_coprocessor().iter().map(|c| c.2).collect();
+        (!u.is_empty() && u.iter().any(|x| *x > 0.0)).then(|| agora_econ::jain(&u))
+    }
+}
+
 /// Run the job load and print the figures; fails if a job did not settle or an output did not
 /// verify.
 pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
@@ -306,6 +353,7 @@ pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout);
     let mut tracked: BTreeMap<Hash, Tracked> = BTreeMap::new();
     let mut open: BTreeSet<Hash> = BTreeSet::new();
+    let mut util = Utilisation::default();
     let mut refused = 0u64;
     let mut refused_in_a_row = 0u32;
     let mut first_send: Option<Instant> = None;
@@ -368,6 +416,9 @@ pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
         }
         if now >= next_sweep {
             sweep(&client, &list_path, &mut tracked, &mut open)?;
+            if !open.is_empty() {
+                util.sample(&client);
+            }
             next_sweep = Instant::now() + POLL_EVERY;
         }
         if !sending && (open.is_empty() || last_send.elapsed() > timeout) {
@@ -444,6 +495,11 @@ pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
             "throughput_jobs_per_s": throughput,
             "span_s": span,
             "verified": verified, "verify_failures": verify_failures,
+            "jain_utilisation": util.jain(),
+            "utilisation": util.per_coprocessor().iter().map(|(a, cap, u)| serde_json::json!({
+                "coprocessor": a, "capacity": cap, "utilisation": u,
+            })).collect::<Vec<_>>(),
+            "utilisation_samples": util.samples,
         });
         println!("{doc}");
     } else {
@@ -481,6 +537,21 @@ pub fn jobs(args: &BenchJobsArgs) -> anyhow::Result<()> {
             "sustained throughput: {throughput:.2} settled jobs/s over {span:.1} s (first submit to last settlement)"
         );
         println!("outputs verified: {verified}, verification failures: {verify_failures}");
+        let per = util.per_coprocessor();
+        if !per.is_empty() {
+            let list: Vec<String> = per
+                .iter()
+                .map(|(a, cap, u)| format!("{}…({cap}) {:.1}%", &a[..a.len().min(10)], u * 100.0))
+                .collect();
+            println!(
+                "coprocessor utilisation over {} samples: {}; Jain's index {}",
+                util.samples,
+                list.join(", "),
+                util.jain()
+                    .map(|j| format!("{j:.3}"))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
     }
 
     if unfinished > 0 {

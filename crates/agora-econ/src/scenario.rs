@@ -24,6 +24,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("load-spike", include_str!("../scenarios/load-spike.toml")),
     ("load-sweep", include_str!("../scenarios/load-sweep.toml")),
     (
+        "testnet-compare",
+        include_str!("../scenarios/testnet-compare.toml"),
+    ),
+    (
         "network-stall",
         include_str!("../scenarios/network-stall.toml"),
     ),

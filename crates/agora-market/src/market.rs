@@ -811,6 +811,8 @@ impl Market {
             strikes: 0,
             clean_streak: 0,
             ejected: false,
+            recent_load: Fixed::ZERO,
+            recent_at: 0,
         });
         c.stake = new_stake;
         c.capacity = capacity;
@@ -1221,8 +1223,9 @@ impl Market {
             output_size,
             height,
         });
+        let (now, memory) = (self.s.market_time, self.s.params.load_memory_ms);
         let cop = self.cop_mut(&who)?;
-        cop.load = cop.load.saturating_sub(1);
+        cop.set_load(cop.load.saturating_sub(1), now, memory);
         self.emit_job(
             id,
             MarketEvent::ResultCommitted {
@@ -1555,8 +1558,7 @@ impl Market {
                     job.spec.max_price,
                     exposure,
                     *price,
-                    cop.load,
-                    cop.capacity,
+                    self.utilisation_of(cop),
                     network,
                     &self.s.params,
                 );
@@ -1567,17 +1569,25 @@ impl Market {
         scored.into_iter().map(|(_, _, c, p)| (c, p)).collect()
     }
 
-    /// The network's utilisation `ū`: Σ load / Σ capacity over active coprocessors.
+    /// A coprocessor's utilisation as the load term sees it ([`Coprocessor::utilisation`]).
+    fn utilisation_of(&self, c: &Coprocessor) -> Fixed {
+        c.utilisation(self.s.market_time, self.s.params.load_memory_ms)
+    }
+
+    /// The network's utilisation `ū`: the capacity-weighted mean utilisation of the active
+    /// coprocessors.
     fn network_utilisation(&self) -> Fixed {
-        let (mut load, mut cap) = (0i64, 0i64);
+        let (mut sum, mut cap) = (Fixed::ZERO, 0i64);
         for c in self.s.coprocessors.values().filter(|c| c.active) {
-            load += i64::from(c.load.min(c.capacity));
-            cap += i64::from(c.capacity);
+            let weight = Fixed::from_int(i32::try_from(c.capacity).unwrap_or(i32::MAX));
+            sum = sum.saturating_add(self.utilisation_of(c).saturating_mul(weight));
+            cap = cap.saturating_add(i64::from(c.capacity));
         }
         if cap == 0 {
             return Fixed::ZERO;
         }
-        Fixed::from_ratio(load, cap).unwrap_or(Fixed::ZERO)
+        let cap = Fixed::from_int(i32::try_from(cap).unwrap_or(i32::MAX));
+        sum.checked_div(cap).unwrap_or(Fixed::ZERO)
     }
 
     fn step_auction(&mut self, id: &JobId) -> Result<(), Rejection> {
@@ -1603,7 +1613,8 @@ impl Market {
                     .iter()
                     .filter(|(c, min)| {
                         let h = self.s.coprocessors.get(c).map_or(Amount::ZERO, |x| {
-                            load_handicap(value, x.load, x.capacity, network, &self.s.params)
+                            let u = self.utilisation_of(x);
+                            load_handicap(value, u, network, &self.s.params)
                         });
                         min.0.saturating_add(h.0) <= price.0
                     })
@@ -1716,9 +1727,11 @@ impl Market {
         let collateral = self.collateral(&job.spec)?;
         let deadline = self.s.market_time.saturating_add(job.spec.deadline_ms);
         let round = job.auction.round;
+        let memory = self.s.params.load_memory_ms;
+        let now = self.s.market_time;
         let cop = self.cop_mut(&c)?;
         cop.locked = cop.locked.checked_add(collateral)?;
-        cop.load += 1;
+        cop.set_load(cop.load + 1, now, memory);
         let job = self.job_mut(id)?;
         job.assignments.insert(
             c,
@@ -1799,8 +1812,9 @@ impl Market {
                 a.collateral
             };
             let slashed = self.slash(c, collateral, rate, client, "timeout")?;
+            let (now, memory) = (self.s.market_time, self.s.params.load_memory_ms);
             let cop = self.cop_mut(c)?;
-            cop.load = cop.load.saturating_sub(1);
+            cop.set_load(cop.load.saturating_sub(1), now, memory);
             self.reputation(c, false);
             self.emit_job(
                 id,
@@ -2268,12 +2282,13 @@ impl Market {
             .get(id)
             .ok_or(Rejection::UnknownJob(*id))?
             .clone();
+        let (now, memory) = (self.s.market_time, self.s.params.load_memory_ms);
         for (c, a) in &job.assignments {
             if a.is_live() {
                 let cop = self.cop_mut(c)?;
                 cop.locked = cop.locked.checked_sub(a.collateral)?;
                 if a.status == SlotStatus::Executing {
-                    cop.load = cop.load.saturating_sub(1);
+                    cop.set_load(cop.load.saturating_sub(1), now, memory);
                 }
             }
         }

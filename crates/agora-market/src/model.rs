@@ -116,6 +116,13 @@ pub struct Coprocessor {
     /// Ejected for repeated proven faults: never active again under this identity.
     #[serde(default)]
     pub ejected: bool,
+    /// Utilisation `L/C` smoothed over market time (time constant `load_memory_ms`) as of
+    /// `recent_at`: what the load term balances, so that work spreads even when each job holds
+    /// a slot for only a block (ADR 013).
+    #[serde(default)]
+    pub recent_load: Fixed,
+    #[serde(default)]
+    pub recent_at: u64,
 }
 
 impl Coprocessor {
@@ -129,6 +136,37 @@ impl Coprocessor {
 
     pub fn reputation_bps(&self) -> u32 {
         fixed_to_bps(self.reputation())
+    }
+
+    /// The smoothed utilisation at market time `now`: the stored value decayed towards the
+    /// current `L/C` over the time since (`exp(−Δt/τ)`, `τ = memory_ms`).
+    pub fn recent_utilisation(&self, now: u64, memory_ms: u64) -> Fixed {
+        let current = load_ratio(self.load, self.capacity);
+        if memory_ms == 0 {
+            return current;
+        }
+        let dt = now.saturating_sub(self.recent_at).min(1 << 40) as i64;
+        let keep = Fixed::from_ratio(dt, memory_ms.min(1 << 40) as i64)
+            .map(|x| x.saturating_neg().exp())
+            .unwrap_or(Fixed::ZERO);
+        let fresh = Fixed::ONE.saturating_sub(keep);
+        self.recent_load
+            .saturating_mul(keep)
+            .saturating_add(current.saturating_mul(fresh))
+    }
+
+    /// What the market's load term sees: the current `L/C` or the recent one, whichever is
+    /// higher (a coprocessor that just took work is not idle; one that has been busy is not
+    /// fresh because its last slot ended).
+    pub fn utilisation(&self, now: u64, memory_ms: u64) -> Fixed {
+        load_ratio(self.load, self.capacity).max(self.recent_utilisation(now, memory_ms))
+    }
+
+    /// Change the load, first folding the time at the old load into the smoothed utilisation.
+    pub fn set_load(&mut self, load: u32, now: u64, memory_ms: u64) {
+        self.recent_load = self.recent_utilisation(now, memory_ms);
+        self.recent_at = now;
+        self.load = load;
     }
 }
 
@@ -514,26 +552,19 @@ fn load_ratio(load: u32, capacity: u32) -> Fixed {
     Fixed::from_ratio(load as i64, capacity as i64).unwrap_or(Fixed::ONE)
 }
 
-/// How far a coprocessor's utilisation `L/C` runs ahead of the network's `ū` (Σ load / Σ
-/// capacity over active coprocessors); zero at or below it (ADR 013).
-pub fn load_excess(load: u32, capacity: u32, network: Fixed) -> Fixed {
-    load_ratio(load, capacity)
-        .saturating_sub(network)
-        .max(Fixed::ZERO)
+/// How far a coprocessor's utilisation `u` ([`Coprocessor::utilisation`]) runs ahead of the
+/// network's `ū` (capacity-weighted mean over active coprocessors); zero at or below it
+/// (ADR 013).
+pub fn load_excess(utilisation: Fixed, network: Fixed) -> Fixed {
+    utilisation.saturating_sub(network).max(Fixed::ZERO)
 }
 
 /// The market's load handicap on a bid, in base units: `w · max(0, L/C − ū) · V`. It is
 /// subtracted from the score, and a Dutch acceptance is filled only once the clock has passed
 /// its price plus this handicap, so work goes to the idle before the busy at a like price.
-pub fn load_handicap(
-    value: Amount,
-    load: u32,
-    capacity: u32,
-    network: Fixed,
-    params: &Params,
-) -> Amount {
+pub fn load_handicap(value: Amount, utilisation: Fixed, network: Fixed, params: &Params) -> Amount {
     let v = value.0.min(u64::MAX as u128);
-    let x = load_excess(load, capacity, network);
+    let x = load_excess(utilisation, network);
     Amount(
         params
             .load_penalty_weight
@@ -543,15 +574,14 @@ pub fn load_handicap(
 }
 
 /// Expected benefit of awarding a slot to a coprocessor (design §5, §7):
-/// `U = p·V − (1 − p)·S − b − w·(L/C − ū)·V`, in base units (may be negative).
-#[allow(clippy::too_many_arguments)]
+/// `U = p·V − (1 − p)·S − b − w·(u − ū)·V`, in base units (may be negative), with `u` the
+/// coprocessor's utilisation and `ū` the network's.
 pub fn score(
     reputation: Fixed,
     value: Amount,
     exposure: Amount,
     price: Amount,
-    load: u32,
-    capacity: u32,
+    utilisation: Fixed,
     network: Fixed,
     params: &Params,
 ) -> i128 {
@@ -562,10 +592,8 @@ pub fn score(
     let qs = Fixed::ONE.saturating_sub(p).mul_u128_floor(s) as i128;
     // The load term is centred on the network: busier than `ū` costs score, idler earns it,
     // so an idle newcomer's smaller reputation is offset while it has room.
-    let pen = load_handicap(value, load, capacity, network, params).0 as i128;
-    let spare = network
-        .saturating_sub(load_ratio(load, capacity))
-        .max(Fixed::ZERO);
+    let pen = load_handicap(value, utilisation, network, params).0 as i128;
+    let spare = network.saturating_sub(utilisation).max(Fixed::ZERO);
     let bonus = params
         .load_penalty_weight
         .saturating_mul(spare)

@@ -67,8 +67,11 @@ pub struct Params {
     /// Load curve `r(L) = base·(1 + κ·(L/C)^γ)`.
     pub load_kappa: Fixed,
     pub load_gamma: Fixed,
-    /// Weight of `(L/C)^γ · V` subtracted from a bid's score.
+    /// Weight `w` of the load term `w·(u − ū)·V` subtracted from a bid's score (ADR 013).
     pub load_penalty_weight: Fixed,
+    /// Time constant of the smoothed utilisation the load term balances (market ms); 0 uses the
+    /// current load only.
+    pub load_memory_ms: u64,
 
     /// Slashing factor `s` for a wrong result, basis points of the locked collateral.
     pub slash_bps: u32,
@@ -159,6 +162,7 @@ impl Default for Params {
             load_kappa: fx("4"),
             load_gamma: fx("1"),
             load_penalty_weight: fx("1"),
+            load_memory_ms: 10_000,
             slash_bps: 5_000,
             timeout_slash_bps: 1_000,
             max_strikes: 2,

@@ -58,23 +58,23 @@ fn paper_slashing_goals_hold_on_three_seeds() {
             assert!(m.completion_rate >= 0.99, "{at}: {:.3}", m.completion_rate);
             // Reputation tracks reward positively.
             assert!(m.reputation_reward_corr.unwrap_or(0.0) > 0.5, "{at}");
+            // A correct result costs at most 1.2× the lowest-price baseline's.
             let ratio = m.client_cost_per_correct / low.metrics.client_cost_per_correct;
-            if r.mechanism == Mechanism::Dutch {
-                // Dutch (the default auction): a correct result costs at most 1.2× the
-                // lowest-price baseline's, and a newcomer wins within its first 20 auctions.
-                assert!(ratio <= 1.2, "{at}: {ratio:.3}× the lowest-price cost");
-                assert_eq!(m.newcomers, 2, "{at}");
-                assert_eq!(m.newcomers_never_won, 0, "{at}: a newcomer never won");
-                let bids = m.newcomer_max_bids_to_win.unwrap();
-                assert!(
-                    bids <= 20,
-                    "{at}: a newcomer bid {bids} times before winning"
-                );
+            assert!(ratio <= 1.2, "{at}: {ratio:.3}× the lowest-price cost");
+            // Both newcomers win; under Dutch (the default auction) within their first 20
+            // auctions. Sealed needs up to 22 on one of these runs (docs/economics.md §5).
+            assert_eq!(m.newcomers, 2, "{at}");
+            assert_eq!(m.newcomers_never_won, 0, "{at}: a newcomer never won");
+            let bids = m.newcomer_max_bids_to_win.unwrap();
+            let bound = if r.mechanism == Mechanism::Dutch {
+                20
             } else {
-                // Sealed buys more balance with a higher price (the trade-off of §5).
-                assert!(ratio <= 1.35, "{at}: {ratio:.3}× the lowest-price cost");
-                assert_eq!(m.newcomers_never_won, 0, "{at}: a newcomer never won");
-            }
+                25
+            };
+            assert!(
+                bids <= bound,
+                "{at}: a newcomer bid {bids} times before winning"
+            );
         }
     }
 }

@@ -81,13 +81,11 @@ fn a_busy_coprocessor_waits_for_its_load_handicap_so_an_idle_one_wins() {
         accept(&mut h, "cop1", job, 250),
     ];
     h.block(bids);
-    let handicap = load_handicap(
-        Amount(1_000),
-        2,
-        4,
-        Fixed::from_ratio(2, 8).unwrap(),
-        h.market.params(),
+    let (half, quarter) = (
+        Fixed::from_ratio(1, 2).unwrap(),
+        Fixed::from_ratio(1, 4).unwrap(),
     );
+    let handicap = load_handicap(Amount(1_000), half, quarter, h.market.params());
     assert_eq!(handicap, Amount(250), "w · (1/2 − 1/4) · V");
     while h.market.job(&job).unwrap().state == JobState::Auction {
         h.block(vec![]);
@@ -267,4 +265,42 @@ fn accepted_results_forgive_a_strike_and_without_strikes_nothing_escalates() {
         assert_eq!(before - h.market.coprocessor(&liar).unwrap().stake.0, 500);
     }
     assert!(h.market.coprocessor(&liar).unwrap().active);
+}
+
+#[test]
+fn utilisation_is_remembered_so_one_block_jobs_still_spread() {
+    let p = params();
+    assert_eq!(p.load_memory_ms, 10_000);
+    let mut h = Harness::new();
+    h.stake_all(2, 50_000, 4);
+    // cop0 runs a job for one block: its load returns to 0 but its recent utilisation does not.
+    let j = h.submit(dutch(1));
+    let bid = accept(&mut h, "cop0", j, 100);
+    h.block(vec![bid]);
+    assert_eq!(price_of(&h, &j, "cop0"), Some(100));
+    h.block(vec![]);
+    let tx = result_tx(&mut h, "cop0", j, b"out");
+    h.block(vec![tx]);
+    let now = h.market.market_time();
+    let c = h.market.coprocessor(&h.addr("cop0")).unwrap();
+    assert_eq!(c.load, 0);
+    let recent = c.recent_utilisation(now, p.load_memory_ms);
+    assert!(
+        recent > Fixed::ZERO && recent < Fixed::from_ratio(1, 4).unwrap(),
+        "{recent:?}"
+    );
+    assert_eq!(c.utilisation(now, p.load_memory_ms), recent);
+    // It decays: a minute later it is all but gone.
+    assert!(
+        c.recent_utilisation(now + 60_000, p.load_memory_ms) < Fixed::from_ratio(1, 100).unwrap()
+    );
+    // So at a like price the next job goes to cop1, which has not worked lately.
+    let j = h.submit(dutch(1));
+    let bids = vec![
+        accept(&mut h, "cop0", j, 100),
+        accept(&mut h, "cop1", j, 100),
+    ];
+    h.block(bids);
+    assert_eq!(price_of(&h, &j, "cop1"), Some(100));
+    assert_eq!(price_of(&h, &j, "cop0"), None);
 }

@@ -247,8 +247,8 @@ fn a_lying_replica_is_slashed_while_the_honest_majority_is_paid() {
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop0","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop1","kind":"dutch"}}
         h3 {"bid_accepted":{"job":"job","coprocessor":"cop2","kind":"dutch"}}
-        h3 {"awarded":{"job":"job","coprocessor":"cop2","price":100,"deadline":1700000008000}}
         h3 {"awarded":{"job":"job","coprocessor":"cop0","price":100,"deadline":1700000008000}}
+        h3 {"awarded":{"job":"job","coprocessor":"cop2","price":100,"deadline":1700000008000}}
         h3 {"awarded":{"job":"job","coprocessor":"cop1","price":100,"deadline":1700000008000}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934"}}
         h5 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"229a1de252a4f77a18c69f5d14d52cd91d7ea4ea8b8a63426ed464ece16e9828"}}

@@ -439,9 +439,10 @@ fn reserve_price_and_score_follow_the_load_curve() {
     let rep = Fixed::from_bps(9_000);
     // The network runs at a quarter of its capacity: the load term is centred there.
     let net = Fixed::from_bps(2_500);
-    let light = score(rep, Amount(1_000), Amount(500), Amount(300), 0, 4, net, &p);
-    let average = score(rep, Amount(1_000), Amount(500), Amount(300), 1, 4, net, &p);
-    let heavy = score(rep, Amount(1_000), Amount(500), Amount(300), 3, 4, net, &p);
+    let u = |load: i64| Fixed::from_ratio(load, 4).unwrap();
+    let light = score(rep, Amount(1_000), Amount(500), Amount(300), u(0), net, &p);
+    let average = score(rep, Amount(1_000), Amount(500), Amount(300), u(1), net, &p);
+    let heavy = score(rep, Amount(1_000), Amount(500), Amount(300), u(3), net, &p);
     assert!(light > average && average > heavy);
     assert!(
         (average - (900 - 50 - 300)).abs() <= 1,
@@ -452,7 +453,7 @@ fn reserve_price_and_score_follow_the_load_curve() {
         (light - (average + bonus)).abs() <= 1,
         "idle earns w · ū · V: {light}"
     );
-    let h = load_handicap(Amount(1_000), 3, 4, net, &p);
+    let h = load_handicap(Amount(1_000), u(3), net, &p);
     assert!(
         (heavy - (average - h.0 as i128)).abs() <= 1,
         "{heavy} {h:?}"
