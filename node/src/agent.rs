@@ -111,6 +111,9 @@ pub struct Agent {
     /// The height `track_nonce` last counted (steps between blocks do not count).
     nonce_height: u64,
     inflight: BTreeMap<Action, u64>,
+    /// The coprocessor's `slashed` total the last time its stake was at or above the minimum:
+    /// a stake below the minimum with more slashed since is a slash to top up, not a leave.
+    healthy_slashed: Option<Amount>,
     /// Key of the sealed-bid salts: derived from the node key, so salts are secret, and a
     /// restarted agent finds its own again (no bond is lost to a restart).
     salt_key: Hash,
@@ -176,6 +179,7 @@ impl Agent {
             height: 0,
             nonce_height: 0,
             inflight: BTreeMap::new(),
+            healthy_slashed: None,
             salt_key,
             started: BTreeSet::new(),
             computed: BTreeMap::new(),
@@ -311,12 +315,24 @@ impl Agent {
         // change (`agora coprocessor join|leave`), and only a changed capacity is re-declared.
         let join = cop.is_none() && sec.stake > 0;
         let cap_differs = cop.is_some_and(|c| !c.stake.is_zero() && c.capacity != sec.capacity);
-        if (join || cap_differs) && !self.inflight.contains_key(&Action::Stake) {
+        let top_up = cop.and_then(|c| {
+            if c.stake >= params.min_stake {
+                self.healthy_slashed = Some(c.slashed);
+            }
+            let seen = *self.healthy_slashed.get_or_insert(c.slashed);
+            let want = if sec.restake { sec.stake } else { 0 };
+            top_up_after_slash(c, seen, want, params.min_stake, m.balance(&me))
+        });
+        if (join || cap_differs || top_up.is_some()) && !self.inflight.contains_key(&Action::Stake)
+        {
             let amount = if join {
                 Amount(u128::from(sec.stake)).min(m.balance(&me))
             } else {
-                Amount::ZERO
+                top_up.unwrap_or(Amount::ZERO)
             };
+            if top_up.is_some() {
+                tracing::info!(target: "agent", %amount, "a slash took the stake below the minimum: staking again");
+            }
             if !join || amount >= params.min_stake {
                 todo.push((
                     Action::Stake,
@@ -689,6 +705,34 @@ fn counted_as(kind: &TxKind) -> Option<Counted> {
     }
 }
 
+/// How much to stake again after a slash took `c`'s stake below `min_stake`: up to `target`
+/// (the configured stake, 0 = never), from `balance`, only if enough to be active again. Not
+/// after a leave (nothing slashed since the stake was last healthy, or nothing left staked, or
+/// unbonding under way) and never once ejected.
+fn top_up_after_slash(
+    c: &agora_market::Coprocessor,
+    healthy_slashed: Amount,
+    target: u64,
+    min_stake: Amount,
+    balance: Amount,
+) -> Option<Amount> {
+    let slashed_since = c.slashed > healthy_slashed;
+    if target == 0
+        || c.ejected
+        || c.stake >= min_stake
+        || c.stake.is_zero()
+        || !c.unbonding.is_zero()
+        || !slashed_since
+    {
+        return None;
+    }
+    let want = Amount(u128::from(target).max(min_stake.0))
+        .checked_sub(c.stake)
+        .ok()?;
+    let amount = want.min(balance);
+    (c.stake.checked_add(amount).ok()? >= min_stake).then_some(amount)
+}
+
 /// The price behind a sealed `commitment`: it was the reserve at some load `0..=capacity`, so
 /// each is tried (no state to lose in a restart).
 fn sealed_price(
@@ -824,6 +868,79 @@ mod tests {
         );
         let other = Hash([4; 32]);
         assert_eq!(sealed_price(&c, &job, &me, &other, cost, 4, &params), None);
+    }
+
+    #[test]
+    fn a_slash_below_the_minimum_is_topped_up_but_a_leave_or_an_ejection_is_not() {
+        let min = Amount(1_000);
+        let cop = |stake: u128, slashed: u128| agora_market::Coprocessor {
+            stake: Amount(stake),
+            locked: Amount::ZERO,
+            unbonding: Amount::ZERO,
+            capacity: 4,
+            load: 0,
+            logit: agora_types::Fixed::ONE,
+            active: stake >= 1_000,
+            completed: 0,
+            failed: 1,
+            earned: Amount::ZERO,
+            slashed: Amount(slashed),
+            strikes: 0,
+            clean_streak: 0,
+            ejected: false,
+            recent_load: agora_types::Fixed::ZERO,
+            recent_at: 0,
+        };
+        let rich = Amount(1_000_000);
+        // Staked 1 050, a 100 timeout slash left 950: back up to the configured 1 200.
+        let slashed = cop(950, 100);
+        assert_eq!(
+            top_up_after_slash(&slashed, Amount::ZERO, 1_200, min, rich),
+            Some(Amount(250))
+        );
+        // Configured below the minimum: to the minimum. Too poor to get there: nothing.
+        assert_eq!(
+            top_up_after_slash(&slashed, Amount::ZERO, 500, min, rich),
+            Some(Amount(50))
+        );
+        assert_eq!(
+            top_up_after_slash(&slashed, Amount::ZERO, 1_200, min, Amount(20)),
+            None
+        );
+        // restake off, still healthy, or no slash since it was last healthy (a partial leave).
+        assert_eq!(
+            top_up_after_slash(&slashed, Amount::ZERO, 0, min, rich),
+            None
+        );
+        assert_eq!(
+            top_up_after_slash(&cop(1_000, 100), Amount::ZERO, 1_200, min, rich),
+            None
+        );
+        assert_eq!(
+            top_up_after_slash(&slashed, Amount(100), 1_200, min, rich),
+            None
+        );
+        // A full leave (nothing staked), a leave still unbonding, and an ejection: never.
+        assert_eq!(
+            top_up_after_slash(&cop(0, 100), Amount::ZERO, 1_200, min, rich),
+            None
+        );
+        let leaving = agora_market::Coprocessor {
+            unbonding: Amount(500),
+            ..cop(500, 100)
+        };
+        assert_eq!(
+            top_up_after_slash(&leaving, Amount::ZERO, 1_200, min, rich),
+            None
+        );
+        let ejected = agora_market::Coprocessor {
+            ejected: true,
+            ..cop(950, 100)
+        };
+        assert_eq!(
+            top_up_after_slash(&ejected, Amount::ZERO, 1_200, min, rich),
+            None
+        );
     }
 
     #[test]

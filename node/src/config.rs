@@ -273,6 +273,9 @@ pub struct CoprocessorSection {
     /// Largest fuel limit and module this coprocessor takes; larger jobs are declined.
     pub max_fuel: u64,
     pub max_module_bytes: u64,
+    /// After a slash takes the stake below the market's minimum, stake again from the balance
+    /// (up to `stake`), so a timeout does not leave the node unable to bid.
+    pub restake: bool,
     /// Testing only: `wrong_output` commits corrupted results (to exercise slashing).
     pub fault: String,
 }
@@ -286,6 +289,7 @@ impl Default for CoprocessorSection {
             fuel_per_unit: 10_000_000,
             max_fuel: 10_000_000_000,
             max_module_bytes: 16 << 20,
+            restake: true,
             fault: String::new(),
         }
     }

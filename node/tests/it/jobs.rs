@@ -474,14 +474,15 @@ fn jobs_run_end_to_end_on_a_testnet() {
             "--max-price",
             "5000",
             "--deadline-ms",
-            "6000",
+            "12000",
             "--auction-ms",
             "1000",
         ],
     );
     // Polled tightly: the run takes about 1.5 s on an idle machine, and the kill must land
-    // inside it. The deadline leaves the honest re-run a 4× margin: with 3 s, a loaded 2-core
-    // machine once made the next winner miss it too (two timeouts instead of one).
+    // inside it. The deadline leaves the honest re-run an 8× margin: with 3 s, a loaded 2-core
+    // machine once made the next winner miss it too (two timeouts instead of one), and with 6 s
+    // two testnets sharing the 2 cores made every re-run miss it.
     let deadline = Instant::now() + Duration::from_secs(60);
     let winner = loop {
         let v = job(&client, &id);
