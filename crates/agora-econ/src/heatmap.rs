@@ -7,12 +7,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::plot::err;
 use crate::record::RunRecord;
 use crate::EconError;
-
-fn err<E: std::fmt::Display>(e: E) -> EconError {
-    EconError::Plot(e.to_string())
-}
 
 /// `key=value` pairs of a sweep label ("load_gamma=1 load_kappa=2 ..."), in label order.
 fn point(label: &str) -> Vec<(String, String)> {
@@ -104,12 +101,10 @@ pub fn write_sweep_figures(
     };
     let mut xs: Vec<String> = grid.iter().map(|(_, p)| value_of(p, x_key)).collect();
     let mut ys: Vec<String> = grid.iter().map(|(_, p)| value_of(p, y_key)).collect();
-    xs.sort();
-    xs.dedup();
-    ys.sort();
-    ys.dedup();
     sort_numeric(&mut xs);
+    xs.dedup();
     sort_numeric(&mut ys);
+    ys.dedup();
     let lowest: BTreeMap<&str, &RunRecord> = runs
         .iter()
         .filter(|r| r.mechanism.name() == "lowest_price")

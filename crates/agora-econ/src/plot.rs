@@ -31,7 +31,7 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-fn err<E: std::fmt::Display>(e: E) -> EconError {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> EconError {
     EconError::Plot(e.to_string())
 }
 

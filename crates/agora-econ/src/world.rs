@@ -29,6 +29,34 @@ pub struct Profile {
 }
 
 /// One job as the client wants it.
+impl Profile {
+    /// One coprocessor drawn from the population's ranges (in a fixed order, so a seed gives
+    /// the same population).
+    fn draw(
+        rng: &mut ChaCha8Rng,
+        pop: &Population,
+        params: &Params,
+        index: u32,
+        honest: bool,
+        joins_at: u64,
+    ) -> Profile {
+        let min_stake = params.min_stake.0 as f64;
+        Profile {
+            index,
+            honest,
+            stake: (uniform(rng, pop.stake_min, pop.stake_max) * min_stake).round() as u128,
+            capacity: rng
+                .random_range(pop.capacity_min..=pop.capacity_max)
+                .min(params.max_capacity),
+            cost: uniform(rng, pop.cost_min, pop.cost_max),
+            speed: uniform(rng, pop.speed_min, pop.speed_max),
+            reliability: uniform(rng, pop.reliability_min, pop.reliability_max),
+            lie_rate: if honest { 0.0 } else { pop.lie_rate },
+            joins_at,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobDraw {
     pub index: u32,
@@ -100,45 +128,14 @@ impl World {
         }
         let dishonest: std::collections::BTreeSet<u32> =
             order.iter().take(liars as usize).copied().collect();
-        let min_stake = params.min_stake.0 as f64;
-        let profiles = (0..n)
-            .map(|i| Profile {
-                index: i,
-                honest: !dishonest.contains(&i),
-                stake: (uniform(&mut rng, pop.stake_min, pop.stake_max) * min_stake).round()
-                    as u128,
-                capacity: rng
-                    .random_range(pop.capacity_min..=pop.capacity_max)
-                    .min(params.max_capacity),
-                cost: uniform(&mut rng, pop.cost_min, pop.cost_max),
-                speed: uniform(&mut rng, pop.speed_min, pop.speed_max),
-                reliability: uniform(&mut rng, pop.reliability_min, pop.reliability_max),
-                lie_rate: if dishonest.contains(&i) {
-                    pop.lie_rate
-                } else {
-                    0.0
-                },
-                joins_at: 0,
-            })
-            .collect::<Vec<_>>();
+        let mut profiles: Vec<Profile> = (0..n)
+            .map(|i| Profile::draw(&mut rng, pop, params, i, !dishonest.contains(&i), 0))
+            .collect();
         // Newcomers come from their own stream, so adding them leaves everyone else as drawn.
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_7763_6f6d_6572);
-        let mut profiles = profiles;
+        let joins_at = pop.newcomer_block.max(1);
         for k in 0..pop.newcomers {
-            profiles.push(Profile {
-                index: n + k,
-                honest: true,
-                stake: (uniform(&mut rng, pop.stake_min, pop.stake_max) * min_stake).round()
-                    as u128,
-                capacity: rng
-                    .random_range(pop.capacity_min..=pop.capacity_max)
-                    .min(params.max_capacity),
-                cost: uniform(&mut rng, pop.cost_min, pop.cost_max),
-                speed: uniform(&mut rng, pop.speed_min, pop.speed_max),
-                reliability: uniform(&mut rng, pop.reliability_min, pop.reliability_max),
-                lie_rate: 0.0,
-                joins_at: pop.newcomer_block.max(1),
-            });
+            profiles.push(Profile::draw(&mut rng, pop, params, n + k, true, joins_at));
         }
 
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a6f_6273_7472_6561);

@@ -1544,8 +1544,13 @@ impl Market {
 
     /// Rank candidates `(coprocessor, price)` by score then tie-break hash; ineligible ones are
     /// dropped. The block order of their bids never matters.
-    fn rank(&self, job: &Job, candidates: &[(Address, Amount)]) -> Vec<(Address, Amount)> {
-        let network = self.network_utilisation();
+    /// `network` is the network's utilisation ū, computed once by the caller for the round.
+    fn rank(
+        &self,
+        job: &Job,
+        candidates: &[(Address, Amount)],
+        network: Fixed,
+    ) -> Vec<(Address, Amount)> {
         let collateral = self.collateral(&job.spec).unwrap_or_default();
         let exposure = bps(collateral, self.s.params.slash_bps).unwrap_or_default();
         let mut scored: Vec<(i128, Hash, Address, Amount)> = candidates
@@ -1623,7 +1628,7 @@ impl Market {
                 self.job_mut(id)?.auction.stepped_at = Some(now);
                 let job = self.s.jobs.get(id).ok_or(Rejection::UnknownJob(*id))?;
                 if !fills.is_empty() {
-                    let ranked = self.rank(job, &fills);
+                    let ranked = self.rank(job, &fills, network);
                     let slots = job.auction.slots;
                     let mut awarded = 0;
                     for (c, p) in ranked.into_iter() {
@@ -1691,7 +1696,7 @@ impl Market {
                     .filter(|(_, p)| **p <= max)
                     .map(|(c, p)| (*c, *p))
                     .collect();
-                let ranked = self.rank(job, &reveals);
+                let ranked = self.rank(job, &reveals, self.network_utilisation());
                 let slots = job.auction.slots as usize;
                 let winners: Vec<(Address, Amount)> = ranked.iter().take(slots).copied().collect();
                 // Second price: the (slots+1)-th best revealed price. A thin round, with no
@@ -2094,7 +2099,6 @@ impl Market {
             return Ok(());
         }
         cop.ejected = true;
-        self.dirty.insert(Key::Coprocessor(*c));
         self.emit(MarketEvent::CoprocessorEjected {
             coprocessor: *c,
             strikes,

@@ -14,7 +14,7 @@ use agora_client::{Client, TestnetFile};
 use serde_json::Value;
 
 use super::agora;
-use super::testnet::{kill9, start_node, up_detached, wait_until};
+use super::testnet::{active_coprocessors, kill9, start_node, up_detached, wait_until};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
 
@@ -190,17 +190,8 @@ fn jobs_run_end_to_end_on_a_testnet() {
         .unwrap()
         .address()
         .to_hex();
-    let coprocessors: Vec<(String, String)> = file
-        .nodes
-        .iter()
-        .filter(|n| n.role == "coprocessor")
-        .map(|n| (n.name.clone(), n.address.clone()))
-        .collect();
-    wait_until("three active coprocessors", Duration::from_secs(60), || {
-        coprocessors
-            .iter()
-            .all(|(_, a)| coprocessor(&client, a)["active"] == true)
-    });
+    let coprocessors = active_coprocessors(&client, &file);
+    assert_eq!(coprocessors.len(), 3);
 
     // --- Every example, k = 1, 2, 3, both auctions.
     let input = tmp.path().join("input.txt");

@@ -9,7 +9,7 @@ use agora_client::Client;
 use serde_json::Value;
 
 use super::agora;
-use super::testnet::{kill9, up_detached, wait_until};
+use super::testnet::{active_coprocessors, kill9, up_detached, wait_until};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
 
@@ -95,20 +95,11 @@ fn a_paused_operator_costs_no_bond_and_a_dead_one_no_job() {
     let api = file.nodes[0].api.clone();
     let client = Client::new(&api).unwrap();
     let key = file.client_key.to_str().unwrap().to_owned();
-    let coprocessors: Vec<String> = file
-        .nodes
-        .iter()
-        .filter(|n| n.role == "coprocessor")
-        .map(|n| n.address.clone())
+    let coprocessors: Vec<String> = active_coprocessors(&client, &file)
+        .into_iter()
+        .map(|(_, a)| a)
         .collect();
-    wait_until("three active coprocessors", Duration::from_secs(60), || {
-        coprocessors.iter().all(|a| {
-            client
-                .get_json::<Value>(&format!("/v1/coprocessors/{a}"))
-                .map(|v| v["active"] == true)
-                .unwrap_or(false)
-        })
-    });
+    assert_eq!(coprocessors.len(), 3);
     let operators: Vec<_> = file.nodes.iter().filter(|n| n.role == "operator").collect();
     // We talk to node 0; the victims are the last operators.
     let paused = operators[operators.len() - 1];

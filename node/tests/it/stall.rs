@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::agora;
 use super::jobs::{amount, coprocessor, events, wait_final};
-use super::testnet::{up_detached, wait_until};
+use super::testnet::{active_coprocessors, up_detached};
 
 const HOSTILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -27,17 +27,11 @@ fn stalling_modules_end_as_committed_results_and_no_one_is_slashed() {
     let (_guard, file) = up_detached(tmp.path(), "1", "2");
     let api = file.nodes[0].api.clone();
     let client = Client::new(&api).unwrap();
-    let coprocessors: Vec<String> = file
-        .nodes
-        .iter()
-        .filter(|n| n.role == "coprocessor")
-        .map(|n| n.address.clone())
+    let coprocessors: Vec<String> = active_coprocessors(&client, &file)
+        .into_iter()
+        .map(|(_, a)| a)
         .collect();
-    wait_until("two active coprocessors", Duration::from_secs(60), || {
-        coprocessors
-            .iter()
-            .all(|a| coprocessor(&client, a)["active"] == true)
-    });
+    assert_eq!(coprocessors.len(), 2);
     let slashed_before: Vec<u128> = coprocessors.iter().map(|a| slashed(&client, a)).collect();
 
     let mut modules: Vec<_> = std::fs::read_dir(HOSTILE)

@@ -77,6 +77,25 @@ fn block_hash(api: &str, h: u64) -> Option<String> {
     v["hash"].as_str().map(str::to_owned)
 }
 
+/// The testnet's coprocessors as `(name, address)`, once every one of them is active on chain.
+pub(super) fn active_coprocessors(client: &Client, file: &TestnetFile) -> Vec<(String, String)> {
+    let cops: Vec<(String, String)> = file
+        .nodes
+        .iter()
+        .filter(|n| n.role == "coprocessor")
+        .map(|n| (n.name.clone(), n.address.clone()))
+        .collect();
+    let what = format!("{} active coprocessors", cops.len());
+    wait_until(&what, Duration::from_secs(60), || {
+        cops.iter().all(|(_, a)| {
+            client
+                .get_json::<serde_json::Value>(&format!("/v1/coprocessors/{a}"))
+                .is_ok_and(|v| v["active"] == true)
+        })
+    });
+    cops
+}
+
 pub(super) fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
