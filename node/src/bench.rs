@@ -632,7 +632,7 @@ pub(crate) fn verify_one(client: &Client, id: &Hash) -> anyhow::Result<()> {
     let view: agora_market::JobView = client.get_json(&format!("/v1/jobs/{id}"))?;
     let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
     let (code, stdout) =
-        crate::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+        agora_node::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
     let expected = [b"hello, world\n".as_slice(), BENCH_INPUT].concat();
     if code != 0 || stdout != expected.as_slice() {
         bail!(

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::config::Role;
-use crate::home::Home;
+use agora_node::config::Role;
+use agora_node::home::Home;
 
 /// Options of `agora bench soak`.
 #[derive(Debug, clap::Args)]
@@ -106,7 +106,7 @@ pub fn soak(args: &BenchSoakArgs) -> anyhow::Result<()> {
     if args.heights == 0 {
         bail!("--heights must be positive");
     }
-    if crate::metrics::resident_bytes(None).is_none() {
+    if agora_node::metrics::resident_bytes(None).is_none() {
         bail!("agora bench soak reads memory from /proc, which this system does not have");
     }
     let mut report: Vec<u64> = args
@@ -192,11 +192,14 @@ fn run(args: &BenchSoakArgs, dir: &std::path::Path, marks: &[u64]) -> anyhow::Re
     };
     let api = wait_for_api(&home, &mut node, &log_path)?;
     let client = agora_client::Client::with_timeout(&api, Duration::from_secs(10))?;
-    let store_dir = home.resolve(&crate::config::Config::default().store.path);
-    let freezer_dir = home.resolve(&crate::config::Config::default().store.freezer_path);
+    let store_dir = home.resolve(&agora_node::config::Config::default().store.path);
+    let freezer_dir = home.resolve(&agora_node::config::Config::default().store.freezer_path);
     let cache = match (args.cache_mib, &args.node_bin) {
         (Some(mib), _) => format!("{mib} MiB"),
-        (None, None) => format!("{} MiB", crate::config::Config::default().store.cache_mib),
+        (None, None) => format!(
+            "{} MiB",
+            agora_node::config::Config::default().store.cache_mib
+        ),
         (None, Some(_)) => "the node's default".to_owned(),
     };
     println!(
@@ -230,7 +233,7 @@ fn run(args: &BenchSoakArgs, dir: &std::path::Path, marks: &[u64]) -> anyhow::Re
             );
         }
         if height >= marks[next] {
-            let rss = crate::metrics::resident_bytes(Some(node.pid()))
+            let rss = agora_node::metrics::resident_bytes(Some(node.pid()))
                 .context("cannot read the node's resident memory")?;
             let s = Sample {
                 height,

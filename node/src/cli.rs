@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{LogFormat, Role};
+use agora_node::config::{LogFormat, Role};
 
 #[derive(Debug, Parser)]
 #[command(

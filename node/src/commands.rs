@@ -8,8 +8,8 @@ use agora_client::{resolve_api, ApiSource, Client, API_ENV, DEFAULT_TESTNET_DIR}
 use anyhow::{bail, Context};
 
 use crate::cli::{ApiArg, InitArgs};
-use crate::config::{annotated_config, Config, Overrides, Role};
-use crate::home::{peer_id, Home};
+use agora_node::config::{annotated_config, Config, Overrides, Role};
+use agora_node::home::{peer_id, Home};
 
 /// `agora init`: create the home, a fresh key (0600), the annotated config and a one-node
 /// development genesis.
@@ -78,7 +78,7 @@ pub fn init_home(home: &Home, roles: &[Role]) -> anyhow::Result<agora_crypto::Ke
         .with_context(|| format!("cannot create {}", config_path.display()))?;
     file.write_all(annotated_config(&roles).as_bytes())
         .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let genesis = crate::genesis::dev_genesis(&key);
+    let genesis = agora_node::genesis::dev_genesis(&key);
     std::fs::write(&genesis_path, genesis.to_json_pretty())
         .with_context(|| format!("cannot write {}", genesis_path.display()))?;
     Ok(key)
@@ -265,7 +265,7 @@ pub fn coprocessor_join(
     let key = crate::jobs::client_key(key)?;
     let address = key.address();
     let before: agora_market::AccountView = client.get_json(&format!("/v1/accounts/{address}"))?;
-    let default = crate::config::CoprocessorSection::default();
+    let default = agora_node::config::CoprocessorSection::default();
     let amount = stake.unwrap_or(u128::from(default.stake));
     let capacity = capacity
         .or(before.coprocessor.as_ref().map(|c| c.capacity))

@@ -20,7 +20,7 @@ pub const DEFAULT_MEMORY: u64 = 64 << 20;
 pub const DEFAULT_AUCTION_MS: u64 = 10_000;
 pub const DEFAULT_DEADLINE_MS: u64 = 30_000;
 /// Largest program or input the CLI uploads (the node's API body limit).
-pub const MAX_UPLOAD: usize = crate::api::MAX_BODY_BYTES;
+pub const MAX_UPLOAD: usize = agora_node::api::MAX_BODY_BYTES;
 
 /// The client key: `--key`, else the local testnet's funded client key.
 pub fn client_key(key: &Option<PathBuf>) -> anyhow::Result<agora_crypto::Keypair> {
@@ -461,7 +461,7 @@ pub fn result(args: &JobIdArgs) -> anyhow::Result<()> {
     }
     let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
     let (code, stdout) =
-        crate::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+        agora_node::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
     let outcome = view.outcome.unwrap_or(agora_market::Outcome::Success);
     match &args.out {
         Some(path) => std::fs::write(path, stdout)
@@ -588,7 +588,7 @@ pub fn demo(api: &str, key: &Path) -> anyhow::Result<()> {
     );
     let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
     let (_, stdout) =
-        crate::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+        agora_node::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
     println!(
         "demo: output, checked against the committed result hash {}:",
         view.result_hash.map(|h| h.short()).unwrap_or_default()

@@ -6,30 +6,14 @@
 //! chain on one line (`error: a: b`) and maps it to an exit code, so a user mistake never shows
 //! a panic or a backtrace.
 
-mod agent;
-mod api;
-mod api_market;
-mod api_serve;
-mod app;
 mod bench;
 mod bench_faults;
 mod bench_soak;
-mod blobsvc;
-mod chain;
 mod cli;
 mod commands;
-mod config;
-mod daemon;
-mod genesis;
-mod history;
-mod home;
 mod jobs;
-mod logging;
-mod metrics;
 mod sim;
 mod testnet;
-mod timed_store;
-mod upload_limit;
 
 use std::process::ExitCode;
 
@@ -37,8 +21,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, KeyCommand, NodeArgs, TestnetCommand};
-use crate::config::{ApiOverrides, Config, LogOverrides, NetworkOverrides, Overrides};
-use crate::home::Home;
+use agora_node::config::{ApiOverrides, Config, LogOverrides, NetworkOverrides, Overrides};
+use agora_node::home::Home;
+use agora_node::{daemon, logging};
 
 /// Exit code for a runtime failure (bad input, unreachable node, I/O error).
 const EXIT_FAILURE: u8 = 1;

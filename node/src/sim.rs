@@ -1,6 +1,6 @@
-//! `agora sim`: the consensus simulator (`agora sim consensus ...`) and the economic
-//! simulation (`agora sim --scenario NAME --out DIR`). Both run library code; this module only
-//! parses flags and prints.
+//! `agora sim`: the consensus simulator (`agora sim consensus ...`), the whole-node simulator
+//! (`agora sim network ...`) and the economic simulation (`agora sim --scenario NAME --out
+//! DIR`). All run library code; this module only parses flags and prints.
 
 use std::path::PathBuf;
 
@@ -32,6 +32,45 @@ struct ConsensusArgs {
     /// A clean network: no crashes, partitions or message faults
     #[arg(long)]
     no_faults: bool,
+}
+
+/// `agora sim network`: many seeded runs of whole nodes (replica, market, agents) with faults.
+#[derive(Debug, Parser)]
+#[command(
+    name = "agora sim network",
+    about = "Run the deterministic whole-node simulator (replica, market, agents, clients) over a range of seeds"
+)]
+struct NetworkArgs {
+    /// Simulated operators
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// Byzantine operators among them (kept below 1/3 of voting power)
+    #[arg(long, default_value_t = 1)]
+    byzantine: usize,
+    /// Simulated coprocessor nodes (with faults, a minority of them byzantine)
+    #[arg(long, default_value_t = 4)]
+    coprocessors: usize,
+    /// Simulated clients submitting jobs and transfers
+    #[arg(long, default_value_t = 2)]
+    clients: usize,
+    /// How many seeds to run
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Worker threads
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// A clean network and honest participants
+    #[arg(long)]
+    no_faults: bool,
+    /// Run each seed once (no second run comparing trace hashes)
+    #[arg(long)]
+    no_determinism_check: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 /// `agora sim --scenario NAME`: the economic simulation on the real market rules.
@@ -86,6 +125,9 @@ pub fn run(rest: &[String]) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if rest.first().map(String::as_str) == Some("network") {
+        return network(rest);
+    }
     let words = std::iter::once("sim".to_owned()).chain(rest.iter().cloned());
     let args = EconArgs::try_parse_from(words).unwrap_or_else(|e| e.exit());
     if args.list {
@@ -99,6 +141,66 @@ pub fn run(rest: &[String]) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&summary)?);
     if let Some(out) = &args.out {
         println!("outputs written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn network(rest: &[String]) -> anyhow::Result<()> {
+    let args = NetworkArgs::try_parse_from(rest).unwrap_or_else(|e| e.exit());
+    if args.nodes == 0 || 3 * args.byzantine >= args.nodes {
+        bail!(
+            "--byzantine {} of --nodes {}: byzantine operators must be fewer than a third",
+            args.byzantine,
+            args.nodes
+        );
+    }
+    if args.clients == 0 {
+        bail!("--clients 0: the workload needs at least one client");
+    }
+    let opts = agora_sim::NetworkSimOptions {
+        nodes: args.nodes,
+        byzantine: args.byzantine,
+        coprocessors: args.coprocessors,
+        clients: args.clients,
+        seeds: args.seeds,
+        from: args.from,
+        threads: args.threads.max(1),
+        faults: !args.no_faults,
+        check_determinism: !args.no_determinism_check,
+        ..Default::default()
+    };
+    let summary = agora_sim::run_network_seeds(&opts);
+    if args.json {
+        let failures: Vec<serde_json::Value> = summary
+            .failures
+            .iter()
+            .map(|(seed, why)| serde_json::json!({ "seed": seed, "failure": why }))
+            .collect();
+        let doc = serde_json::json!({
+            "seeds": summary.runs,
+            "from": args.from,
+            "nodes": summary.nodes,
+            "byzantine": summary.byzantine,
+            "coprocessors": summary.coprocessors,
+            "failures": failures,
+            "heights": summary.heights,
+            "jobs": summary.jobs,
+            "settled": summary.settled,
+            "txs": summary.txs,
+            "messages": summary.messages,
+            "faults": summary.faults,
+            "wall_seconds": summary.wall_seconds,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{summary}");
+    }
+    if !summary.ok() {
+        bail!(
+            "{} of {} seeds failed",
+            summary.failures.len(),
+            summary.runs
+        );
     }
     Ok(())
 }

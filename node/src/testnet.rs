@@ -19,8 +19,8 @@ use agora_client::{Client, TestnetFile, TestnetNode, TESTNET_FILE};
 use agora_crypto::Keypair;
 use anyhow::{bail, Context};
 
-use crate::config::Role;
-use crate::home::{peer_id, Home};
+use agora_node::config::Role;
+use agora_node::home::{peer_id, Home};
 
 /// Stake of each generated operator.
 pub const OPERATOR_STAKE: u128 = 1_000_000;
@@ -223,7 +223,7 @@ fn plan_or_resume(operators: u32, coprocessors: u32, dir: &Path) -> anyhow::Resu
         let mut plan = Vec::new();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join(crate::home::CONFIG_FILE).exists())
+            .filter(|p| p.join(agora_node::home::CONFIG_FILE).exists())
             .collect();
         entries.sort_by_key(|p| node_order(p));
         for path in entries {
@@ -283,7 +283,7 @@ fn plan_or_resume(operators: u32, coprocessors: u32, dir: &Path) -> anyhow::Resu
                 .map(|p| p.key.address()),
         )
         .collect();
-    let genesis = crate::genesis::build(
+    let genesis = agora_node::genesis::build(
         format!("agora-testnet-{}", Keypair::generate().address().short()),
         &operators,
         OPERATOR_STAKE,

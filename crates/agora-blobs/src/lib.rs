@@ -20,12 +20,16 @@
 //! in-memory peers). [`BlobStore::read_chunk`] reads a chunk, [`BlobAssembler`] collects chunks
 //! from whoever carries them and checks the whole blob against its hash, so a lying peer is
 //! caught, reported to the caller, and the next peer is tried.
+//!
+//! A job's output blob has one format, [`encode_output`]: the exit code, then stdout.
 
 mod assembler;
+mod output;
 mod store;
 pub mod transfer;
 
 pub use assembler::{AssemblerError, BlobAssembler, ChunkAccepted};
+pub use output::{decode_output, encode_output};
 pub use store::{BlobConfig, BlobError, BlobInfo, BlobStore, GcReport};
 pub use transfer::{
     decode_request, encode_request, fetch, fetch_with, serve, FetchError, Fetched, ServeError,

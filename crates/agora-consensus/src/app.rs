@@ -67,8 +67,11 @@ pub trait Application {
     ) -> Vec<Vec<u8>>;
     /// Whether a proposed block's txs are acceptable. Deterministic.
     fn validate_block(&self, block: &Block) -> bool;
-    /// Execute a decided block; returns the new app hash.
-    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Hash;
+    /// Execute a decided block; returns the new app hash. An error means the application
+    /// cannot go on (the block does not follow its state, or its own store failed): the
+    /// replica halts rather than run on a state that differs from everyone else's, and the
+    /// application must not have persisted any part of the block.
+    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Result<Hash, String>;
 }
 
 /// A tiny key-value application for tests and the simulator: a tx is `key=value` (at most
@@ -128,7 +131,7 @@ impl Application for KvApp {
         block.txs.iter().all(|t| self.check_tx(t).is_ok())
     }
 
-    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Hash {
+    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Result<Hash, String> {
         let mut writes: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for tx in &block.txs {
             if let Some((k, v)) = Self::parse(tx) {
@@ -154,6 +157,6 @@ impl Application for KvApp {
         self.state.extend(writes);
         self.height = block.header.height;
         self.app_hash = Hash(*h.finalize().as_bytes());
-        self.app_hash
+        Ok(self.app_hash)
     }
 }

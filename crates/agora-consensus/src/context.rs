@@ -192,6 +192,29 @@ impl ConsVote {
     }
 }
 
+/// What two conflicting votes of one validator share: the vote's height, round and step
+/// (0 prevote, 1 precommit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VoteSlot {
+    pub height: u64,
+    pub round: u32,
+    pub step: u8,
+}
+
+/// Parse the bytes a validator signs for a vote ([`ConsVote::signing_bytes`]) back into its
+/// [`VoteSlot`]; `None` for anything else. The market judges double-vote evidence with this
+/// (every replica installs the same decoder), so it is the one inverse of the signed layout.
+pub fn vote_slot(bytes: &[u8]) -> Option<VoteSlot> {
+    if bytes.len() != 47 || bytes[0] != b'V' || bytes[1] > 1 || bytes[14] > 1 {
+        return None;
+    }
+    Some(VoteSlot {
+        height: u64::from_be_bytes(bytes[2..10].try_into().ok()?),
+        round: u32::from_be_bytes(bytes[10..14].try_into().ok()?),
+        step: bytes[1],
+    })
+}
+
 pub(crate) fn vote_type_code(t: VoteType) -> u8 {
     match t {
         VoteType::Prevote => 0,
@@ -372,3 +395,37 @@ impl mt::Context for Ctx {
 pub type SignedVote = mt::SignedVote<Ctx>;
 /// A signed proposal.
 pub type SignedProposal = mt::SignedProposal<Ctx>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_votes_slot_is_read_back_from_its_signing_bytes() {
+        for (vote_type, step) in [(VoteType::Prevote, 0), (VoteType::Precommit, 1)] {
+            for value in [NilOrVal::Nil, NilOrVal::Val(BlockId(Hash([7; 32])))] {
+                let vote = ConsVote {
+                    vote_type,
+                    height: ConsHeight(42),
+                    round: Round::new(3),
+                    value,
+                    validator: ValAddr(agora_crypto::Keypair::for_test(1).address()),
+                };
+                let bytes = vote.signing_bytes();
+                assert_eq!(
+                    vote_slot(&bytes),
+                    Some(VoteSlot {
+                        height: 42,
+                        round: 3,
+                        step
+                    })
+                );
+                assert!(vote_slot(&bytes[..46]).is_none());
+                let mut bad = bytes.clone();
+                bad[0] = b'P';
+                assert!(vote_slot(&bad).is_none());
+            }
+        }
+        assert!(vote_slot(b"not a vote").is_none());
+    }
+}

@@ -413,7 +413,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                 .stored_block(h)?
                 .ok_or_else(|| ConsensusError::Corrupt(format!("block {h} missing")))?;
             let info = self.block_info(&b)?;
-            let hash = self.app.commit(&b, &info);
+            let hash = self.app.commit(&b, &info).map_err(|e| {
+                ConsensusError::Corrupt(format!(
+                    "the application cannot apply stored block {h}: {e}"
+                ))
+            })?;
             self.store.put(trees::APP_HASH, &be8(h), hash.as_bytes())?;
         }
         if last > 0 {
@@ -1774,7 +1778,18 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         self.stats.flushes += 1;
         let info = self.block_info(&block)?;
         self.stats.participation_bps = info.participation_bps;
-        let app_hash = self.app.commit(&block, &info);
+        let app_hash = match self.app.commit(&block, &info) {
+            Ok(hash) => hash,
+            Err(e) => {
+                // The block is decided and stored; the application refused it. Going on would
+                // vote on a state no other replica has: stop here (fail-stop), and a restart
+                // re-applies the stored block from the application's last durable state.
+                let reason = format!("the application cannot apply committed block {h}: {e}");
+                tracing::error!(target: "consensus.app", height = h, "{reason}");
+                self.halted = Some(reason.clone());
+                return Err(ConsensusError::Halted(reason));
+            }
+        };
         self.store
             .put(trees::APP_HASH, &be8(h), app_hash.as_bytes())?;
         for (k, _) in self.store.scan_from(trees::WAL, &be8(h), usize::MAX)? {

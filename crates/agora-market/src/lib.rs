@@ -18,6 +18,7 @@
 
 mod market;
 mod model;
+mod ordering;
 mod params;
 mod tx;
 mod views;
@@ -29,6 +30,7 @@ pub use model::{
     Health, Job, JobState, MarketEvent, Operator, Rejection, ResultRecord, SlotStatus, TxReceipt,
     TxStatus,
 };
+pub use ordering::{order_by_nonce, tx_slot};
 pub use params::{amount_text, Genesis, GenesisAccount, GenesisError, GenesisOperator, Params};
 pub use tx::{
     decode_envelope, encode_envelope, result_hash, sealed_commitment, Attestation, AttestationKind,

@@ -7,15 +7,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use agora_consensus::context::{BlockId, NilOrVal, SignedProposal, SignedVote};
+use agora_consensus::context::NilOrVal;
 use agora_consensus::{
-    wire, Application, Block, Config, Effect, Genesis, KvApp, MemStore, Message, ProposalMsg,
-    Replica, ValidatorSet,
+    wire, Application, Block, Config, Effect, Genesis, KvApp, MemStore, Message, Replica,
+    ValidatorSet,
 };
-use agora_crypto::{Domain, Keypair};
+use agora_crypto::Keypair;
 use agora_types::{Address, Hash};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::forge::{self, Byz, BEHAVIOURS};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -51,15 +53,6 @@ impl Default for ConsensusSimOptions {
             faults: true,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Byz {
-    Equivocate,
-    DoubleVote,
-    Silent,
-    Replay,
-    Garbage,
 }
 
 /// Result of one seed.
@@ -323,13 +316,7 @@ impl Sim {
             ..Config::default()
         };
         let faults = opts.faults;
-        let behaviours = [
-            Byz::Equivocate,
-            Byz::DoubleVote,
-            Byz::Silent,
-            Byz::Replay,
-            Byz::Garbage,
-        ];
+        let behaviours = BEHAVIOURS;
         let mut mix = Vec::new();
         let nodes: Vec<Node> = keys
             .into_iter()
@@ -724,55 +711,35 @@ impl Sim {
         match self.nodes[i].byz {
             Some(Byz::Silent) | None => {}
             Some(Byz::Equivocate) => {
-                if let Ok(Message::Proposal(p)) = wire::decode(&bytes) {
-                    let mut b: Block = (*p.signed.message.value.block).clone();
-                    b.header.time += 1;
-                    let mut alt = p.signed.message.clone();
-                    alt.value = agora_consensus::context::BlockValue::new(b);
-                    let sig =
-                        self.nodes[i]
-                            .key
-                            .sign(Domain::Proposal, &chain, &alt.signing_bytes());
-                    let alt_bytes = wire::encode(&Message::Proposal(Box::new(ProposalMsg {
-                        signed: SignedProposal::new(alt, sig),
-                        polka: p.polka.clone(),
-                    })));
-                    for to in 0..n {
-                        let b = if to % 2 == 0 {
-                            bytes.clone()
-                        } else {
-                            alt_bytes.clone()
-                        };
-                        self.send(i, to, b);
+                match forge::equivocating_proposal(&self.nodes[i].key, &chain, &bytes) {
+                    Some(alt_bytes) => {
+                        for to in 0..n {
+                            let b = if to % 2 == 0 {
+                                bytes.clone()
+                            } else {
+                                alt_bytes.clone()
+                            };
+                            self.send(i, to, b);
+                        }
                     }
-                } else {
-                    self.broadcast(i, bytes);
+                    None => self.broadcast(i, bytes),
                 }
             }
             Some(Byz::DoubleVote) => {
-                if let Ok(Message::Vote(v)) = wire::decode(&bytes) {
-                    let mut alt = v.message.clone();
-                    alt.value = match alt.value {
-                        NilOrVal::Nil => NilOrVal::Val(BlockId(Hash::of(
-                            &self.rng.random::<u64>().to_be_bytes(),
-                        ))),
-                        NilOrVal::Val(_) => NilOrVal::Nil,
-                    };
-                    let sig = self.nodes[i]
-                        .key
-                        .sign(Domain::Vote, &chain, &alt.signing_bytes());
-                    let alt_bytes = wire::encode(&Message::Vote(SignedVote::new(alt, sig)));
-                    for to in 0..n {
-                        if self.rng.random_bool(0.5) {
-                            self.send(i, to, bytes.clone());
-                            self.send(i, to, alt_bytes.clone());
-                        } else {
-                            self.send(i, to, alt_bytes.clone());
-                            self.send(i, to, bytes.clone());
+                let key = self.nodes[i].key.clone();
+                match forge::conflicting_vote(&key, &chain, &bytes, &mut self.rng) {
+                    Some(alt_bytes) => {
+                        for to in 0..n {
+                            if self.rng.random_bool(0.5) {
+                                self.send(i, to, bytes.clone());
+                                self.send(i, to, alt_bytes.clone());
+                            } else {
+                                self.send(i, to, alt_bytes.clone());
+                                self.send(i, to, bytes.clone());
+                            }
                         }
                     }
-                } else {
-                    self.broadcast(i, bytes);
+                    None => self.broadcast(i, bytes),
                 }
             }
             Some(Byz::Replay) => {
@@ -786,14 +753,8 @@ impl Sim {
                 self.broadcast(i, old);
             }
             Some(Byz::Garbage) => {
-                let len = self.rng.random_range(0..200);
-                let junk: Vec<u8> = (0..len).map(|_| self.rng.random()).collect();
+                let (junk, flipped) = forge::garbage(&bytes, &mut self.rng);
                 self.broadcast(i, junk);
-                let mut flipped = bytes.clone();
-                if !flipped.is_empty() {
-                    let k = self.rng.random_range(0..flipped.len());
-                    flipped[k] ^= 1 << self.rng.random_range(0..8);
-                }
                 self.broadcast(i, flipped);
                 self.broadcast(i, bytes);
             }

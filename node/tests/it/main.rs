@@ -650,3 +650,47 @@ fn an_api_beyond_loopback_requires_a_token() {
     let log = fs::read_to_string(&node.log).unwrap();
     assert!(log.contains("listens beyond loopback"), "{log}");
 }
+
+/// Fail-stop: the chain task dies (a panic injected while it applies a block, holding the
+/// market's write lock). The node does not linger as a process whose API answers for a dead
+/// chain: it logs why, stops every task and exits non-zero; the store it leaves opens again and
+/// the chain goes on past the block that was being applied.
+#[test]
+fn a_dead_chain_task_stops_the_node_and_its_store_opens_again() {
+    let sb = Sandbox::new();
+    let home = sb.init("home", &["operator"]);
+    let args = Node::args(&home, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = sb.cmd(&args);
+    cmd.env("AGORA_FAULT_CHAIN_PANIC_AT", "3");
+    let mut node = Node::spawn(cmd, &home);
+    let exit = node.wait(Duration::from_secs(60));
+    let log = fs::read_to_string(&node.log).unwrap();
+    assert_eq!(exit.code(), Some(1), "exit {exit}: {log}");
+    assert!(
+        log.contains("node.fatal") && log.contains("panics applying block 3"),
+        "one line says which task died and why: {log}"
+    );
+    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        last.starts_with("error: the node's chain task failed: panicked: fault injection"),
+        "{log}"
+    );
+    assert!(!log.contains("stopped cleanly"), "{log}");
+    assert!(!home.join("api.addr").exists(), "api.addr removed: {log}");
+
+    let mut node = Node::start(&sb, &home, &[]);
+    let client = agora_client::Client::new(&node.api_url()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.status().map_or(true, |s| s.height < 5) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted chain did not pass block 3"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    node.signal("-TERM");
+    let exit = node.wait(Duration::from_secs(20));
+    let log = fs::read_to_string(&node.log).unwrap();
+    assert!(exit.success(), "exit {exit}: {log}");
+}

@@ -12,6 +12,7 @@ use agora_consensus::{
 use agora_crypto::Keypair;
 use agora_types::{Address, Hash};
 
+mod halt;
 mod mempool;
 
 type R = Replica<Box<dyn KvStore>, KvApp>;

@@ -50,7 +50,7 @@ impl Application for SlotApp {
     fn validate_block(&self, block: &Block) -> bool {
         self.0.validate_block(block)
     }
-    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Hash {
+    fn commit(&mut self, block: &Block, info: &BlockInfo) -> Result<Hash, String> {
         self.0.commit(block, info)
     }
 }

@@ -1,51 +1,40 @@
-//! The node's market agent: the coprocessor side (stake, bid, decline, execute, commit, serve)
-//! and the operator side (audit when selected).
+//! The agent's decisions, as a function of the replicated market and the agent's own
+//! bookkeeping: no task, no clock, no network, no disk. [`AgentCore::step`] reads the market after
+//! a block and returns what to do — transactions to sign and submit, blobs to fetch, jobs to
+//! execute or audit — and the caller reports back what happened ([`AgentCore::fetched`],
+//! [`AgentCore::finished`], [`AgentCore::submitted`]). The node's actor (`super::Agent`) carries
+//! the decisions out with tokio tasks, the sandbox and the chain task; the whole-node simulator
+//! carries out the same decisions on simulated time.
 //!
-//! Shape: one task wakes on every committed block and reads the replicated market (a read lock
-//! held only while it decides). Every decision is derived from the state again each block —
-//! "an auction I have not bid in this round", "a slot of mine with no result", "an audit
-//! assigned to me with no attestation" — so a restart or a lost transaction never leaves the
-//! agent confused; a small in-flight table only stops it from sending the same transaction twice
-//! while the first is on its way. Executions and audits run as their own tasks (blob fetches,
-//! then the sandbox on the blocking pool, bounded by the executor's concurrency) and hand their
-//! transaction back to the agent, which alone owns the key's nonce sequence.
+//! Every decision is derived from the state again each block — "an auction I have not bid in
+//! this round", "a slot of mine with no result", "an audit assigned to me with no attestation" —
+//! so a restart or a lost transaction never leaves the agent confused; a small in-flight table
+//! only stops it from sending the same transaction twice while the first is on its way.
 //!
 //! Nonces: transactions are pipelined with consecutive nonces. A transaction rejected when its
 //! block is applied does not consume its nonce, which leaves a gap the later ones wait behind;
-//! when the account's nonce on chain has not moved for [`NONCE_STALL_BLOCKS`] blocks while
-//! transactions are outstanding, the agent restarts the sequence from the chain's nonce and
-//! re-derives what is still needed.
+//! when the account's nonce on chain has not moved for [`NONCE_STALL_BLOCKS`] blocks (and
+//! [`NONCE_STALL_TIME_MS`]) while transactions are outstanding, the agent restarts the sequence
+//! from the chain's nonce and re-derives what is still needed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use agora_consensus::{ConsensusError, MempoolError};
-use agora_crypto::Keypair;
-use agora_exec::{AsyncExecutor, ExecConfig, OwnedJob};
 use agora_market::{
-    reserve_price, AuctionSpec, DeclineReason, Job, JobState, Market, Outcome, SlotStatus,
-    TxBuilder, TxKind,
+    reserve_price, AuctionSpec, DeclineReason, Job, JobState, Market, SlotStatus, TxKind,
 };
-use agora_net::NetworkHandle;
 use agora_types::{Address, Amount, Hash, JobId};
-use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::app::SharedMarket;
-use crate::blobsvc::{encode_output, BlobService};
-use crate::chain::ChainCommand;
 use crate::config::CoprocessorSection;
-use crate::daemon::ChainView;
 
 /// Blocks, and time, without progress of our nonce (while transactions are outstanding) before
 /// the agent restarts its nonce sequence from the chain.
 pub const NONCE_STALL_BLOCKS: u32 = 4;
-const NONCE_STALL_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+pub const NONCE_STALL_TIME_MS: u64 = 3_000;
 /// Blocks after which an in-flight action with no visible effect may be sent again.
 const RESEND_AFTER_BLOCKS: u64 = 8;
 /// Transactions outstanding at once (the market accepts nonces up to 64 ahead).
 const MAX_OUTSTANDING: u64 = 48;
-/// Blob fetches (module and input of jobs to bid on) running at once.
-const MAX_FETCHES: usize = 8;
 
 /// What this node's agent does.
 #[derive(Clone, Debug)]
@@ -57,7 +46,7 @@ pub struct AgentConfig {
 
 /// Something the agent sends at most once at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Action {
+pub enum Action {
     Stake,
     Bid(JobId, u32),
     Reveal(JobId, u32),
@@ -66,16 +55,21 @@ enum Action {
     Audit(JobId),
 }
 
-/// A finished execution or audit, handed back to the agent loop to be signed and sent.
-struct Finished {
-    action: Action,
-    job: JobId,
-    audit: bool,
-    end: RunEnd,
+/// What the agent decided to do after a block, in order.
+#[derive(Clone, Debug)]
+pub enum Decision {
+    /// Sign `TxKind` with [`AgentCore::next_nonce`], submit it, report with
+    /// [`AgentCore::submitted`]. Skip it while [`AgentCore::may_submit`] is false.
+    Submit(Action, TxKind),
+    /// Fetch the job's module and input; report with [`AgentCore::fetched`].
+    Fetch(Job),
+    /// Execute the job (`false`) or audit it (`true`); report with [`AgentCore::finished`].
+    Run(Job, bool),
 }
 
-/// How an execution or audit task ended.
-enum RunEnd {
+/// How an execution or audit ended.
+#[derive(Clone, Debug)]
+pub enum RunEnd {
     /// A transaction to send.
     Tx(Box<TxKind>),
     /// Nothing now (e.g. the module could not be fetched yet): try again on a later block.
@@ -84,29 +78,16 @@ enum RunEnd {
     GiveUp,
 }
 
-/// Everything a spawned execution needs.
-struct Shared {
-    /// Blob fetches running at once.
-    fetches: Arc<tokio::sync::Semaphore>,
-    net: NetworkHandle,
-    blobs: Arc<BlobService>,
-    exec: AsyncExecutor,
-    wrong_output: bool,
-    metrics: Arc<crate::metrics::Metrics>,
-}
-
-pub struct Agent {
+/// The agent's state and decisions.
+#[derive(Clone, Debug)]
+pub struct AgentCore {
     cfg: AgentConfig,
-    builder: TxBuilder,
     me: Address,
-    market: SharedMarket,
-    commands: mpsc::Sender<ChainCommand>,
-    shared: Arc<Shared>,
     next_nonce: u64,
     chain_nonce: u64,
     stalled_blocks: u32,
-    /// When our nonce on chain last moved (or the first transaction went out after that).
-    progress_at: std::time::Instant,
+    /// When (caller's clock, ms) our nonce on chain last moved.
+    progress_at: u64,
     height: u64,
     /// The height `track_nonce` last counted (steps between blocks do not count).
     nonce_height: u64,
@@ -117,177 +98,143 @@ pub struct Agent {
     /// Key of the sealed-bid salts: derived from the node key, so salts are secret, and a
     /// restarted agent finds its own again (no bond is lost to a restart).
     salt_key: Hash,
-    /// Jobs with an execution or audit task started (or given up on), until the job closes.
+    /// Jobs with an execution or audit started (or given up on), until the job closes.
     started: BTreeSet<(JobId, bool)>,
     /// Results and attestations computed, kept until the chain shows them (a transaction can
     /// be refused or dropped; the execution is not repeated for that).
     computed: BTreeMap<Action, TxKind>,
-    finished_tx: mpsc::Sender<Finished>,
-    finished_rx: mpsc::Receiver<Finished>,
-    /// Jobs whose module and input are being fetched before we bid; a finished fetch sends
-    /// the job id here (wake the agent to bid at once) with whether it succeeded.
+    /// Jobs whose module and input are being fetched before we bid, with the fetch's outcome
+    /// once known.
     fetching: BTreeMap<JobId, Option<bool>>,
-    fetched_tx: mpsc::Sender<(JobId, bool)>,
-    fetched_rx: mpsc::Receiver<(JobId, bool)>,
 }
 
-impl Agent {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        cfg: AgentConfig,
-        key: Keypair,
-        chain_id: Hash,
-        market: SharedMarket,
-        commands: mpsc::Sender<ChainCommand>,
-        net: NetworkHandle,
-        blobs: Arc<BlobService>,
-        metrics: Arc<crate::metrics::Metrics>,
-    ) -> anyhow::Result<Agent> {
-        let params = market.read().expect("market lock").params().clone();
-        let exec = AsyncExecutor::new(ExecConfig {
-            max_module_bytes: params.max_module_bytes as usize,
-            max_input_bytes: params.max_input_bytes as usize,
-            max_output_bytes: params.max_output_bytes as usize,
-            max_fuel: params.max_fuel,
-            max_memory_bytes: params.max_memory_bytes,
-            concurrency: cfg.section.capacity.max(1) as usize,
-            ..ExecConfig::default()
-        })
-        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
-        let me = key.address();
-        let salt_key = Hash::derive("agora/v1/sealed-salt-key", &key.seed());
-        let (finished_tx, finished_rx) = mpsc::channel(256);
-        let (fetched_tx, fetched_rx) = mpsc::channel(256);
-        Ok(Agent {
-            shared: Arc::new(Shared {
-                fetches: Arc::new(tokio::sync::Semaphore::new(MAX_FETCHES)),
-                net,
-                blobs,
-                exec,
-                wrong_output: cfg.section.fault == "wrong_output",
-                metrics,
-            }),
+impl AgentCore {
+    /// The agent of the key whose seed is `key_seed` (the sealed-bid salts derive from it).
+    pub fn new(cfg: AgentConfig, me: Address, key_seed: &[u8; 32], now_ms: u64) -> AgentCore {
+        AgentCore {
             cfg,
-            builder: TxBuilder::new(key, chain_id),
             me,
-            market,
-            commands,
             next_nonce: 0,
             chain_nonce: 0,
             stalled_blocks: 0,
-            progress_at: std::time::Instant::now(),
+            progress_at: now_ms,
             height: 0,
             nonce_height: 0,
             inflight: BTreeMap::new(),
             healthy_slashed: None,
-            salt_key,
+            salt_key: Hash::derive("agora/v1/sealed-salt-key", key_seed),
             started: BTreeSet::new(),
             computed: BTreeMap::new(),
-            finished_tx,
-            finished_rx,
             fetching: BTreeMap::new(),
-            fetched_tx,
-            fetched_rx,
-        })
-    }
-
-    /// Run until `shutdown` resolves.
-    pub async fn run(
-        mut self,
-        mut chain: watch::Receiver<ChainView>,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        tokio::pin!(shutdown);
-        if self.shared.wrong_output {
-            tracing::warn!(target: "node.agent", "fault injection: this coprocessor commits wrong results");
-        }
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                changed = chain.changed() => {
-                    if changed.is_err() { break }
-                    let h = chain.borrow_and_update().height;
-                    if h != self.height {
-                        self.height = h;
-                        self.step().await;
-                    }
-                }
-                Some((job, ok)) = self.fetched_rx.recv() => {
-                    self.fetching.insert(job, Some(ok));
-                    if ok {
-                        self.step().await;
-                    }
-                }
-                Some(f) = self.finished_rx.recv() => {
-                    match f.end {
-                        RunEnd::Tx(kind) => {
-                            self.computed.insert(f.action, (*kind).clone());
-                            self.send(f.action, *kind).await
-                        }
-                        RunEnd::Retry => {
-                            self.started.remove(&(f.job, f.audit));
-                        }
-                        RunEnd::GiveUp => {}
-                    }
-                }
-            }
         }
     }
 
-    /// One block's worth of decisions.
-    async fn step(&mut self) {
-        let mut todo: Vec<(Action, TxKind)> = Vec::new();
-        let mut spawn: Vec<(Job, bool)> = Vec::new();
-        {
-            let market = self.market.clone();
-            let m = market.read().expect("market lock");
-            self.track_nonce(m.nonce(&self.me));
-            let h = self.height;
-            self.inflight
-                .retain(|_, at| h.saturating_sub(*at) < RESEND_AFTER_BLOCKS);
-            // Forget jobs that left the market or closed.
-            self.started
-                .retain(|(j, _)| m.job(j).is_some_and(|job| !job.state.is_final()));
-            // A fetch outcome matters only while its job is in auction.
-            self.fetching
-                .retain(|j, _| m.job(j).is_some_and(|job| job.state == JobState::Auction));
-            let me = self.me;
-            self.computed.retain(|action, _| match action {
-                Action::Result(j) => m.job(j).is_some_and(|job| {
-                    job.assignments
-                        .get(&me)
-                        .is_some_and(|a| a.status == SlotStatus::Executing)
-                }),
-                Action::Audit(j) => m.job(j).is_some_and(|job| awaits_attestation(job, &me)),
-                _ => false,
-            });
-            if self.cfg.coprocessor {
-                self.coprocessor_step(&m, &mut todo, &mut spawn);
-            }
-            if self.cfg.operator {
-                self.operator_step(&m, &mut todo, &mut spawn);
-            }
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// The nonce the next submitted transaction carries.
+    pub fn next_nonce(&self) -> u64 {
+        self.next_nonce
+    }
+
+    /// Whether another transaction may go out now (at most `MAX_OUTSTANDING` ahead of the
+    /// chain's nonce).
+    pub fn may_submit(&self) -> bool {
+        self.next_nonce.saturating_sub(self.chain_nonce) < MAX_OUTSTANDING
+    }
+
+    /// One block's worth of decisions, at market height `height` and caller time `now_ms`;
+    /// `have_inputs` says whether a job's module and input are stored locally.
+    pub fn step(
+        &mut self,
+        m: &Market,
+        height: u64,
+        now_ms: u64,
+        have_inputs: &dyn Fn(&Job) -> bool,
+    ) -> Vec<Decision> {
+        self.height = height;
+        let mut out = Vec::new();
+        self.track_nonce(m.nonce(&self.me), now_ms);
+        let h = self.height;
+        self.inflight
+            .retain(|_, at| h.saturating_sub(*at) < RESEND_AFTER_BLOCKS);
+        // Forget jobs that left the market or closed.
+        self.started
+            .retain(|(j, _)| m.job(j).is_some_and(|job| !job.state.is_final()));
+        // A fetch outcome matters only while its job is in auction.
+        self.fetching
+            .retain(|j, _| m.job(j).is_some_and(|job| job.state == JobState::Auction));
+        let me = self.me;
+        self.computed.retain(|action, _| match action {
+            Action::Result(j) => m.job(j).is_some_and(|job| {
+                job.assignments
+                    .get(&me)
+                    .is_some_and(|a| a.status == SlotStatus::Executing)
+            }),
+            Action::Audit(j) => m.job(j).is_some_and(|job| awaits_attestation(job, &me)),
+            _ => false,
+        });
+        if self.cfg.coprocessor {
+            self.coprocessor_step(m, have_inputs, &mut out);
         }
-        for (job, audit) in spawn {
-            self.spawn_run(job, audit);
+        if self.cfg.operator {
+            self.operator_step(m, &mut out);
         }
-        for (action, kind) in todo {
-            if self.next_nonce.saturating_sub(self.chain_nonce) >= MAX_OUTSTANDING {
-                break;
+        out
+    }
+
+    /// A fetch of `job`'s blobs ended; `true` if it is worth stepping again now (to bid).
+    pub fn fetched(&mut self, job: JobId, ok: bool) -> bool {
+        self.fetching.insert(job, Some(ok));
+        ok
+    }
+
+    /// An execution or audit ended: the transaction to submit now, if any.
+    pub fn finished(&mut self, job: JobId, audit: bool, end: RunEnd) -> Option<(Action, TxKind)> {
+        let action = if audit {
+            Action::Audit(job)
+        } else {
+            Action::Result(job)
+        };
+        match end {
+            RunEnd::Tx(kind) => {
+                self.computed.insert(action, (*kind).clone());
+                Some((action, *kind))
             }
-            self.send(action, kind).await;
+            RunEnd::Retry => {
+                self.started.remove(&(job, audit));
+                None
+            }
+            RunEnd::GiveUp => None,
         }
     }
 
-    fn track_nonce(&mut self, on_chain: u64) {
+    /// What became of a transaction signed with [`AgentCore::next_nonce`] for `action`.
+    pub fn submitted(&mut self, action: Action, result: &Result<(), ConsensusError>) {
+        match result {
+            Ok(()) => self.next_nonce += 1,
+            Err(e) => {
+                // Our own earlier tx still holds this nonce here (after a sequence restart):
+                // go on past it rather than refusing every later action the same way (ADR 008).
+                if let ConsensusError::Mempool(MempoolError::NoncePending { next_free, .. }) = e {
+                    self.next_nonce = self.next_nonce.max(*next_free);
+                }
+            }
+        }
+        // Refused or not, try again only after a while, from the chain's view of things.
+        self.inflight.insert(action, self.height);
+    }
+
+    fn track_nonce(&mut self, on_chain: u64, now_ms: u64) {
         if on_chain != self.chain_nonce || self.next_nonce <= on_chain {
             self.chain_nonce = on_chain;
             self.stalled_blocks = 0;
-            self.progress_at = std::time::Instant::now();
+            self.progress_at = now_ms;
         } else if self.nonce_height != self.height {
             self.stalled_blocks += 1;
             if self.stalled_blocks >= NONCE_STALL_BLOCKS
-                && self.progress_at.elapsed() >= NONCE_STALL_TIME
+                && now_ms.saturating_sub(self.progress_at) >= NONCE_STALL_TIME_MS
             {
                 tracing::info!(target: "node.agent", chain_nonce = on_chain, next = self.next_nonce, "restarting the nonce sequence");
                 self.next_nonce = on_chain;
@@ -304,8 +251,8 @@ impl Agent {
     fn coprocessor_step(
         &mut self,
         m: &Market,
-        todo: &mut Vec<(Action, TxKind)>,
-        spawn: &mut Vec<(Job, bool)>,
+        have_inputs: &dyn Fn(&Job) -> bool,
+        out: &mut Vec<Decision>,
     ) {
         let me = self.me;
         let sec = &self.cfg.section;
@@ -334,7 +281,7 @@ impl Agent {
                 tracing::info!(target: "agent", %amount, "a slash took the stake below the minimum: staking again");
             }
             if !join || amount >= params.min_stake {
-                todo.push((
+                out.push(Decision::Submit(
                     Action::Stake,
                     TxKind::Stake {
                         amount,
@@ -355,7 +302,7 @@ impl Agent {
                 .get(&me)
                 .is_some_and(|a| a.status == SlotStatus::Executing)
             {
-                self.resend_or_run(job, false, todo, spawn);
+                self.resend_or_run(job, false, out);
                 continue;
             }
             if job.state != JobState::Auction || job.assignments.contains_key(&me) {
@@ -372,7 +319,7 @@ impl Agent {
                         && !self.inflight.contains_key(&key)
                     {
                         if let Some((price, salt)) = self.our_sealed_bid(m, job) {
-                            todo.push((
+                            out.push(Decision::Submit(
                                 key,
                                 TxKind::Bid {
                                     job_id: *id,
@@ -394,10 +341,10 @@ impl Agent {
             }
             // Bid only on what we can run: module and input first (a finished fetch wakes us).
             let decision = match self.decide(m, job, cop.load, cop.free_collateral()) {
-                Ok(_) if !self.have_inputs(job) => match self.fetching.get(id) {
+                Ok(_) if !have_inputs(job) => match self.fetching.get(id) {
                     None => {
                         self.fetching.insert(*id, None);
-                        self.prefetch(job);
+                        out.push(Decision::Fetch(job.clone()));
                         continue;
                     }
                     Some(Some(false)) => Err((
@@ -421,7 +368,10 @@ impl Agent {
                             }
                         }
                     };
-                    todo.push((Action::Bid(*id, round), TxKind::Bid { job_id: *id, bid }));
+                    out.push(Decision::Submit(
+                        Action::Bid(*id, round),
+                        TxKind::Bid { job_id: *id, bid },
+                    ));
                 }
                 Err((reason, detail)) => {
                     let key = Action::Decline(*id, reason);
@@ -430,7 +380,7 @@ impl Agent {
                         .iter()
                         .any(|d| d.coprocessor == me && d.reason == reason);
                     if !said && !self.inflight.contains_key(&key) {
-                        todo.push((
+                        out.push(Decision::Submit(
                             key,
                             TxKind::Decline(agora_market::DeclineNotice {
                                 job_id: *id,
@@ -551,30 +501,19 @@ impl Agent {
         found.map(|p| (p, salt))
     }
 
-    fn operator_step(
-        &mut self,
-        m: &Market,
-        todo: &mut Vec<(Action, TxKind)>,
-        spawn: &mut Vec<(Job, bool)>,
-    ) {
+    fn operator_step(&mut self, m: &Market, out: &mut Vec<Decision>) {
         for id in m.open_jobs() {
             let Some(job) = m.job(id) else { continue };
             if !awaits_attestation(job, &self.me) {
                 continue;
             }
-            self.resend_or_run(job, true, todo, spawn);
+            self.resend_or_run(job, true, out);
         }
     }
 
     /// Our result (or audit attestation) for `job`: send it again if it was computed and is no
     /// longer in flight, else start computing it unless that has begun.
-    fn resend_or_run(
-        &self,
-        job: &Job,
-        audit: bool,
-        todo: &mut Vec<(Action, TxKind)>,
-        spawn: &mut Vec<(Job, bool)>,
-    ) {
+    fn resend_or_run(&mut self, job: &Job, audit: bool, out: &mut Vec<Decision>) {
         let action = if audit {
             Action::Audit(job.id)
         } else {
@@ -582,126 +521,12 @@ impl Agent {
         };
         if let Some(kind) = self.computed.get(&action) {
             if !self.inflight.contains_key(&action) {
-                todo.push((action, kind.clone()));
+                out.push(Decision::Submit(action, kind.clone()));
             }
         } else if !self.started.contains(&(job.id, audit)) {
-            spawn.push((job.clone(), audit));
+            self.started.insert((job.id, audit));
+            out.push(Decision::Run(job.clone(), audit));
         }
-    }
-
-    /// Whether the job's module and input are in the local blob store.
-    fn have_inputs(&self, job: &Job) -> bool {
-        let store = &self.shared.blobs.store;
-        store.contains(&job.spec.module_hash) && store.contains(&job.spec.input_hash)
-    }
-
-    /// Fetch a job's module and input in the background (at most [`MAX_FETCHES`] at once); the
-    /// outcome comes back through `fetched`.
-    fn prefetch(&self, job: &Job) {
-        let shared = self.shared.clone();
-        let spec = job.spec.clone();
-        let id = job.id;
-        let done = self.fetched_tx.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = shared.fetches.clone().acquire_owned().await else {
-                return;
-            };
-            let mut ok = true;
-            for (hash, size) in [
-                (spec.module_hash, spec.module_size),
-                (spec.input_hash, spec.input_size),
-            ] {
-                if let Err(e) = shared.blobs.blob(&shared.net, hash, size, &[]).await {
-                    tracing::info!(target: "node.agent", job = %id.short(), error = %format!("{e:#}"), "cannot fetch a job's blobs; not bidding");
-                    ok = false;
-                    break;
-                }
-            }
-            let _ = done.send((id, ok)).await;
-        });
-    }
-
-    /// Start executing (or auditing) a job; its transaction comes back through `finished`.
-    fn spawn_run(&mut self, job: Job, audit: bool) {
-        self.started.insert((job.id, audit));
-        let shared = self.shared.clone();
-        let done = self.finished_tx.clone();
-        let action = if audit {
-            Action::Audit(job.id)
-        } else {
-            Action::Result(job.id)
-        };
-        tokio::spawn(async move {
-            let end = run_job(&shared, &job, audit).await;
-            let _ = done
-                .send(Finished {
-                    action,
-                    job: job.id,
-                    audit,
-                    end,
-                })
-                .await;
-        });
-    }
-
-    /// Sign `kind` with the next nonce and hand it to the chain task.
-    async fn send(&mut self, action: Action, kind: TxKind) {
-        let nonce = self.next_nonce;
-        let name = kind.name();
-        let counted = counted_as(&kind);
-        let bytes = self.builder.bytes(nonce, kind);
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(ChainCommand::SubmitTx { tx: bytes, reply })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        match rx.await {
-            Ok(Ok(())) => {
-                let agent = self.shared.metrics.agent();
-                match counted {
-                    Some(Counted::Bid(kind)) => agent.bid(kind),
-                    Some(Counted::Decline(reason)) => agent.decline(reason),
-                    None => {}
-                }
-                self.next_nonce += 1;
-                self.inflight.insert(action, self.height);
-                tracing::debug!(target: "node.agent", ?action, nonce, tx = name, "sent");
-            }
-            Ok(Err(e)) => {
-                self.shared.metrics.agent().refused();
-                tracing::info!(target: "node.agent", ?action, nonce, tx = name, error = %e, "transaction refused");
-                // Our own earlier tx still holds this nonce here (after a sequence restart):
-                // go on past it rather than refusing every later action the same way (ADR 008).
-                if let ConsensusError::Mempool(MempoolError::NoncePending { next_free, .. }) = e {
-                    self.next_nonce = self.next_nonce.max(next_free);
-                }
-                // Try again after a while, from the chain's view of things.
-                self.inflight.insert(action, self.height);
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// What a sent transaction counts as in the agent's metrics.
-enum Counted {
-    Bid(&'static str),
-    Decline(DeclineReason),
-}
-
-fn counted_as(kind: &TxKind) -> Option<Counted> {
-    match kind {
-        TxKind::Bid { bid, .. } => Some(Counted::Bid(match bid {
-            agora_market::BidKind::Dutch { .. } => "dutch",
-            agora_market::BidKind::Commit { .. } => "sealed_commit",
-            agora_market::BidKind::Reveal { .. } => "sealed_reveal",
-        })),
-        TxKind::Decline(d) => Some(Counted::Decline(d.reason)),
-        _ => None,
     }
 }
 
@@ -755,99 +580,6 @@ fn awaits_attestation(job: &Job, me: &Address) -> bool {
         (a.auditor == *me && a.attested.is_none())
             || (a.tiebreaker == Some(*me) && a.tiebreaker_attested.is_none())
     })
-}
-
-/// Fetch, execute and turn the outcome into a transaction: a `Result` for our slot or an audit
-/// attestation.
-async fn run_job(shared: &Shared, job: &Job, audit: bool) -> RunEnd {
-    let spec = &job.spec;
-    let prefer: Vec<Address> = job.assignments.keys().copied().collect();
-    let fetch = |hash, size| shared.blobs.blob(&shared.net, hash, size, &prefer);
-    let module = match fetch(spec.module_hash, spec.module_size).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(target: "node.agent", job = %job.id.short(), error = %format!("{e:#}"), "cannot get the module");
-            return RunEnd::Retry;
-        }
-    };
-    let input = match fetch(spec.input_hash, spec.input_size).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(target: "node.agent", job = %job.id.short(), error = %format!("{e:#}"), "cannot get the input");
-            return RunEnd::Retry;
-        }
-    };
-    let r = shared
-        .exec
-        .run(OwnedJob {
-            job_id: job.id,
-            module: module.into(),
-            input: input.into(),
-            args: spec.args.clone(),
-            fuel: spec.fuel_limit,
-            memory_limit_bytes: spec.memory_limit,
-        })
-        .await;
-    shared
-        .metrics
-        .agent()
-        .executed(audit, market_outcome(&r.outcome), r.fuel_used);
-    let Some(outcome) = market_outcome(&r.outcome) else {
-        tracing::error!(target: "node.agent", job = %job.id.short(), outcome = %r.outcome, "execution did not end deterministically; not committing");
-        return RunEnd::GiveUp;
-    };
-    let mut stdout = r.stdout;
-    if shared.wrong_output && !audit {
-        stdout.extend_from_slice(b"\n(corrupted)");
-    }
-    let result_hash = agora_market::result_hash(outcome, r.exit_code, r.fuel_used, &stdout);
-    tracing::info!(
-        target: "node.agent",
-        job = %job.id.short(),
-        audit,
-        outcome = %r.outcome,
-        fuel = r.fuel_used,
-        bytes = stdout.len(),
-        ms = r.elapsed.as_millis() as u64,
-        result = %result_hash.short(),
-        "executed"
-    );
-    if audit {
-        return RunEnd::Tx(Box::new(TxKind::Attestation(agora_market::Attestation {
-            kind: agora_market::AttestationKind::Audit,
-            job_id: job.id,
-            result_hash,
-            subject: Address::default(),
-            alive: true,
-        })));
-    }
-    let output = encode_output(r.exit_code, &stdout);
-    if let Err(e) = shared.blobs.record_output(&job.id, &output) {
-        tracing::error!(target: "node.agent", job = %job.id.short(), error = %format!("{e:#}"), "cannot store the output; not committing");
-        return RunEnd::Retry;
-    }
-    RunEnd::Tx(Box::new(TxKind::Result {
-        job_id: job.id,
-        result_hash,
-        fuel_used: r.fuel_used,
-        outcome,
-        output_size: stdout.len() as u64,
-    }))
-}
-
-/// The committed form of a sandbox outcome; `None` for outcomes that are not a property of
-/// the program (wall-clock safety net, internal errors), which are never committed.
-pub fn market_outcome(o: &agora_exec::Outcome) -> Option<Outcome> {
-    use agora_exec::Outcome as E;
-    match o {
-        E::Success | E::Exit(_) => Some(Outcome::Success),
-        E::Trap(_) | E::InvalidModule(_) | E::InvalidInput(_) | E::OutputTooLarge => {
-            Some(Outcome::Trap)
-        }
-        E::OutOfFuel => Some(Outcome::FuelExhausted),
-        E::MemoryExceeded => Some(Outcome::Memory),
-        E::Timeout | E::Internal(_) => None,
-    }
 }
 
 #[cfg(test)]
@@ -941,24 +673,5 @@ mod tests {
             top_up_after_slash(&ejected, Amount::ZERO, 1_200, min, rich),
             None
         );
-    }
-
-    #[test]
-    fn only_deterministic_outcomes_are_committed() {
-        use agora_exec::Outcome as E;
-        assert_eq!(market_outcome(&E::Success), Some(Outcome::Success));
-        assert_eq!(market_outcome(&E::Exit(3)), Some(Outcome::Success));
-        assert_eq!(market_outcome(&E::Trap("x".into())), Some(Outcome::Trap));
-        assert_eq!(
-            market_outcome(&E::InvalidModule("x".into())),
-            Some(Outcome::Trap)
-        );
-        assert_eq!(market_outcome(&E::OutOfFuel), Some(Outcome::FuelExhausted));
-        assert_eq!(market_outcome(&E::MemoryExceeded), Some(Outcome::Memory));
-        assert_eq!(market_outcome(&E::Timeout), None);
-        assert_eq!(market_outcome(&E::Internal("x".into())), None);
-        for o in [E::Timeout, E::Internal("x".into())] {
-            assert!(!o.is_deterministic());
-        }
     }
 }

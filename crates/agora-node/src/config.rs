@@ -1,7 +1,7 @@
 //! Node configuration: one serde tree with defaults, loaded file → environment → flags.
 //!
 //! - the file is `HOME/config.toml` (written by `agora init` from [`EXAMPLE`], the annotated
-//!   example committed as `node/config.example.toml`);
+//!   example committed as `crates/agora-node/config.example.toml`);
 //! - environment variables `AGORA__SECTION__KEY` override it (`AGORA__API__LISTEN=127.0.0.1:0`);
 //! - command-line flags override both.
 //!

@@ -32,19 +32,7 @@ pub struct BlobService {
     serving: Arc<tokio::sync::Semaphore>,
 }
 
-/// `exit code (i32 LE) ‖ stdout`: the bytes of a job output blob.
-pub fn encode_output(exit_code: i32, stdout: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4 + stdout.len());
-    v.extend_from_slice(&exit_code.to_le_bytes());
-    v.extend_from_slice(stdout);
-    v
-}
-
-/// Split an output blob into exit code and stdout; `None` if it is shorter than an exit code.
-pub fn decode_output(bytes: &[u8]) -> Option<(i32, &[u8])> {
-    let (code, stdout) = bytes.split_first_chunk::<4>()?;
-    Some((i32::from_le_bytes(*code), stdout))
-}
+use agora_blobs::decode_output;
 
 /// Check an output blob against a job's committed result: some committed slot with the job's
 /// result hash must hash to it with this exit code and stdout. Returns the exit code and stdout.
@@ -129,7 +117,7 @@ impl BlobService {
     }
 
     /// Remove the blobs untouched for `retention` except the `pinned` ones, and the output
-    /// index entries of what was removed. Every node runs it ([`BlobService::spawn_gc`]),
+    /// index entries of what was removed. Every node runs it ([`BlobService::gc_loop`]),
     /// agent or not: uploads reach any node's API.
     fn collect(
         &self,
@@ -154,42 +142,48 @@ impl BlobService {
     }
 
     /// Collect garbage every `every`, holding the market's lock only to list what to keep.
-    pub fn spawn_gc(self: &Arc<Self>, market: SharedMarket, every: std::time::Duration) {
-        let svc = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Ends only with an error (a collection panicked).
+    pub async fn gc_loop(
+        self: Arc<Self>,
+        market: SharedMarket,
+        every: std::time::Duration,
+    ) -> Result<(), String> {
+        let svc = self;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
             tick.tick().await;
-            loop {
-                tick.tick().await;
-                let (gc, market) = (svc.clone(), market.clone());
-                let done = tokio::task::spawn_blocking(move || {
-                    let now = agora_types::Timestamp(crate::chain::now_ms());
-                    let (pinned, retention) = {
-                        let m = market.read().unwrap_or_else(|e| e.into_inner());
-                        gc.keep(&m)
-                    };
-                    gc.collect(&pinned, retention, now)
-                })
-                .await;
-                match done {
-                    Ok(Ok(r)) => tracing::info!(
-                        target: "node.blobs",
-                        removed = r.removed.len(),
-                        freed_bytes = r.freed_bytes,
-                        kept = r.kept,
-                        used_bytes = svc.store.used_bytes(),
-                        "blob garbage collection"
-                    ),
-                    Ok(Err(e)) => tracing::warn!(
-                        target: "node.blobs",
-                        error = %format!("{e:#}"),
-                        "blob garbage collection failed"
-                    ),
-                    Err(_) => return,
-                }
+            let (gc, market) = (svc.clone(), market.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                let now = agora_types::Timestamp(crate::chain::now_ms());
+                let (pinned, retention) = {
+                    // Never collect by a market a dying task left half-changed.
+                    let m = market
+                        .read()
+                        .map_err(|_| anyhow::anyhow!("the market lock is poisoned"))?;
+                    gc.keep(&m)
+                };
+                gc.collect(&pinned, retention, now)
+            })
+            .await;
+            match done {
+                Ok(Ok(r)) => tracing::info!(
+                    target: "node.blobs",
+                    removed = r.removed.len(),
+                    freed_bytes = r.freed_bytes,
+                    kept = r.kept,
+                    used_bytes = svc.store.used_bytes(),
+                    "blob garbage collection"
+                ),
+                Ok(Err(e)) => tracing::warn!(
+                    target: "node.blobs",
+                    error = %format!("{e:#}"),
+                    "blob garbage collection failed"
+                ),
+                Err(join) => return Err(format!("blob garbage collection failed: {join}")),
             }
-        });
+        }
     }
 
     /// Answer one peer request on the blocking pool. A malformed request costs the peer
@@ -375,14 +369,7 @@ async fn candidates(net: &NetworkHandle, prefer: &[Address]) -> anyhow::Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_encoding_round_trips() {
-        let bytes = encode_output(-3, b"hello");
-        assert_eq!(decode_output(&bytes), Some((-3, &b"hello"[..])));
-        assert_eq!(decode_output(&encode_output(0, b"")), Some((0, &b""[..])));
-        assert_eq!(decode_output(&[1, 2, 3]), None);
-    }
+    use agora_blobs::encode_output;
 
     #[test]
     fn outputs_are_indexed_by_job() {

@@ -86,7 +86,10 @@ const CAUGHT_UP_MS: u64 = 5_000;
 
 pub type R = Replica<crate::timed_store::NodeStore, MarketApp>;
 
-/// Run until `shutdown` fires. Returns the replica so the caller can flush and snapshot.
+/// Run until `shutdown` fires. Returns the replica so the caller can flush and snapshot, or,
+/// when the replica halted (a block the market cannot apply or store, a refusal to sign a
+/// conflicting message), why: a halted node stops (fail-stop) instead of serving a chain that
+/// no longer moves.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut replica: R,
@@ -100,7 +103,7 @@ pub async fn run(
     batch_max: usize,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut shutdown: impl std::future::Future<Output = ()> + Unpin,
-) -> R {
+) -> Result<R, String> {
     // Responses to our own requests come back through this queue.
     let (resp_tx, mut resp_rx) = mpsc::channel::<(Address, Vec<u8>)>(256);
     let mut peers = 0usize;
@@ -248,6 +251,12 @@ pub async fn run(
         } else {
             shell.evidence.clear();
         }
+        if let Some(why) = replica.halted() {
+            return Err(format!(
+                "the replica halted at height {}: {why}",
+                replica.height()
+            ));
+        }
         observe(&metrics, &replica, &mut committed);
         let view = view_of(&replica, peers as u32, shell.syncing);
         status.send_if_modified(|v| {
@@ -256,7 +265,7 @@ pub async fn run(
             changed
         });
     }
-    replica
+    Ok(replica)
 }
 
 /// The side of the chain task that carries out effects: network sends, the next wakeup, the

@@ -142,6 +142,11 @@ impl Shutdown {
         self.tx.send_replace(true);
     }
 
+    /// Whether [`Shutdown::trigger`] has been called.
+    pub fn triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+
     /// Resolves once [`Shutdown::trigger`] has been called (immediately if it already was).
     pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.tx.subscribe();
@@ -301,6 +306,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
     );
 
     let shutdown = Shutdown::default();
+    let tasks = crate::supervise::Supervisor::new(shutdown.clone());
     let signals = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -310,27 +316,48 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         }
     });
 
-    blobs.spawn_gc(
-        state.market.clone(),
-        std::time::Duration::from_secs(config.blobs.gc_interval_s.max(1)),
-    );
-    history
-        .clone()
-        .spawn_freezing(config.store.hot_heights, std::time::Duration::from_secs(1));
+    let stopping = shutdown.wait();
+    tasks.spawn_service("blob gc", {
+        let gc = blobs.clone().gc_loop(
+            state.market.clone(),
+            std::time::Duration::from_secs(config.blobs.gc_interval_s.max(1)),
+        );
+        async move {
+            tokio::select! {
+                r = gc => r,
+                () = stopping => Ok(()),
+            }
+        }
+    });
+    let stopping = shutdown.wait();
+    tasks.spawn_service("history", {
+        let freezing = history
+            .clone()
+            .freezing_loop(config.store.hot_heights, std::time::Duration::from_secs(1));
+        async move {
+            tokio::select! {
+                r = freezing => r,
+                () = stopping => Ok(()),
+            }
+        }
+    });
 
-    let chain_task = tokio::spawn(crate::chain::run(
-        replica,
-        is_validator.then(|| key.clone()),
-        initial,
-        net.clone(),
-        net_events,
-        commands_rx,
-        chain_tx,
-        blobs.clone(),
-        config.consensus.batch_max.clamp(1, 4096),
-        state.metrics.clone(),
-        Box::pin(shutdown.wait()),
-    ));
+    let chain_task = tasks.spawn_service(
+        "chain",
+        crate::chain::run(
+            replica,
+            is_validator.then(|| key.clone()),
+            initial,
+            net.clone(),
+            net_events,
+            commands_rx,
+            chain_tx,
+            blobs.clone(),
+            config.consensus.batch_max.clamp(1, 4096),
+            state.metrics.clone(),
+            Box::pin(shutdown.wait()),
+        ),
+    );
 
     let agent_cfg = crate::agent::AgentConfig {
         coprocessor: config
@@ -350,10 +377,13 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
             net.clone(),
             blobs.clone(),
             state.metrics.clone(),
+            tasks.clone(),
         )?;
-        Some(tokio::spawn(
-            agent.run(state.chain.clone(), shutdown.wait()),
-        ))
+        let (chain, stopping) = (state.chain.clone(), shutdown.wait());
+        Some(tasks.spawn_service("agent", async move {
+            agent.run(chain, stopping).await;
+            Ok(())
+        }))
     } else {
         None
     };
@@ -389,12 +419,16 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         let _ = agent.await;
     }
     match chain_task.await {
-        Ok(replica) => {
+        Ok(Some(replica)) => {
             let (_, app) = replica.into_parts();
             if let Err(e) = app.snapshot_now() {
                 tracing::error!(target: "node.stop", error = %e, "cannot write the market snapshot");
             }
         }
+        // The chain task failed (the supervisor logged why): its market may be half-changed,
+        // so no snapshot; the store holds every decided block, and a restart re-applies them
+        // from the last durable snapshot.
+        Ok(None) => {}
         Err(e) => tracing::error!(target: "node.stop", error = %e, "chain task failed"),
     }
     net.shutdown().await;
@@ -405,6 +439,10 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         .flush()
         .with_context(|| format!("flushing the store at {}", store_path.display()))?;
     served?;
+    if let Some(failure) = tasks.failure() {
+        tracing::error!(target: "node.stop", reason = %failure, "stopped after a failure");
+        anyhow::bail!(failure);
+    }
     tracing::info!(target: "node.stop", "stopped cleanly");
     Ok(())
 }

@@ -144,35 +144,33 @@ impl History {
         Ok(())
     }
 
-    /// Freeze in the background every `every` until the process ends, `keep` heights kept
-    /// in sled (0: never freeze).
-    pub fn spawn_freezing(self, keep: u64, every: Duration) {
+    /// Freeze every `every` until dropped, `keep` heights kept in sled (0: never freeze). Ends
+    /// only with an error (the freezing step panicked).
+    pub async fn freezing_loop(self, keep: u64, every: Duration) -> Result<(), String> {
         if keep == 0 {
-            return;
+            return std::future::pending().await;
         }
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let h = self.clone();
-                let moved =
-                    tokio::task::spawn_blocking(move || h.freeze(keep, 16 * FREEZE_BATCH)).await;
-                match moved {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::debug!(
-                        target: "node.history",
-                        moved = n,
-                        frozen = self.frozen(),
-                        "heights moved to the freezer"
-                    ),
-                    Ok(Err(e)) => {
-                        tracing::warn!(target: "node.history", error = %format!("{e:#}"), "freezing history failed")
-                    }
-                    Err(_) => return,
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let h = self.clone();
+            let moved =
+                tokio::task::spawn_blocking(move || h.freeze(keep, 16 * FREEZE_BATCH)).await;
+            match moved {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::debug!(
+                    target: "node.history",
+                    moved = n,
+                    frozen = self.frozen(),
+                    "heights moved to the freezer"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "node.history", error = %format!("{e:#}"), "freezing history failed")
                 }
+                Err(join) => return Err(format!("moving history to the freezer failed: {join}")),
             }
-        });
+        }
     }
 }
 
