@@ -65,15 +65,17 @@ impl<T: KvStore + ?Sized> KvStore for Box<T> {
     }
 }
 
-type Key = (String, Vec<u8>);
+type Trees = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 /// In-memory store that models durability: writes are pending until [`KvStore::flush`].
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
-    durable: BTreeMap<Key, Vec<u8>>,
+    durable: Trees,
     /// Current view (durable plus pending writes).
-    view: BTreeMap<Key, Vec<u8>>,
-    pending: usize,
+    view: Trees,
+    /// Writes since the last flush, in order (`None`: a delete); a flush replays them onto
+    /// `durable`, so it costs what was written, not what is stored.
+    pending: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
     flushes: u64,
 }
 
@@ -87,7 +89,7 @@ impl MemStore {
         MemStore {
             view: self.durable.clone(),
             durable: self.durable,
-            pending: 0,
+            pending: Vec::new(),
             flushes: self.flushes,
         }
     }
@@ -98,42 +100,63 @@ impl MemStore {
     }
 }
 
+fn apply(trees: &mut Trees, tree: &str, key: &[u8], value: Option<&[u8]>) {
+    match value {
+        Some(v) => {
+            if let Some(t) = trees.get_mut(tree) {
+                t.insert(key.to_vec(), v.to_vec());
+            } else {
+                trees
+                    .entry(tree.to_owned())
+                    .or_default()
+                    .insert(key.to_vec(), v.to_vec());
+            }
+        }
+        None => {
+            if let Some(t) = trees.get_mut(tree) {
+                t.remove(key);
+            }
+        }
+    }
+}
+
 impl KvStore for MemStore {
     fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.view.get(&(tree.to_owned(), key.to_vec())).cloned())
+        Ok(self.view.get(tree).and_then(|t| t.get(key)).cloned())
     }
     fn put(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.view
-            .insert((tree.to_owned(), key.to_vec()), value.to_vec());
-        self.pending += 1;
+        apply(&mut self.view, tree, key, Some(value));
+        self.pending
+            .push((tree.to_owned(), key.to_vec(), Some(value.to_vec())));
         Ok(())
     }
     fn delete(&mut self, tree: &str, key: &[u8]) -> Result<(), StorageError> {
-        self.view.remove(&(tree.to_owned(), key.to_vec()));
-        self.pending += 1;
+        apply(&mut self.view, tree, key, None);
+        self.pending.push((tree.to_owned(), key.to_vec(), None));
         Ok(())
     }
     fn scan_from(&self, tree: &str, from: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
         Ok(self
             .view
-            .range((tree.to_owned(), from.to_vec())..)
-            .take_while(|((t, _), _)| t == tree)
-            .take(limit)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
+            .get(tree)
+            .map(|t| {
+                t.range(from.to_vec()..)
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
     fn last(&self, tree: &str) -> Result<Option<Entry>, StorageError> {
         Ok(self
             .view
-            .range((tree.to_owned(), Vec::new())..)
-            .take_while(|((t, _), _)| t == tree)
-            .last()
-            .map(|((_, k), v)| (k.clone(), v.clone())))
+            .get(tree)
+            .and_then(|t| t.last_key_value())
+            .map(|(k, v)| (k.clone(), v.clone())))
     }
     fn flush(&mut self) -> Result<(), StorageError> {
-        if self.pending > 0 {
-            self.durable = self.view.clone();
-            self.pending = 0;
+        for (tree, key, value) in std::mem::take(&mut self.pending) {
+            apply(&mut self.durable, &tree, &key, value.as_deref());
         }
         self.flushes += 1;
         Ok(())

@@ -9,6 +9,7 @@
 //! is unique per key and input where a signature is not.
 
 mod keyfile;
+pub mod memo;
 pub mod vrf;
 
 use std::fmt;
@@ -166,11 +167,25 @@ pub fn verify(
     message: &[u8],
     signature: &Signature,
 ) -> Result<(), CryptoError> {
+    let preimage = preimage(domain, chain_id, message);
+    let memo = memo::key(
+        memo::Mode::Strict,
+        signer.as_bytes(),
+        &preimage,
+        signature.as_bytes(),
+    );
+    if memo.as_ref().is_some_and(memo::known) {
+        return Ok(());
+    }
     let key = ed25519_dalek::VerifyingKey::from_bytes(signer.as_bytes())
         .map_err(|_| CryptoError::InvalidPublicKey)?;
     let sig = ed25519_dalek::Signature::from_bytes(signature.as_bytes());
-    key.verify_strict(&preimage(domain, chain_id, message), &sig)
-        .map_err(|_| CryptoError::BadSignature)
+    key.verify_strict(&preimage, &sig)
+        .map_err(|_| CryptoError::BadSignature)?;
+    if let Some(m) = memo {
+        memo::remember(m);
+    }
+    Ok(())
 }
 
 /// Verify many signatures at once (faster than one by one). Fails if any one is bad; callers
@@ -184,6 +199,17 @@ pub fn verify_batch(
         .iter()
         .map(|(_, m, _)| preimage(domain, chain_id, m))
         .collect();
+    let memo: Option<Vec<[u8; 32]>> = items
+        .iter()
+        .zip(&preimages)
+        .map(|((a, _, s), p)| memo::key(memo::Mode::Batch, a.as_bytes(), p, s.as_bytes()))
+        .collect();
+    if memo
+        .as_ref()
+        .is_some_and(|keys| keys.iter().all(memo::known))
+    {
+        return Ok(());
+    }
     let msgs: Vec<&[u8]> = preimages.iter().map(|p| p.as_slice()).collect();
     let sigs: Vec<ed25519_dalek::Signature> = items
         .iter()
@@ -200,7 +226,11 @@ pub fn verify_batch(
             msgs: msgs.len(),
         });
     }
-    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).map_err(|_| CryptoError::BadSignature)
+    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).map_err(|_| CryptoError::BadSignature)?;
+    for key in memo.into_iter().flatten() {
+        memo::remember(key);
+    }
+    Ok(())
 }
 
 /// A signed, opaque payload: who signed it, the bytes, and the signature. The payload is

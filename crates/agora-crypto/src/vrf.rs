@@ -179,6 +179,22 @@ impl Keypair {
 /// Verify that `proof` is `public`'s VRF proof on `alpha` (RFC 9381 `ECVRF_verify` with
 /// `validate_key = TRUE`) and return its output.
 pub fn verify(public: &Address, alpha: &[u8], proof: &VrfProof) -> Result<VrfOutput, VrfError> {
+    let memo = crate::memo::vrf_key(public.as_bytes(), alpha, &proof.0);
+    if let Some(out) = memo.as_ref().and_then(crate::memo::vrf_known) {
+        return Ok(VrfOutput(out));
+    }
+    let out = verify_uncached(public, alpha, proof)?;
+    if let Some(key) = memo {
+        crate::memo::vrf_remember(key, out.0);
+    }
+    Ok(out)
+}
+
+fn verify_uncached(
+    public: &Address,
+    alpha: &[u8],
+    proof: &VrfProof,
+) -> Result<VrfOutput, VrfError> {
     let y = string_to_point(public.as_bytes()).ok_or(VrfError::InvalidPublicKey)?;
     if y.is_small_order() {
         return Err(VrfError::SmallOrderKey);

@@ -214,25 +214,29 @@ pub fn run_network_seeds(opts: &NetworkSimOptions) -> NetworkSummary {
 /// of the seed, not of the run.
 pub fn run_network_seed(opts: &NetworkSimOptions, seed: u64) -> NetworkSeedOutcome {
     let once = || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Sim::new(opts, seed).run()))
-            .unwrap_or_else(|p| {
-                let why = p
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                NetworkSeedOutcome {
-                    seed,
-                    failure: Some(format!("a node panicked: {why}")),
-                    trace: Hash::ZERO,
-                    heights: 0,
-                    jobs: 0,
-                    settled: 0,
-                    txs: 0,
-                    messages: 0,
-                    mix: String::new(),
-                }
-            })
+        // Every simulated node checks the same signatures: one check per triple is enough
+        // (`agora_crypto::memo`).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            agora_crypto::memo::with_memo(|| Sim::new(opts, seed).run())
+        }))
+        .unwrap_or_else(|p| {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            NetworkSeedOutcome {
+                seed,
+                failure: Some(format!("a node panicked: {why}")),
+                trace: Hash::ZERO,
+                heights: 0,
+                jobs: 0,
+                settled: 0,
+                txs: 0,
+                messages: 0,
+                mix: String::new(),
+            }
+        })
     };
     let mut a = once();
     if opts.check_determinism && a.failure.is_none() {
@@ -362,8 +366,8 @@ struct Client {
     builder: TxBuilder,
     nonce: u64,
     fault: Option<ClientFault>,
-    /// The last transaction signed, for a byzantine reuse of its nonce.
-    last: Option<(u64, Vec<u8>)>,
+    /// The nonce of the last transaction admitted, for a byzantine reuse.
+    last: Option<u64>,
     jobs: u64,
 }
 
@@ -1015,7 +1019,7 @@ impl Sim {
             self.client_send(c, via, junk, None);
         }
         if fault == Some(ClientFault::ReuseNonce) && self.rng.random_bool(0.5) {
-            if let Some((nonce, _)) = self.clients[c].last.clone() {
+            if let Some(nonce) = self.clients[c].last {
                 let to = self.nodes[self.rng.random_range(0..self.nodes.len())]
                     .key
                     .address();
@@ -1047,9 +1051,9 @@ impl Sim {
             }
         };
         let tx = self.clients[c].builder.bytes(nonce, kind);
-        if self.client_send(c, via, tx.clone(), Some(nonce)) {
+        if self.client_send(c, via, tx, Some(nonce)) {
             self.clients[c].nonce += 1;
-            self.clients[c].last = Some((nonce, tx));
+            self.clients[c].last = Some(nonce);
         }
     }
 
@@ -1519,18 +1523,4 @@ fn spam_bids(m: &Market) -> Vec<Decision> {
             )
         })
         .collect()
-}
-
-impl fmt::Debug for Ev {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ev::Deliver { to, from, .. } => write!(f, "deliver {from}→{to}"),
-            Ev::Wake { node, .. } => write!(f, "wake {node}"),
-            Ev::Crash(n) => write!(f, "crash {n}"),
-            Ev::Restart(n) => write!(f, "restart {n}"),
-            Ev::Client(c) => write!(f, "client {c}"),
-            Ev::Fetched { node, .. } => write!(f, "fetched {node}"),
-            Ev::Ran { node, .. } => write!(f, "ran {node}"),
-        }
-    }
 }
