@@ -135,7 +135,12 @@ impl Agent {
             tokio::select! {
                 _ = &mut shutdown => break,
                 changed = chain.changed() => {
-                    if changed.is_err() { break }
+                    if changed.is_err() {
+                        // The chain task is gone, which only a shutdown or its failure does:
+                        // wait for the stop rather than be taken for the cause.
+                        shutdown.await;
+                        break;
+                    }
                     let h = chain.borrow_and_update().height;
                     if h != self.height {
                         self.height = h;

@@ -17,7 +17,16 @@ use crate::daemon::Shutdown;
 #[derive(Clone, Debug)]
 pub struct Supervisor {
     shutdown: Shutdown,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Arc<Mutex<Option<(Severity, String)>>>,
+}
+
+/// How telling a failure is: a task that merely ended early is often the consequence of another
+/// one's panic or error (its input closed), so a panic or an error recorded later replaces it
+/// as the reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Severity {
+    EndedEarly,
+    Failed,
 }
 
 impl Supervisor {
@@ -61,7 +70,11 @@ impl Supervisor {
             match inner.await {
                 Ok(Ok(v)) => {
                     if service && !me.shutdown.triggered() {
-                        me.fail(name, "stopped before the node was asked to stop".into());
+                        me.record(
+                            name,
+                            Severity::EndedEarly,
+                            "stopped before the node was asked to stop".into(),
+                        );
                     }
                     Some(v)
                 }
@@ -82,12 +95,17 @@ impl Supervisor {
         })
     }
 
-    /// Record `why` as the node's failure (the first one wins) and stop the node.
+    /// Record `why` as the node's failure (the first one wins, but a panic or an error
+    /// outranks a task that only ended early) and stop the node.
     pub fn fail(&self, task: &str, why: String) {
+        self.record(task, Severity::Failed, why);
+    }
+
+    fn record(&self, task: &str, severity: Severity, why: String) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        if failure.is_none() {
+        if failure.as_ref().is_none_or(|(s, _)| *s < severity) {
             tracing::error!(target: "node.fatal", task, reason = %why, "a node task failed: stopping the node");
-            *failure = Some(format!("the node's {task} task failed: {why}"));
+            *failure = Some((severity, format!("the node's {task} task failed: {why}")));
         } else {
             tracing::warn!(target: "node.fatal", task, reason = %why, "another node task failed while stopping");
         }
@@ -95,12 +113,13 @@ impl Supervisor {
         self.shutdown.trigger();
     }
 
-    /// The first failure, if any task failed.
+    /// The node's failure, if any task failed.
     pub fn failure(&self) -> Option<String> {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(_, why)| why.clone())
     }
 }
 
@@ -144,6 +163,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(s.failure().unwrap(), why);
+    }
+
+    #[tokio::test]
+    async fn a_panic_after_an_early_end_is_reported_as_the_cause() {
+        let s = Supervisor::new(Shutdown::default());
+        // The agent's input closed because the chain task is dying: recorded first ...
+        s.spawn_service("agent", async { Ok::<(), String>(()) })
+            .await
+            .unwrap();
+        assert!(s
+            .failure()
+            .unwrap()
+            .contains("agent task failed: stopped before"));
+        // ... and replaced by the panic that caused it.
+        s.spawn_service("chain", async {
+            if true {
+                panic!("applying block 3");
+            }
+            Ok::<(), String>(())
+        })
+        .await
+        .unwrap();
+        assert!(s
+            .failure()
+            .unwrap()
+            .contains("chain task failed: panicked: applying block 3"));
     }
 
     #[tokio::test]
