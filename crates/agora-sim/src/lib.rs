@@ -6,7 +6,7 @@
 //! [`network`] does the same with whole nodes: the replica, the market application and the
 //! agents' decisions of `agora-node`, with clients submitting jobs and transfers and a simulated
 //! executor, under crashes, partitions, message faults, clock skew and byzantine operators,
-//! coprocessors and clients.
+//! coprocessors and clients. Its [`Rig`] is the same network driven by a test.
 //! Everything is a function of the seed, so a failure replays exactly from its seed.
 
 pub mod consensus;
@@ -18,4 +18,5 @@ pub use consensus::{
 };
 pub use network::{
     run_network_seed, run_network_seeds, NetworkSeedOutcome, NetworkSimOptions, NetworkSummary,
+    Rig, RigFault,
 };

@@ -409,6 +409,10 @@ struct Sim {
     txs: u64,
     failure: Option<String>,
     mix: Vec<String>,
+    /// Events left before the run is declared runaway.
+    budget: u64,
+    /// Nodes cut off from all others (a rig's paused nodes).
+    isolated: BTreeSet<usize>,
 }
 
 const T0: u64 = 1_700_000_000_000;
@@ -416,6 +420,12 @@ const UNIT: u128 = 1_000_000;
 
 impl Sim {
     fn new(opts: &NetworkSimOptions, seed: u64) -> Sim {
+        Sim::build(opts, seed, false)
+    }
+
+    /// The network of `opts` and `seed`. For a `rig`, operators have equal stakes (any one of
+    /// four can be lost) and no workload is scheduled: the test drives it.
+    fn build(opts: &NetworkSimOptions, seed: u64, rig: bool) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00);
         let n = opts.nodes.max(1);
         let c = opts.coprocessors;
@@ -439,7 +449,7 @@ impl Sim {
                 }
             })
             .collect();
-        if 3 * UNIT * k as u128 >= stakes.iter().sum::<u128>() {
+        if rig || 3 * UNIT * k as u128 >= stakes.iter().sum::<u128>() {
             stakes = vec![UNIT; n];
         }
         let params = Params {
@@ -619,6 +629,8 @@ impl Sim {
             txs: 0,
             failure: None,
             mix,
+            budget: 5_000_000,
+            isolated: BTreeSet::new(),
         };
         // Crash and restart: one honest operator (with no byzantine one, so a quorum stays),
         // and any coprocessor.
@@ -635,7 +647,7 @@ impl Sim {
         // The workload: jobs and transfers until a while before the end, so that the last
         // ones can still finish.
         let stop = sim.end_at.saturating_sub(opts.settle_ms * 2 / 3);
-        for ci in 0..sim.clients.len() {
+        for ci in (0..sim.clients.len()).filter(|_| !rig) {
             let mut t = T0 + sim.rng.random_range(500..1500);
             while t < stop {
                 sim.push(t, Ev::Client(ci));
@@ -671,19 +683,29 @@ impl Sim {
     }
 
     fn run(mut self) -> NetworkSeedOutcome {
+        self.start();
+        self.run_until(self.end_at);
+        self.finish()
+    }
+
+    fn start(&mut self) {
         for i in 0..self.nodes.len() {
             self.open(i, MemStore::new());
         }
-        let mut budget: u64 = 5_000_000;
-        while let Some(((at, _), ev)) = self.events.pop_first() {
-            if at > self.end_at || self.failure.is_some() {
+    }
+
+    /// Process every event up to `until` (simulated ms), or until a check fails.
+    fn run_until(&mut self, until: u64) {
+        while let Some(entry) = self.events.first_entry() {
+            if entry.key().0 > until || self.failure.is_some() {
                 break;
             }
-            budget -= 1;
-            if budget == 0 {
+            let ((at, _), ev) = entry.remove_entry();
+            if self.budget == 0 {
                 self.fail("event budget exhausted".into());
                 break;
             }
+            self.budget -= 1;
             self.now = at;
             let touched = match ev {
                 Ev::Deliver { to, from, bytes } => {
@@ -787,7 +809,7 @@ impl Sim {
                 self.agent_step(i, false);
             }
         }
-        self.finish()
+        self.now = self.now.max(until.min(self.end_at));
     }
 
     fn local(&self, i: usize) -> u64 {
@@ -1112,6 +1134,9 @@ impl Sim {
 
     /// Whether the link between `a` and `b` is cut now (a partition before the heal).
     fn cut(&self, a: usize, b: usize) -> bool {
+        if a != b && (self.isolated.contains(&a) || self.isolated.contains(&b)) {
+            return true;
+        }
         self.now < self.heal_at
             && self
                 .partition
@@ -1461,6 +1486,172 @@ impl Sim {
         if let Some(p) = problem {
             self.fail(p);
         }
+    }
+}
+
+/// An in-process network of whole nodes driven by a test: the simulator's nodes (replica,
+/// market, agents, simulated executor) on a clean simulated network, with no workload of its
+/// own. The test submits jobs and transfers, advances simulated time, injects faults into named
+/// nodes and reads the replicated market; the simulator's checks (agreement, app hashes, supply)
+/// run after every block, and [`Rig::check`] reports the first violation.
+pub struct Rig {
+    sim: Sim,
+}
+
+/// A coprocessor fault a test can give a rig node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RigFault {
+    /// Commits wrong results.
+    WrongResults,
+    /// Wins auctions and never commits.
+    NeverDelivers,
+}
+
+impl Rig {
+    /// `operators` validators (nodes `0..operators`) and `coprocessors` coprocessor nodes
+    /// (`operators..`), one funded client; everything is a function of `seed`.
+    pub fn new(operators: usize, coprocessors: usize, seed: u64) -> Rig {
+        let opts = NetworkSimOptions {
+            nodes: operators,
+            byzantine: 0,
+            coprocessors,
+            clients: 1,
+            faults: false,
+            chaos_ms: 0,
+            settle_ms: u64::MAX / 4,
+            ..NetworkSimOptions::default()
+        };
+        let mut sim = Sim::build(&opts, seed, true);
+        sim.start();
+        Rig { sim }
+    }
+
+    /// Simulated time since genesis, ms.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.sim.now - T0
+    }
+
+    pub fn address(&self, node: usize) -> Address {
+        self.sim.nodes[node].key.address()
+    }
+
+    pub fn client(&self) -> Address {
+        self.sim.clients[0].builder.address()
+    }
+
+    /// A job spec of the simulated executor with the given replicas and max price: a Dutch
+    /// auction of 2 s and a 5 s deadline.
+    pub fn job_spec(&mut self, replicas: u32, max_price: u128) -> JobSpec {
+        JobSpec {
+            replicas,
+            audit_bps: 0,
+            max_price: Amount(max_price),
+            auction: AuctionSpec::Dutch {
+                start_price: Amount(100.min(max_price)),
+                duration_ms: 2_000,
+            },
+            deadline_ms: 5_000,
+            ..self.sim.job_spec(0)
+        }
+    }
+
+    /// Submit a job through `via`, whose blob store gets the module and input; its id.
+    pub fn submit_job(&mut self, via: usize, spec: JobSpec) -> Result<JobId, String> {
+        let sim = &mut self.sim;
+        sim.nodes[via]
+            .blobs
+            .extend([spec.module_hash, spec.input_hash]);
+        sim.clients[0].jobs += 1;
+        let nonce = sim.clients[0].nonce;
+        let env = sim.clients[0].builder.submit_job(nonce, spec);
+        let id = env.hash();
+        let tx = agora_market::encode_envelope(&env);
+        if !sim.client_send(0, via, tx, Some(nonce)) {
+            return Err(format!("node {via} refused the job"));
+        }
+        sim.clients[0].nonce += 1;
+        Ok(id)
+    }
+
+    /// Advance simulated time by `ms`.
+    pub fn run_for(&mut self, ms: u64) {
+        let until = self.sim.now + ms;
+        self.sim.run_until(until);
+    }
+
+    /// Advance until `done` holds for the market of the highest honest node (checked every
+    /// 100 ms of simulated time), at most `limit_ms`; whether it came true.
+    pub fn run_until(&mut self, limit_ms: u64, mut done: impl FnMut(&Market) -> bool) -> bool {
+        let end = self.sim.now + limit_ms;
+        while self.sim.now < end {
+            if self.with_market(&mut done) {
+                return true;
+            }
+            self.run_for(100);
+            if self.sim.failure.is_some() {
+                return false;
+            }
+        }
+        self.with_market(done)
+    }
+
+    /// Read the replicated market of the highest honest node that is up.
+    pub fn with_market<T>(&self, f: impl FnOnce(&Market) -> T) -> T {
+        let node = (0..self.sim.nodes.len())
+            .filter(|i| self.sim.honest(*i))
+            .filter_map(|i| self.sim.nodes[i].replica.as_ref())
+            .max_by_key(|r| r.height())
+            .expect("an honest node is up");
+        let market = node.app().shared();
+        let m = market.read().expect("no lock held across a panic");
+        f(&m)
+    }
+
+    /// Kill `node` (what it had not flushed is lost) ...
+    pub fn crash(&mut self, node: usize) {
+        self.sim.push(self.sim.now, Ev::Crash(node));
+        self.sim.run_until(self.sim.now);
+    }
+
+    /// ... and start it again from its store.
+    pub fn restart(&mut self, node: usize) {
+        self.sim.push(self.sim.now, Ev::Restart(node));
+        self.sim.run_until(self.sim.now);
+    }
+
+    /// Cut `node` off from every other node (it keeps running alone) until [`Rig::reconnect`].
+    pub fn isolate(&mut self, node: usize) {
+        self.sim.isolated.insert(node);
+    }
+
+    pub fn reconnect(&mut self, node: usize) {
+        self.sim.isolated.remove(&node);
+    }
+
+    /// Simulated executions take between `lo` and `hi` ms from now on.
+    pub fn set_exec_ms(&mut self, lo: u64, hi: u64) {
+        self.sim.exec_ms = (lo, hi.max(lo));
+    }
+
+    /// Make coprocessor `node` misbehave from now on.
+    pub fn set_fault(&mut self, node: usize, fault: RigFault) {
+        self.sim.nodes[node].cop_fault = Some(match fault {
+            RigFault::WrongResults => CopFault::Wrong,
+            RigFault::NeverDelivers => CopFault::NeverDeliver,
+        });
+    }
+
+    /// The first violated invariant so far, if any.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.sim.failure {
+            Some(f) => Err(f.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Heights decided so far.
+    pub fn height(&self) -> u64 {
+        self.sim.decided.keys().next_back().copied().unwrap_or(0)
     }
 }
 

@@ -5,6 +5,7 @@
 use agora_sim::{run_consensus_seeds, ConsensusSimOptions};
 
 mod network;
+mod rig;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
