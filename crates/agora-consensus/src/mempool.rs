@@ -72,6 +72,9 @@ pub struct Mempool {
     ids: BTreeSet<Hash>,
     slots: BTreeMap<Slot, Hash>,
     next_seq: u64,
+    /// No own transaction is due for a rebroadcast before this (it may be earlier than the
+    /// first one really due, never later): the replica's next wakeup includes it.
+    rebroadcast_at: Option<u64>,
 }
 
 fn seq_key(seq: u64) -> [u8; 8] {
@@ -87,7 +90,19 @@ impl Mempool {
             ids: BTreeSet::new(),
             slots: BTreeMap::new(),
             next_seq: 0,
+            rebroadcast_at: None,
         }
+    }
+
+    /// When the next own transaction is due for a rebroadcast ([`Mempool::rebroadcast_due`]),
+    /// if any is waiting.
+    pub fn rebroadcast_at(&self) -> Option<u64> {
+        self.rebroadcast_at
+    }
+
+    fn own_sent(&mut self, sent_at: u64) {
+        let due = sent_at.saturating_add(REBROADCAST_MS);
+        self.rebroadcast_at = Some(self.rebroadcast_at.map_or(due, |t| t.min(due)));
     }
 
     pub fn len(&self) -> usize {
@@ -144,6 +159,7 @@ impl Mempool {
                     if self.entries[i].own.is_none() {
                         let seq = self.persist(store, &tx)?;
                         self.entries[i].own = Some(Own { seq, sent_at: now });
+                        self.own_sent(now);
                     }
                 }
             }
@@ -161,10 +177,13 @@ impl Mempool {
             return Err(MempoolError::Full(self.entries.len()));
         }
         let own = match own {
-            Some(now) => Some(Own {
-                seq: self.persist(store, &tx)?,
-                sent_at: now,
-            }),
+            Some(now) => {
+                self.own_sent(now);
+                Some(Own {
+                    seq: self.persist(store, &tx)?,
+                    sent_at: now,
+                })
+            }
             None => None,
         };
         self.push(Entry { id, tx, slot, own });
@@ -255,6 +274,7 @@ impl Mempool {
                             slot,
                             own: Some(Own { seq, sent_at: now }),
                         });
+                        self.own_sent(now);
                         loaded += 1;
                     }
                     _ => store.delete(trees::MEMPOOL, &k)?,
@@ -271,17 +291,22 @@ impl Mempool {
     /// [`REBROADCAST_MAX`]; each is marked as broadcast at `now`.
     pub fn rebroadcast_due(&mut self, now: u64) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
+        if self.rebroadcast_at.is_none_or(|t| now < t) {
+            return out;
+        }
+        let mut next: Option<u64> = None;
         for e in self.entries.iter_mut() {
-            if out.len() >= REBROADCAST_MAX {
-                break;
-            }
             if let Some(own) = e.own.as_mut() {
-                if now >= own.sent_at.saturating_add(REBROADCAST_MS) {
+                if out.len() < REBROADCAST_MAX && now >= own.sent_at.saturating_add(REBROADCAST_MS)
+                {
                     own.sent_at = now;
                     out.push(e.tx.clone());
                 }
+                let due = own.sent_at.saturating_add(REBROADCAST_MS);
+                next = Some(next.map_or(due, |t| t.min(due)));
             }
         }
+        self.rebroadcast_at = next;
         out
     }
 }

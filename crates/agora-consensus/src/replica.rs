@@ -892,6 +892,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             self.dirty = false;
         }
         let mut next = self.next_rebroadcast;
+        // Own transactions waiting for a peer are sent again on a tick: a replica whose
+        // consensus has nothing to do for a while (a follower) must still wake for them.
+        if let Some(t) = self.mempool.rebroadcast_at() {
+            next = next.min(t);
+        }
         if let Some(d) = self.timers.values().min() {
             next = next.min(*d);
         }

@@ -376,6 +376,9 @@ struct Admitted {
     signer: Address,
     nonce: u64,
     honest: bool,
+    /// The node that admitted it, and when.
+    via: usize,
+    at: u64,
 }
 
 struct Sim {
@@ -911,7 +914,7 @@ impl Sim {
         let signer = self.nodes[i].key.address();
         let outcome = match result {
             Ok(effects) => {
-                self.admit(&bytes, signer, nonce, honest);
+                self.admit(i, &bytes, signer, nonce, honest);
                 self.effects(i, effects);
                 Ok(())
             }
@@ -922,13 +925,16 @@ impl Sim {
         }
     }
 
-    fn admit(&mut self, bytes: &[u8], signer: Address, nonce: u64, honest: bool) {
+    fn admit(&mut self, via: usize, bytes: &[u8], signer: Address, nonce: u64, honest: bool) {
+        let at = self.now;
         self.admitted.insert(
             Hash::of(bytes),
             Admitted {
                 signer,
                 nonce,
                 honest,
+                via,
+                at,
             },
         );
     }
@@ -1090,7 +1096,7 @@ impl Sim {
                 if let Some(nonce) = nonce {
                     let honest = self.clients[c].fault.is_none() && self.honest(via);
                     let signer = self.clients[c].builder.address();
-                    self.admit(&tx, signer, nonce, honest);
+                    self.admit(via, &tx, signer, nonce, honest);
                 }
                 self.effects(via, effects);
                 true
@@ -1379,22 +1385,59 @@ impl Sim {
             }
         }
         // Every admitted transaction reached a block, or another used its slot.
-        let lost: Vec<(Hash, u64, Address)> = self
+        let lost: Vec<(&Hash, &Admitted)> = self
             .admitted
             .iter()
             .filter(|(h, a)| {
+                // The last few seconds' transactions may still be on their way.
                 a.honest
+                    && a.at + 5_000 <= self.end_at
                     && !self.included.contains(*h)
                     && !self.slots_used.contains(&(a.signer, a.nonce))
             })
-            .map(|(h, a)| (*h, a.nonce, a.signer))
             .collect();
-        if let Some((h, nonce, signer)) = lost.first() {
-            return self.fail(format!(
-                "{} admitted transactions never reached a block, e.g. {} ({} nonce {nonce})",
+        if let Some((h, a)) = lost.first() {
+            let who = match self.nodes.iter().position(|n| n.key.address() == a.signer) {
+                Some(i) => format!("node {i}'s agent"),
+                None => "a client".to_owned(),
+            };
+            let via = &self.nodes[a.via];
+            let msg = format!(
+                "{} admitted transactions never reached a block, e.g. {} ({who} {}, nonce {}), admitted by node {}{} at +{} ms",
                 lost.len(),
                 h.short(),
-                signer.short()
+                a.signer.short(),
+                a.nonce,
+                a.via,
+                if via.crashed_ever { ", which crashed" } else { "" },
+                a.at - T0
+            );
+            let all: Vec<String> = lost
+                .iter()
+                .map(|(_, a)| format!("{}#{}@{}+{}", a.signer.short(), a.nonce, a.via, a.at - T0))
+                .collect();
+            let nonce = self.nodes.iter().find_map(|n| {
+                n.replica.as_ref().map(|r| {
+                    r.app()
+                        .shared()
+                        .read()
+                        .expect("no lock held across a panic")
+                        .nonce(&a.signer)
+                })
+            });
+            let pending: Vec<String> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| match (&n.replica, nonce) {
+                    (Some(r), Some(c)) => format!("{i}:{}", r.pending_nonce(&a.signer, c)),
+                    _ => format!("{i}:down"),
+                })
+                .collect();
+            return self.fail(format!(
+                "{msg}; pending nonce per node {} ; its nonce on chain is {nonce:?} [{}]",
+                pending.join(","),
+                all.join(" ")
             ));
         }
         let observer = (0..self.nodes.len())

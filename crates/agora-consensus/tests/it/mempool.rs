@@ -215,3 +215,48 @@ fn an_accepted_tx_survives_a_crash_of_its_node_and_is_still_proposed() {
     assert_eq!(net.nodes[1].as_ref().unwrap().mempool_len(), 0);
     assert_eq!(store.pending(), 0);
 }
+
+/// The wakeup a replica asks for covers its own transactions' rebroadcast: a follower (nothing
+/// for consensus to do) whose first broadcast of a tx was lost wakes in time to send it again,
+/// and keeps doing so while it waits. Found by the whole-node simulator (seed 102528 at the
+/// time): a coprocessor node that took a client's tx during a partition never sent it again,
+/// because it was only woken for consensus timers, and every later tx of the client waited
+/// behind it.
+#[test]
+fn an_own_tx_is_sent_again_at_the_wakeup_the_replica_asks_for() {
+    use agora_consensus::mempool::REBROADCAST_MS;
+    let net = Net::new(4);
+    let (mut r, _) = Replica::open(
+        net.genesis.clone(),
+        net.cfg.clone(),
+        None,
+        MemStore::new(),
+        SlotApp::default(),
+        T0,
+    )
+    .unwrap();
+    let wakeup = |eff: &[Effect]| {
+        eff.iter()
+            .rev()
+            .find_map(|e| match e {
+                Effect::NextWakeup(at) => Some(*at),
+                _ => None,
+            })
+            .expect("every step asks for a wakeup")
+    };
+    // The first broadcast is lost (nobody hears it).
+    let eff = r.submit_tx(b"a.0=x".to_vec(), T0).unwrap();
+    let mut at = wakeup(&eff);
+    assert!(at <= T0 + REBROADCAST_MS, "wakes at +{}", at - T0);
+    // Following the wakeups alone, the tx goes out again within the rebroadcast period.
+    let mut sent_again = Vec::new();
+    while at <= T0 + 3 * REBROADCAST_MS + 10 {
+        let eff = r.tick(at).unwrap();
+        if broadcasts_tx(&eff, b"a.0=x") {
+            sent_again.push(at - T0);
+        }
+        at = wakeup(&eff);
+    }
+    assert!(sent_again.len() >= 2, "sent again at {sent_again:?}");
+    assert!(sent_again[0] <= REBROADCAST_MS + 10, "{sent_again:?}");
+}
