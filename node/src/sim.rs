@@ -44,11 +44,13 @@ struct NetworkArgs {
     /// Simulated operators
     #[arg(long, default_value_t = 4)]
     nodes: usize,
-    /// Byzantine operators among them (kept below 1/3 of voting power)
+    /// Byzantine operators among them at most (kept below 1/3 of voting power; a quarter of the
+    /// seeds have none, so that an honest operator can crash instead)
     #[arg(long, default_value_t = 1)]
     byzantine: usize,
-    /// Simulated coprocessor nodes (with faults, a minority of them byzantine)
-    #[arg(long, default_value_t = 4)]
+    /// Simulated coprocessor nodes (with faults, a minority of them byzantine; colluding pairs
+    /// need at least 5)
+    #[arg(long, default_value_t = 5)]
     coprocessors: usize,
     /// Simulated clients submitting jobs and transfers
     #[arg(long, default_value_t = 2)]
@@ -186,6 +188,8 @@ fn network(rest: &[String]) -> anyhow::Result<()> {
             "heights": summary.heights,
             "jobs": summary.jobs,
             "settled": summary.settled,
+            "refunded": summary.refunded,
+            "failed": summary.failed,
             "txs": summary.txs,
             "messages": summary.messages,
             "faults": summary.faults,

@@ -44,9 +44,10 @@ use crate::forge::{self, Byz, BEHAVIOURS};
 pub struct NetworkSimOptions {
     /// Operators (validators).
     pub nodes: usize,
-    /// Byzantine operators (their total power is kept below 1/3).
+    /// Byzantine operators at most (their total power is kept below 1/3); with faults on, a
+    /// quarter of the seeds have none.
     pub byzantine: usize,
-    /// Coprocessor nodes; with faults on, some are byzantine.
+    /// Coprocessor nodes; with faults on, a minority of them are byzantine.
     pub coprocessors: usize,
     pub clients: usize,
     pub seeds: u64,
@@ -68,7 +69,7 @@ impl Default for NetworkSimOptions {
         NetworkSimOptions {
             nodes: 4,
             byzantine: 1,
-            coprocessors: 4,
+            coprocessors: 5,
             clients: 2,
             seeds: 100,
             from: 0,
@@ -90,10 +91,30 @@ pub struct NetworkSeedOutcome {
     pub heights: u64,
     pub jobs: u64,
     pub settled: u64,
+    pub refunded: u64,
+    pub failed: u64,
     pub txs: u64,
     pub messages: u64,
     /// The faults of this seed, `+`-joined (`clean` for none).
     pub mix: String,
+}
+
+impl NetworkSeedOutcome {
+    fn broken(seed: u64, why: String) -> NetworkSeedOutcome {
+        NetworkSeedOutcome {
+            seed,
+            failure: Some(why),
+            trace: Hash::ZERO,
+            heights: 0,
+            jobs: 0,
+            settled: 0,
+            refunded: 0,
+            failed: 0,
+            txs: 0,
+            messages: 0,
+            mix: String::new(),
+        }
+    }
 }
 
 /// Aggregate of many seeds.
@@ -107,6 +128,8 @@ pub struct NetworkSummary {
     pub heights: u64,
     pub jobs: u64,
     pub settled: u64,
+    pub refunded: u64,
+    pub failed: u64,
     pub txs: u64,
     pub messages: u64,
     /// Seeds per fault (a seed with three faults counts for each).
@@ -131,7 +154,7 @@ impl fmt::Display for NetworkSummary {
         }
         writeln!(
             f,
-            "network sim: {} seeds, {} failed; {} operators ({} byzantine), {} coprocessors; {} heights, {} jobs ({} settled), {} txs in blocks, {:.0} msgs/height; {:.1}s wall",
+            "network sim: {} seeds, {} failed; {} operators ({} byzantine), {} coprocessors; {} heights, {} jobs ({} settled, {} refunded, {} failed), {} txs in blocks, {:.0} msgs/height; {:.1}s wall",
             self.runs,
             self.failures.len(),
             self.nodes,
@@ -140,6 +163,8 @@ impl fmt::Display for NetworkSummary {
             self.heights,
             self.jobs,
             self.settled,
+            self.refunded,
+            self.failed,
             self.txs,
             self.messages as f64 / self.heights.max(1) as f64,
             self.wall_seconds
@@ -171,17 +196,10 @@ pub fn run_network_seeds(opts: &NetworkSimOptions) -> NetworkSummary {
         for h in handles {
             match h.join() {
                 Ok(v) => outcomes.extend(v),
-                Err(_) => outcomes.push(NetworkSeedOutcome {
-                    seed: u64::MAX,
-                    failure: Some("simulation thread panicked".into()),
-                    trace: Hash::ZERO,
-                    heights: 0,
-                    jobs: 0,
-                    settled: 0,
-                    txs: 0,
-                    messages: 0,
-                    mix: String::new(),
-                }),
+                Err(_) => outcomes.push(NetworkSeedOutcome::broken(
+                    u64::MAX,
+                    "simulation thread panicked".into(),
+                )),
             }
         }
     });
@@ -197,6 +215,8 @@ pub fn run_network_seeds(opts: &NetworkSimOptions) -> NetworkSummary {
         sum.heights += o.heights;
         sum.jobs += o.jobs;
         sum.settled += o.settled;
+        sum.refunded += o.refunded;
+        sum.failed += o.failed;
         sum.txs += o.txs;
         sum.messages += o.messages;
         for fault in o.mix.split('+').filter(|m| !m.is_empty()) {
@@ -225,17 +245,7 @@ pub fn run_network_seed(opts: &NetworkSimOptions, seed: u64) -> NetworkSeedOutco
                 .map(|s| (*s).to_owned())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            NetworkSeedOutcome {
-                seed,
-                failure: Some(format!("a node panicked: {why}")),
-                trace: Hash::ZERO,
-                heights: 0,
-                jobs: 0,
-                settled: 0,
-                txs: 0,
-                messages: 0,
-                mix: String::new(),
-            }
+            NetworkSeedOutcome::broken(seed, format!("a node panicked: {why}"))
         })
     };
     let mut a = once();
@@ -433,7 +443,9 @@ impl Sim {
         let n = opts.nodes.max(1);
         let c = opts.coprocessors;
         let faults = opts.faults;
-        let k = if faults {
+        // Up to `byzantine` byzantine operators: a quarter of the seeds have none, so that an
+        // honest operator can crash instead.
+        let k = if faults && rng.random_bool(0.75) {
             opts.byzantine.min((n - 1) / 3)
         } else {
             0
@@ -635,10 +647,10 @@ impl Sim {
             budget: 5_000_000,
             isolated: BTreeSet::new(),
         };
-        // Crash and restart: one honest operator (with no byzantine one, so a quorum stays),
-        // and any coprocessor.
-        if faults && k == 0 && n >= 4 && sim.rng.random_bool(0.4) {
-            let victim = sim.rng.random_range(0..n);
+        // Crash and restart: one honest operator while the byzantine ones leave room for one
+        // more fault (a quorum stays), and any coprocessor.
+        if faults && k < (n - 1) / 3 && sim.rng.random_bool(0.4) {
+            let victim = sim.rng.random_range(k..n);
             sim.crash_later(victim, opts.chaos_ms);
             sim.mix.push("crash-operator".into());
         }
@@ -1343,25 +1355,26 @@ impl Sim {
     }
 
     fn finish(mut self) -> NetworkSeedOutcome {
-        let mut jobs = 0;
-        let mut settled = 0;
+        let mut jobs = JobCount::default();
         if self.failure.is_none() {
-            self.final_checks(&mut jobs, &mut settled);
+            self.final_checks(&mut jobs);
         }
         NetworkSeedOutcome {
             seed: self.seed,
             failure: self.failure,
             trace: Hash(*self.trace.finalize().as_bytes()),
             heights: self.decided.len() as u64,
-            jobs,
-            settled,
+            jobs: jobs.all,
+            settled: jobs.settled,
+            refunded: jobs.refunded,
+            failed: jobs.failed,
             txs: self.txs,
             messages: self.messages,
             mix: self.mix.join("+"),
         }
     }
 
-    fn final_checks(&mut self, jobs: &mut u64, settled: &mut u64) {
+    fn final_checks(&mut self, jobs: &mut JobCount) {
         // Liveness and convergence: every honest node is up and at the top height.
         let top = self.decided.keys().next_back().copied().unwrap_or(0);
         if top < 10 {
@@ -1468,17 +1481,40 @@ impl Sim {
         let heal_market = self.heal_at;
         let mut problem = None;
         for (id, job) in m.jobs() {
-            *jobs += 1;
-            if job.state == JobState::Settled {
-                *settled += 1;
+            jobs.all += 1;
+            match job.state {
+                JobState::Settled => jobs.settled += 1,
+                JobState::Refunded => jobs.refunded += 1,
+                JobState::Failed => jobs.failed += 1,
+                _ => {}
             }
-            if !job.state.is_final() {
+            if !job.state.is_final()
+                && latest_close(job, m.params(), m.health().frozen_ms) <= self.end_at
+            {
+                let a = &job.auction;
+                let h = m.health();
                 problem.get_or_insert(format!(
-                    "job {} still {:?} {} ms after the heal",
+                    "job {} still {:?} {} ms after the heal ({:?}; round {} opened at market +{} ms, market now +{} ms, chain stalled {} ({} ms frozen); {} dutch, {} sealed, {} revealed, {} declines, {} slots, {} re-auctions)",
                     id.short(),
                     job.state,
-                    self.end_at - self.heal_at
+                    self.end_at - self.heal_at,
+                    job.spec.auction,
+                    a.round,
+                    a.opened_at.saturating_sub(T0),
+                    m.market_time().saturating_sub(T0),
+                    h.stalled,
+                    h.frozen_ms,
+                    a.dutch.len(),
+                    a.commits.len(),
+                    a.reveals.len(),
+                    job.declines.len(),
+                    job.assignments.len(),
+                    job.reauctions,
                 ));
+                continue;
+            }
+            if !job.state.is_final() {
+                // Still within what its own windows allow (re-auctions, deadlines, audit).
                 continue;
             }
             let correct = agora_market::result_hash(
@@ -1725,6 +1761,33 @@ impl Node {
             blobs: BTreeSet::new(),
         }
     }
+}
+
+#[derive(Default)]
+struct JobCount {
+    all: u64,
+    settled: u64,
+    refunded: u64,
+    failed: u64,
+}
+
+/// The latest time (block ms) a job can stay open by its own windows: every round of
+/// re-auction ends with an auction and a deadline missed, then an audit window; plus the time
+/// the market clock was frozen, and a few blocks of slack per phase.
+fn latest_close(job: &Job, params: &Params, frozen_ms: u64) -> u64 {
+    let auction = match job.spec.auction {
+        AuctionSpec::Dutch { duration_ms, .. } => duration_ms,
+        AuctionSpec::Sealed {
+            commit_ms,
+            reveal_ms,
+        } => commit_ms + reveal_ms,
+    };
+    let rounds = u64::from(params.max_reauctions) + 2;
+    job.submitted_at.0
+        + rounds * (auction + job.spec.deadline_ms + 3_000)
+        + params.audit_window_ms
+        + frozen_ms
+        + 5_000
 }
 
 /// What an honest run of the job prints.
