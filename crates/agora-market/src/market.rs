@@ -1344,6 +1344,13 @@ impl Market {
         if self.s.evidence_seen.contains(&key) {
             return reject("evidence already processed");
         }
+        // Jailed at its first equivocation, an operator is out of the market for good; more
+        // evidence against it is refused at admission, so that a validator that goes on double
+        // voting cannot make every honest operator send a transaction at every height (and the
+        // chain make blocks back to back for them).
+        if self.s.operators.get(&e.operator).is_some_and(|o| o.jailed) {
+            return reject("operator is already jailed for equivocation");
+        }
         if dry {
             return Ok(());
         }

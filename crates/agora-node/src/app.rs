@@ -170,6 +170,13 @@ pub fn evidence_tx(
         return None;
     };
     let (a, b) = (&pair.0, &pair.1);
+    if market
+        .operator(&a.message.validator.0)
+        .is_some_and(|o| o.jailed)
+    {
+        // Already jailed (the market refuses more evidence against it): logged only.
+        return None;
+    }
     let evidence = agora_market::Evidence {
         operator: a.message.validator.0,
         vote_a: a.message.signing_bytes(),

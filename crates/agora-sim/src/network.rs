@@ -413,6 +413,8 @@ struct Sim {
     trace: blake3::Hasher,
     /// Height → (block hash, app hash), from the first honest node to commit it.
     decided: BTreeMap<u64, (Hash, Hash)>,
+    /// Height → when it was first committed (simulated ms).
+    decided_at: BTreeMap<u64, u64>,
     /// Hashes of every transaction in a committed block.
     included: BTreeSet<Hash>,
     /// `(signer, nonce)` of every transaction in a committed block.
@@ -637,6 +639,7 @@ impl Sim {
             exec_ms: (exec_lo, exec_lo * 4),
             trace: blake3::Hasher::new(),
             decided: BTreeMap::new(),
+            decided_at: BTreeMap::new(),
             included: BTreeSet::new(),
             slots_used: BTreeSet::new(),
             admitted: BTreeMap::new(),
@@ -1332,6 +1335,7 @@ impl Sim {
                 }
             }
             None => {
+                self.decided_at.insert(h, self.now);
                 self.decided.insert(h, (block.hash(), app_hash));
                 for tx in &block.txs {
                     self.included.insert(Hash::of(tx));
@@ -1390,10 +1394,17 @@ impl Sim {
             if let Some(why) = r.halted() {
                 return self.fail(format!("node {i} halted: {why}"));
             }
-            if r.height() + 3 < top {
+            // Caught up with what the chain had decided a second before the end.
+            let due = self
+                .decided_at
+                .iter()
+                .rev()
+                .find(|(_, at)| **at + 1_000 <= self.end_at)
+                .map_or(0, |(h, _)| *h);
+            if r.height() < due {
                 let hgt = r.height();
                 return self.fail(format!(
-                    "node {i} is at height {hgt}, the chain at {top}, after the heal"
+                    "node {i} is at height {hgt}, the chain was at {due} a second before the end (now {top})"
                 ));
             }
         }
@@ -1553,10 +1564,13 @@ impl Sim {
                     && honest.get(a).copied().unwrap_or(false)
                     && awarded > heal_market + 2_000
                 {
+                    let node = self.nodes.iter().position(|n| n.key.address() == *a);
                     problem.get_or_insert(format!(
-                        "honest coprocessor {} timed out on job {} awarded after the heal",
+                        "honest coprocessor {} (node {node:?}) timed out on job {} awarded after the heal (round {}, deadline market +{} ms)",
                         a.short(),
-                        id.short()
+                        id.short(),
+                        slot.round,
+                        slot.deadline.saturating_sub(T0)
                     ));
                 }
             }

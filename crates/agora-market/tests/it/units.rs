@@ -420,6 +420,32 @@ fn equivocation_evidence_slashes_and_jails_the_operator() {
     assert!(o.jailed);
     assert_eq!(o.stake, Amount(1_800));
     assert_eq!(h.market.burned(), Amount(200));
+
+    // Another double vote by the jailed operator (the next height) is refused at admission:
+    // a validator that keeps equivocating does not make honest operators send evidence at
+    // every height (found by the whole-node simulator: blocks back to back, 20 a second).
+    let mut vc = vec![6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    vc.extend_from_slice(b"block-c");
+    let mut vd = vc[..13].to_vec();
+    vd.extend_from_slice(b"block-d");
+    let again = Evidence {
+        operator: op.address(),
+        signature_a: op.sign(Domain::Vote, &chain, &vc),
+        vote_a: vc,
+        signature_b: op.sign(Domain::Vote, &chain, &vd),
+        vote_b: vd,
+    };
+    let t3 = h.tx("client", TxKind::Evidence(again));
+    let err = h.market.check_tx_bytes(&t3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid: operator is already jailed for equivocation"
+    );
+    h.block(vec![t3]);
+    assert_eq!(
+        h.market.operator(&op.address()).unwrap().stake,
+        Amount(1_800)
+    );
 }
 
 #[test]

@@ -290,13 +290,13 @@ impl AgentCore {
                 ));
             }
         }
-        let Some(cop) = cop.filter(|c| c.active) else {
-            return;
-        };
+        let Some(cop) = cop else { return };
         let now = m.market_time();
         for id in m.open_jobs() {
             let Some(job) = m.job(id) else { continue };
-            // Slots of ours to execute, or whose result is still to land.
+            // Slots of ours to execute, or whose result is still to land — also once the
+            // coprocessor is inactive (a slash took its stake below the minimum): what it won
+            // it still owes, and a missed deadline would be slashed again.
             if job
                 .assignments
                 .get(&me)
@@ -336,7 +336,8 @@ impl AgentCore {
             } else if job.auction.dutch.contains_key(&me) {
                 continue;
             }
-            if self.inflight.contains_key(&Action::Bid(*id, round)) {
+            // New bids only while active (a pending reveal above still goes out: its bond).
+            if !cop.active || self.inflight.contains_key(&Action::Bid(*id, round)) {
                 continue;
             }
             // Bid only on what we can run: module and input first (a finished fetch wakes us).

@@ -53,3 +53,17 @@ fn a_clean_network_settles_every_job_and_a_seed_replays_exactly() {
     let c = run_network_seed(&opts, 43);
     assert_ne!(a.trace, c.trace);
 }
+
+/// Seeds that found bugs, run as they were found (4 operators, 1 byzantine, 5 coprocessors):
+/// 200921, honest operators sent evidence against a jailed double voter at every height and the
+/// chain made blocks back to back; 201863, a coprocessor made inactive (ejected after colluders
+/// outvoted it) stopped executing the slots it had already won, and they timed out.
+#[test]
+fn regression_seeds() {
+    let opts = NetworkSimOptions::default();
+    for seed in [200_921, 201_863] {
+        let o = run_network_seed(&opts, seed);
+        assert!(o.failure.is_none(), "seed {seed}: {:?}", o.failure);
+        assert!(o.heights < 300, "seed {seed}: {} heights", o.heights);
+    }
+}
