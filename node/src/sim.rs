@@ -171,7 +171,30 @@ fn network(rest: &[String]) -> anyhow::Result<()> {
         check_determinism: !args.no_determinism_check,
         ..Default::default()
     };
-    let summary = agora_sim::run_network_seeds(&opts);
+    // Progress on stderr every 10 s (stdout keeps the summary, or the JSON).
+    let started = std::time::Instant::now();
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let failed = std::sync::atomic::AtomicU64::new(0);
+    let last = std::sync::Mutex::new(started);
+    let progress = |o: &agora_sim::NetworkSeedOutcome| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = done.fetch_add(1, Relaxed) + 1;
+        if let Some(why) = &o.failure {
+            failed.fetch_add(1, Relaxed);
+            eprintln!("seed {} failed: {why}", o.seed);
+        }
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= std::time::Duration::from_secs(10) {
+            *last = std::time::Instant::now();
+            eprintln!(
+                "… {n}/{} seeds, {} failed, {:.0} s",
+                opts.seeds,
+                failed.load(Relaxed),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let summary = agora_sim::run_network_seeds_with(&opts, &progress);
     if args.json {
         let failures: Vec<serde_json::Value> = summary
             .failures

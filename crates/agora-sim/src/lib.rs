@@ -17,6 +17,6 @@ pub use consensus::{
     run_consensus_seed, run_consensus_seeds, ConsensusSimOptions, SeedOutcome, Summary,
 };
 pub use network::{
-    run_network_seed, run_network_seeds, NetworkSeedOutcome, NetworkSimOptions, NetworkSummary,
-    Rig, RigFault,
+    run_network_seed, run_network_seeds, run_network_seeds_with, NetworkSeedOutcome,
+    NetworkSimOptions, NetworkSummary, Rig, RigFault,
 };

@@ -178,6 +178,14 @@ impl fmt::Display for NetworkSummary {
 
 /// Run `opts.seeds` seeds from `opts.from`.
 pub fn run_network_seeds(opts: &NetworkSimOptions) -> NetworkSummary {
+    run_network_seeds_with(opts, &|_| {})
+}
+
+/// [`run_network_seeds`], calling `progress` after every seed (from the worker threads).
+pub fn run_network_seeds_with(
+    opts: &NetworkSimOptions,
+    progress: &(dyn Fn(&NetworkSeedOutcome) + Sync),
+) -> NetworkSummary {
     let start = std::time::Instant::now();
     let seeds: Vec<u64> = (opts.from..opts.from.saturating_add(opts.seeds)).collect();
     let threads = opts.threads.max(1);
@@ -188,7 +196,11 @@ pub fn run_network_seeds(opts: &NetworkSimOptions) -> NetworkSummary {
                 let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
                 s.spawn(move || {
                     mine.into_iter()
-                        .map(|seed| run_network_seed(opts, seed))
+                        .map(|seed| {
+                            let o = run_network_seed(opts, seed);
+                            progress(&o);
+                            o
+                        })
                         .collect::<Vec<_>>()
                 })
             })
