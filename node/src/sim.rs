@@ -14,10 +14,18 @@ use clap::Parser;
     about = "Run the deterministic consensus simulator over a range of seeds"
 )]
 struct ConsensusArgs {
+    #[command(flatten)]
+    run: SeedRun,
+}
+
+/// What both simulators take: the network, the seed range, the threads, faults or not.
+#[derive(Debug, clap::Args)]
+struct SeedRun {
     /// Simulated operators
     #[arg(long, default_value_t = 4)]
     nodes: usize,
-    /// Byzantine operators among them (kept below 1/3 of voting power)
+    /// Byzantine operators among them (kept below 1/3 of voting power; the network simulator
+    /// gives a quarter of its seeds none, so that an honest operator can crash instead)
     #[arg(long, default_value_t = 1)]
     byzantine: usize,
     /// How many seeds to run
@@ -29,9 +37,24 @@ struct ConsensusArgs {
     /// Worker threads
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// A clean network: no crashes, partitions or message faults
+    /// A clean network: no crashes, partitions or message faults (the network simulator also
+    /// makes every participant honest)
     #[arg(long)]
     no_faults: bool,
+}
+
+impl SeedRun {
+    /// Refuse a network that byzantine operators could take over.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.nodes == 0 || 3 * self.byzantine >= self.nodes {
+            bail!(
+                "--byzantine {} of --nodes {}: byzantine operators must be fewer than a third",
+                self.byzantine,
+                self.nodes
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `agora sim network`: many seeded runs of whole nodes (replica, market, agents) with faults.
@@ -41,13 +64,8 @@ struct ConsensusArgs {
     about = "Run the deterministic whole-node simulator (replica, market, agents, clients) over a range of seeds"
 )]
 struct NetworkArgs {
-    /// Simulated operators
-    #[arg(long, default_value_t = 4)]
-    nodes: usize,
-    /// Byzantine operators among them at most (kept below 1/3 of voting power; a quarter of the
-    /// seeds have none, so that an honest operator can crash instead)
-    #[arg(long, default_value_t = 1)]
-    byzantine: usize,
+    #[command(flatten)]
+    run: SeedRun,
     /// Simulated coprocessor nodes (with faults, a minority of them byzantine; colluding pairs
     /// need at least 5)
     #[arg(long, default_value_t = 5)]
@@ -55,18 +73,6 @@ struct NetworkArgs {
     /// Simulated clients submitting jobs and transfers
     #[arg(long, default_value_t = 2)]
     clients: usize,
-    /// How many seeds to run
-    #[arg(long, default_value_t = 100)]
-    seeds: u64,
-    /// The first seed
-    #[arg(long, default_value_t = 0)]
-    from: u64,
-    /// Worker threads
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// A clean network and honest participants
-    #[arg(long)]
-    no_faults: bool,
     /// Run each seed once (no second run comparing trace hashes)
     #[arg(long)]
     no_determinism_check: bool,
@@ -99,14 +105,10 @@ struct EconArgs {
 /// Run `agora sim` with the words after `sim`.
 pub fn run(rest: &[String]) -> anyhow::Result<()> {
     if rest.first().map(String::as_str) == Some("consensus") {
-        let args = ConsensusArgs::try_parse_from(rest).unwrap_or_else(|e| e.exit());
-        if args.nodes == 0 || 3 * args.byzantine >= args.nodes {
-            bail!(
-                "--byzantine {} of --nodes {}: byzantine operators must be fewer than a third",
-                args.byzantine,
-                args.nodes
-            );
-        }
+        let args = ConsensusArgs::try_parse_from(rest)
+            .unwrap_or_else(|e| e.exit())
+            .run;
+        args.check()?;
         let opts = agora_sim::consensus::ConsensusSimOptions {
             nodes: args.nodes,
             byzantine: args.byzantine,
@@ -149,25 +151,20 @@ pub fn run(rest: &[String]) -> anyhow::Result<()> {
 
 fn network(rest: &[String]) -> anyhow::Result<()> {
     let args = NetworkArgs::try_parse_from(rest).unwrap_or_else(|e| e.exit());
-    if args.nodes == 0 || 3 * args.byzantine >= args.nodes {
-        bail!(
-            "--byzantine {} of --nodes {}: byzantine operators must be fewer than a third",
-            args.byzantine,
-            args.nodes
-        );
-    }
+    let run = &args.run;
+    run.check()?;
     if args.clients == 0 {
         bail!("--clients 0: the workload needs at least one client");
     }
     let opts = agora_sim::NetworkSimOptions {
-        nodes: args.nodes,
-        byzantine: args.byzantine,
+        nodes: run.nodes,
+        byzantine: run.byzantine,
         coprocessors: args.coprocessors,
         clients: args.clients,
-        seeds: args.seeds,
-        from: args.from,
-        threads: args.threads.max(1),
-        faults: !args.no_faults,
+        seeds: run.seeds,
+        from: run.from,
+        threads: run.threads.max(1),
+        faults: !run.no_faults,
         check_determinism: !args.no_determinism_check,
         ..Default::default()
     };
@@ -203,7 +200,7 @@ fn network(rest: &[String]) -> anyhow::Result<()> {
             .collect();
         let doc = serde_json::json!({
             "seeds": summary.runs,
-            "from": args.from,
+            "from": run.from,
             "nodes": summary.nodes,
             "byzantine": summary.byzantine,
             "coprocessors": summary.coprocessors,

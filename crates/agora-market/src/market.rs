@@ -242,6 +242,16 @@ impl Market {
     pub fn operator(&self, a: &Address) -> Option<&Operator> {
         self.s.operators.get(a)
     }
+    /// Whether equivocation evidence against `operator` can still be applied: it is an
+    /// operator, not jailed yet. Jailed at its first equivocation, an operator is out of the
+    /// market for good, and more evidence against it is refused at admission, so that a
+    /// validator that goes on double voting cannot make every honest operator send a
+    /// transaction at every height (and the chain make blocks back to back for them). Nodes ask
+    /// this before they build an evidence transaction.
+    pub fn takes_evidence_against(&self, operator: &Address) -> bool {
+        self.s.operators.get(operator).is_some_and(|o| !o.jailed)
+    }
+
     pub fn operators(&self) -> impl Iterator<Item = (&Address, &Operator)> {
         self.s.operators.iter()
     }
@@ -1344,11 +1354,7 @@ impl Market {
         if self.s.evidence_seen.contains(&key) {
             return reject("evidence already processed");
         }
-        // Jailed at its first equivocation, an operator is out of the market for good; more
-        // evidence against it is refused at admission, so that a validator that goes on double
-        // voting cannot make every honest operator send a transaction at every height (and the
-        // chain make blocks back to back for them).
-        if self.s.operators.get(&e.operator).is_some_and(|o| o.jailed) {
+        if !self.takes_evidence_against(&e.operator) {
             return reject("operator is already jailed for equivocation");
         }
         if dry {

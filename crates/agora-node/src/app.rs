@@ -170,11 +170,8 @@ pub fn evidence_tx(
         return None;
     };
     let (a, b) = (&pair.0, &pair.1);
-    if market
-        .operator(&a.message.validator.0)
-        .is_some_and(|o| o.jailed)
-    {
-        // Already jailed (the market refuses more evidence against it): logged only.
+    if !market.takes_evidence_against(&a.message.validator.0) {
+        // Not an operator, or jailed already: the market would refuse it (logged only).
         return None;
     }
     let evidence = agora_market::Evidence {

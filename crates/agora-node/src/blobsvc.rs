@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use agora_blobs::{BlobStore, Want};
+use agora_blobs::{decode_output, BlobStore, Want};
 use agora_market::Market;
 use agora_net::{NetworkHandle, PeerId, Penalty, Protocol};
 use agora_store::{Store, Tree};
@@ -31,8 +31,6 @@ pub struct BlobService {
     outputs: Tree,
     serving: Arc<tokio::sync::Semaphore>,
 }
-
-use agora_blobs::decode_output;
 
 /// Check an output blob against a job's committed result: some committed slot with the job's
 /// result hash must hash to it with this exit code and stdout. Returns the exit code and stdout.

@@ -316,31 +316,19 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
         }
     });
 
-    let stopping = shutdown.wait();
-    tasks.spawn_service("blob gc", {
-        let gc = blobs.clone().gc_loop(
+    tasks.spawn_until_shutdown(
+        "blob gc",
+        blobs.clone().gc_loop(
             state.market.clone(),
             std::time::Duration::from_secs(config.blobs.gc_interval_s.max(1)),
-        );
-        async move {
-            tokio::select! {
-                r = gc => r,
-                () = stopping => Ok(()),
-            }
-        }
-    });
-    let stopping = shutdown.wait();
-    tasks.spawn_service("history", {
-        let freezing = history
+        ),
+    );
+    tasks.spawn_until_shutdown(
+        "history",
+        history
             .clone()
-            .freezing_loop(config.store.hot_heights, std::time::Duration::from_secs(1));
-        async move {
-            tokio::select! {
-                r = freezing => r,
-                () = stopping => Ok(()),
-            }
-        }
-    });
+            .freezing_loop(config.store.hot_heights, std::time::Duration::from_secs(1)),
+    );
 
     let chain_task = tasks.spawn_service(
         "chain",

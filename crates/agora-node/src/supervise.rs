@@ -47,6 +47,21 @@ impl Supervisor {
         self.watch(name, true, task)
     }
 
+    /// A loop that runs until the shutdown signal, which stops it: an error or an end before
+    /// the signal stops the node.
+    pub fn spawn_until_shutdown<F>(&self, name: &'static str, task: F) -> JoinHandle<Option<()>>
+    where
+        F: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let stopping = self.shutdown.wait();
+        self.spawn_service(name, async move {
+            tokio::select! {
+                r = task => r,
+                () = stopping => Ok(()),
+            }
+        })
+    }
+
     /// A task that ends by itself (one execution, one fetch): its panic or its error stops
     /// the node.
     pub fn spawn_helper<F>(&self, name: &'static str, task: F) -> JoinHandle<Option<()>>

@@ -17,7 +17,9 @@ use agora_types::{Address, Hash};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::forge::{self, Byz, BEHAVIOURS};
+use crate::forge::{self, Byz, Target, BEHAVIOURS};
+use crate::links::Links;
+use crate::run_seeds;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -129,39 +131,25 @@ impl fmt::Display for Summary {
 /// Run `opts.seeds` seeds from `opts.from`.
 pub fn run_consensus_seeds(opts: &ConsensusSimOptions) -> Summary {
     let start = wall_now();
-    let seeds: Vec<u64> = (opts.from..opts.from.saturating_add(opts.seeds)).collect();
-    let threads = opts.threads.max(1);
-    let mut outcomes: Vec<SeedOutcome> = Vec::new();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
-                s.spawn(move || {
-                    mine.into_iter()
-                        .map(|seed| run_consensus_seed(opts, seed))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(v) => outcomes.extend(v),
-                Err(_) => outcomes.push(SeedOutcome {
-                    seed: u64::MAX,
-                    failure: Some("simulation thread panicked".into()),
-                    trace: Hash::ZERO,
-                    heights: 0,
-                    messages: 0,
-                    signature_checks: 0,
-                    mix: String::new(),
-                    evidence: 0,
-                    rejected: 0,
-                    equivocations_observed: 0,
-                }),
-            }
-        }
-    });
-    outcomes.sort_by_key(|o| o.seed);
+    let outcomes = run_seeds(
+        opts.from,
+        opts.seeds,
+        opts.threads,
+        &|seed| run_consensus_seed(opts, seed),
+        &|seed| SeedOutcome {
+            seed,
+            failure: Some("simulation thread panicked".into()),
+            trace: Hash::ZERO,
+            heights: 0,
+            messages: 0,
+            signature_checks: 0,
+            mix: String::new(),
+            evidence: 0,
+            rejected: 0,
+            equivocations_observed: 0,
+        },
+        |o| o.seed,
+    );
     let mut sum = Summary {
         nodes: opts.nodes,
         byzantine: opts.byzantine,
@@ -245,18 +233,12 @@ struct Sim {
     nodes: Vec<Node>,
     genesis: Genesis,
     cfg: Config,
-    latency: Vec<Vec<u64>>,
-    jitter: u64,
-    drop_p: f64,
-    dup_p: f64,
-    partition: Option<BTreeSet<usize>>,
-    heal_at: u64,
+    links: Links,
     end_at: u64,
     trace: blake3::Hasher,
     decided: BTreeMap<u64, (Hash, Hash)>,
     votes: BTreeMap<(usize, u64, u32, u8), Option<Hash>>,
     heights_at_heal: Option<u64>,
-    messages: u64,
     evidence: u64,
     rejected: u64,
     failure: Option<String>,
@@ -380,18 +362,21 @@ impl Sim {
             nodes,
             genesis,
             cfg,
-            latency,
-            jitter,
-            drop_p,
-            dup_p,
-            partition,
-            heal_at,
+            links: Links {
+                latency,
+                jitter,
+                drop_p,
+                dup_p,
+                partition,
+                heal_at,
+                isolated: BTreeSet::new(),
+                messages: 0,
+            },
             end_at: heal_at + opts.liveness_ms,
             trace: blake3::Hasher::new(),
             decided: BTreeMap::new(),
             votes: BTreeMap::new(),
             heights_at_heal: None,
-            messages: 0,
             evidence: 0,
             rejected: 0,
             failure: None,
@@ -444,7 +429,7 @@ impl Sim {
                 self.fail("event budget exhausted".into());
                 break;
             }
-            if self.heights_at_heal.is_none() && at >= self.heal_at {
+            if self.heights_at_heal.is_none() && at >= self.links.heal_at {
                 self.heights_at_heal = Some(self.max_honest_height());
             }
             self.now = at;
@@ -544,33 +529,7 @@ impl Sim {
     }
 
     fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
-        if from == to {
-            return;
-        }
-        let chaos = self.now < self.heal_at;
-        if chaos {
-            if let Some(side) = &self.partition {
-                if side.contains(&from) != side.contains(&to) {
-                    return;
-                }
-            }
-            if self.drop_p > 0.0 && self.rng.random_bool(self.drop_p) {
-                return;
-            }
-        }
-        let copies = if chaos && self.dup_p > 0.0 && self.rng.random_bool(self.dup_p) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let j = if self.jitter > 0 {
-                self.rng.random_range(0..self.jitter)
-            } else {
-                0
-            };
-            let at = self.now + self.latency[from][to] + j;
-            self.messages += 1;
+        for at in self.links.arrivals(&mut self.rng, self.now, from, to) {
             self.push(
                 at,
                 Ev::Deliver {
@@ -709,57 +668,25 @@ impl Sim {
     }
 
     fn byz_broadcast(&mut self, i: usize, bytes: Vec<u8>) {
+        let Some(byz) = self.nodes[i].byz else {
+            return;
+        };
         let n = self.nodes.len();
+        let key = self.nodes[i].key.clone();
         let chain = self.genesis.chain_id;
-        match self.nodes[i].byz {
-            Some(Byz::Silent) | None => {}
-            Some(Byz::Equivocate) => {
-                match forge::equivocating_proposal(&self.nodes[i].key, &chain, &bytes) {
-                    Some(alt_bytes) => {
-                        for to in 0..n {
-                            let b = if to % 2 == 0 {
-                                bytes.clone()
-                            } else {
-                                alt_bytes.clone()
-                            };
-                            self.send(i, to, b);
-                        }
-                    }
-                    None => self.broadcast(i, bytes),
-                }
-            }
-            Some(Byz::DoubleVote) => {
-                let key = self.nodes[i].key.clone();
-                match forge::conflicting_vote(&key, &chain, &bytes, &mut self.rng) {
-                    Some(alt_bytes) => {
-                        for to in 0..n {
-                            if self.rng.random_bool(0.5) {
-                                self.send(i, to, bytes.clone());
-                                self.send(i, to, alt_bytes.clone());
-                            } else {
-                                self.send(i, to, alt_bytes.clone());
-                                self.send(i, to, bytes.clone());
-                            }
-                        }
-                    }
-                    None => self.broadcast(i, bytes),
-                }
-            }
-            Some(Byz::Replay) => {
-                self.nodes[i].sent.push(bytes.clone());
-                if self.nodes[i].sent.len() > 200 {
-                    self.nodes[i].sent.remove(0);
-                }
-                self.broadcast(i, bytes);
-                let k = self.rng.random_range(0..self.nodes[i].sent.len());
-                let old = self.nodes[i].sent[k].clone();
-                self.broadcast(i, old);
-            }
-            Some(Byz::Garbage) => {
-                let (junk, flipped) = forge::garbage(&bytes, &mut self.rng);
-                self.broadcast(i, junk);
-                self.broadcast(i, flipped);
-                self.broadcast(i, bytes);
+        let plan = forge::sends(
+            byz,
+            &key,
+            &chain,
+            bytes,
+            n,
+            &mut self.nodes[i].sent,
+            &mut self.rng,
+        );
+        for (target, b) in plan {
+            match target {
+                Target::All => self.broadcast(i, b),
+                Target::To(to) => self.send(i, to, b),
             }
         }
     }
@@ -828,7 +755,7 @@ impl Sim {
             failure: self.failure,
             trace: Hash(*self.trace.finalize().as_bytes()),
             heights,
-            messages: self.messages,
+            messages: self.links.messages,
             signature_checks: sig_checks,
             mix: self.mix,
             evidence: self.evidence,

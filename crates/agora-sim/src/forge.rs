@@ -81,3 +81,70 @@ pub fn garbage(bytes: &[u8], rng: &mut ChaCha8Rng) -> (Vec<u8>, Vec<u8>) {
     }
     (junk, flipped)
 }
+
+/// Where a byzantine validator sends one message: to everyone, or to one node.
+pub enum Target {
+    All,
+    To(usize),
+}
+
+/// What a byzantine validator with behaviour `byz` sends, among `n` nodes, instead of its
+/// honest broadcast `bytes`. `sent` is its memory of earlier messages (for replays).
+pub fn sends(
+    byz: Byz,
+    key: &Keypair,
+    chain: &Hash,
+    bytes: Vec<u8>,
+    n: usize,
+    sent: &mut Vec<Vec<u8>>,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(Target, Vec<u8>)> {
+    match byz {
+        // Votes and proposals withheld; transactions still go out.
+        Byz::Silent => match wire::decode(&bytes) {
+            Ok(Message::Tx(_)) => vec![(Target::All, bytes)],
+            _ => Vec::new(),
+        },
+        Byz::Equivocate => match equivocating_proposal(key, chain, &bytes) {
+            Some(alt) => (0..n)
+                .map(|to| {
+                    let b = if to % 2 == 0 { &bytes } else { &alt };
+                    (Target::To(to), b.clone())
+                })
+                .collect(),
+            None => vec![(Target::All, bytes)],
+        },
+        Byz::DoubleVote => match conflicting_vote(key, chain, &bytes, rng) {
+            Some(alt) => {
+                let mut out = Vec::with_capacity(2 * n);
+                for to in 0..n {
+                    let (first, second) = if rng.random_bool(0.5) {
+                        (&bytes, &alt)
+                    } else {
+                        (&alt, &bytes)
+                    };
+                    out.push((Target::To(to), first.clone()));
+                    out.push((Target::To(to), second.clone()));
+                }
+                out
+            }
+            None => vec![(Target::All, bytes)],
+        },
+        Byz::Replay => {
+            sent.push(bytes.clone());
+            if sent.len() > 200 {
+                sent.remove(0);
+            }
+            let old = sent[rng.random_range(0..sent.len())].clone();
+            vec![(Target::All, bytes), (Target::All, old)]
+        }
+        Byz::Garbage => {
+            let (junk, flipped) = garbage(&bytes, rng);
+            vec![
+                (Target::All, junk),
+                (Target::All, flipped),
+                (Target::All, bytes),
+            ]
+        }
+    }
+}

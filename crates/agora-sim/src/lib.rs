@@ -11,6 +11,7 @@
 
 pub mod consensus;
 mod forge;
+mod links;
 pub mod network;
 
 pub use consensus::{
@@ -20,3 +21,35 @@ pub use network::{
     run_network_seed, run_network_seeds, run_network_seeds_with, NetworkSeedOutcome,
     NetworkSimOptions, NetworkSummary, Rig, RigFault,
 };
+
+/// Run `one` on every seed of `from..from + count` over `threads` threads (seeds are
+/// independent; the result does not depend on the thread count), sorted by seed. A thread
+/// that panics contributes one `broken(u64::MAX)` instead of its seeds.
+pub(crate) fn run_seeds<T: Send>(
+    from: u64,
+    count: u64,
+    threads: usize,
+    one: &(dyn Fn(u64) -> T + Sync),
+    broken: &(dyn Fn(u64) -> T + Sync),
+    seed_of: impl Fn(&T) -> u64,
+) -> Vec<T> {
+    let seeds: Vec<u64> = (from..from.saturating_add(count)).collect();
+    let threads = threads.max(1);
+    let mut out: Vec<T> = Vec::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
+                s.spawn(move || mine.into_iter().map(one).collect::<Vec<_>>())
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(_) => out.push(broken(u64::MAX)),
+            }
+        }
+    });
+    out.sort_by_key(seed_of);
+    out
+}

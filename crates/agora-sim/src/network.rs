@@ -37,7 +37,9 @@ use agora_types::{Address, Amount, Hash, JobId, Timestamp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::forge::{self, Byz, BEHAVIOURS};
+use crate::forge::{self, Byz, Target, BEHAVIOURS};
+use crate::links::Links;
+use crate::run_seeds;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -187,35 +189,18 @@ pub fn run_network_seeds_with(
     progress: &(dyn Fn(&NetworkSeedOutcome) + Sync),
 ) -> NetworkSummary {
     let start = std::time::Instant::now();
-    let seeds: Vec<u64> = (opts.from..opts.from.saturating_add(opts.seeds)).collect();
-    let threads = opts.threads.max(1);
-    let mut outcomes: Vec<NetworkSeedOutcome> = Vec::new();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
-                s.spawn(move || {
-                    mine.into_iter()
-                        .map(|seed| {
-                            let o = run_network_seed(opts, seed);
-                            progress(&o);
-                            o
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(v) => outcomes.extend(v),
-                Err(_) => outcomes.push(NetworkSeedOutcome::broken(
-                    u64::MAX,
-                    "simulation thread panicked".into(),
-                )),
-            }
-        }
-    });
-    outcomes.sort_by_key(|o| o.seed);
+    let outcomes = run_seeds(
+        opts.from,
+        opts.seeds,
+        opts.threads,
+        &|seed| {
+            let o = run_network_seed(opts, seed);
+            progress(&o);
+            o
+        },
+        &|seed| NetworkSeedOutcome::broken(seed, "simulation thread panicked".into()),
+        |o| o.seed,
+    );
     let mut sum = NetworkSummary {
         nodes: opts.nodes,
         byzantine: opts.byzantine,
@@ -414,12 +399,7 @@ struct Sim {
     genesis: Genesis,
     cgen: agora_consensus::Genesis,
     cfg: Config,
-    latency: Vec<Vec<u64>>,
-    jitter: u64,
-    drop_p: f64,
-    dup_p: f64,
-    partition: Option<BTreeSet<usize>>,
-    heal_at: u64,
+    links: Links,
     end_at: u64,
     exec_ms: (u64, u64),
     trace: blake3::Hasher,
@@ -432,14 +412,11 @@ struct Sim {
     /// `(signer, nonce)` of every transaction in a committed block.
     slots_used: BTreeSet<(Address, u64)>,
     admitted: BTreeMap<Hash, Admitted>,
-    messages: u64,
     txs: u64,
     failure: Option<String>,
     mix: Vec<String>,
     /// Events left before the run is declared runaway.
     budget: u64,
-    /// Nodes cut off from all others (a rig's paused nodes).
-    isolated: BTreeSet<usize>,
 }
 
 const T0: u64 = 1_700_000_000_000;
@@ -641,12 +618,16 @@ impl Sim {
             genesis,
             cgen,
             cfg,
-            latency,
-            jitter,
-            drop_p,
-            dup_p,
-            partition,
-            heal_at,
+            links: Links {
+                latency,
+                jitter,
+                drop_p,
+                dup_p,
+                partition,
+                heal_at,
+                isolated: BTreeSet::new(),
+                messages: 0,
+            },
             end_at: heal_at + opts.settle_ms,
             exec_ms: (exec_lo, exec_lo * 4),
             trace: blake3::Hasher::new(),
@@ -655,12 +636,10 @@ impl Sim {
             included: BTreeSet::new(),
             slots_used: BTreeSet::new(),
             admitted: BTreeMap::new(),
-            messages: 0,
             txs: 0,
             failure: None,
             mix,
             budget: 5_000_000,
-            isolated: BTreeSet::new(),
         };
         // Crash and restart: one honest operator while the byzantine ones leave room for one
         // more fault (a quorum stays), and any coprocessor.
@@ -692,7 +671,7 @@ impl Sim {
 
     fn crash_later(&mut self, victim: usize, chaos_ms: u64) {
         let at = T0 + self.rng.random_range(0..chaos_ms.max(1));
-        let back = (at + self.rng.random_range(100..2000)).min(self.heal_at);
+        let back = (at + self.rng.random_range(100..2000)).min(self.links.heal_at);
         self.push(at, Ev::Crash(victim));
         self.push(back.max(at + 1), Ev::Restart(victim));
     }
@@ -990,7 +969,7 @@ impl Sim {
     fn reachable_holder(&self, i: usize, blob: &Hash) -> bool {
         (0..self.nodes.len()).any(|j| {
             self.nodes[j].blobs.contains(blob)
-                && (j == i || (self.nodes[j].replica.is_some() && !self.cut(i, j)))
+                && (j == i || (self.nodes[j].replica.is_some() && !self.links.cut(self.now, i, j)))
         })
     }
 
@@ -1165,39 +1144,8 @@ impl Sim {
         }
     }
 
-    /// Whether the link between `a` and `b` is cut now (a partition before the heal).
-    fn cut(&self, a: usize, b: usize) -> bool {
-        if a != b && (self.isolated.contains(&a) || self.isolated.contains(&b)) {
-            return true;
-        }
-        self.now < self.heal_at
-            && self
-                .partition
-                .as_ref()
-                .is_some_and(|side| side.contains(&a) != side.contains(&b))
-    }
-
     fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
-        if from == to || self.cut(from, to) {
-            return;
-        }
-        let chaos = self.now < self.heal_at;
-        if chaos && self.drop_p > 0.0 && self.rng.random_bool(self.drop_p) {
-            return;
-        }
-        let copies = if chaos && self.dup_p > 0.0 && self.rng.random_bool(self.dup_p) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let j = if self.jitter > 0 {
-                self.rng.random_range(0..self.jitter)
-            } else {
-                0
-            };
-            let at = self.now + self.latency[from][to] + j;
-            self.messages += 1;
+        for at in self.links.arrivals(&mut self.rng, self.now, from, to) {
             self.push(
                 at,
                 Ev::Deliver {
@@ -1274,55 +1222,21 @@ impl Sim {
 
     fn byz_broadcast(&mut self, i: usize, byz: Byz, bytes: Vec<u8>) {
         let n = self.nodes.len();
+        let key = self.nodes[i].key.clone();
         let chain = self.cgen.chain_id;
-        match byz {
-            Byz::Silent => {
-                // Withholds its votes and proposals; its transactions still go out.
-                if matches!(
-                    agora_consensus::wire::decode(&bytes),
-                    Ok(agora_consensus::Message::Tx(_))
-                ) {
-                    self.broadcast(i, bytes);
-                }
-            }
-            Byz::Equivocate => {
-                match forge::equivocating_proposal(&self.nodes[i].key, &chain, &bytes) {
-                    Some(alt) => {
-                        for to in 0..n {
-                            let b = if to % 2 == 0 { &bytes } else { &alt };
-                            self.send(i, to, b.clone());
-                        }
-                    }
-                    None => self.broadcast(i, bytes),
-                }
-            }
-            Byz::DoubleVote => {
-                let key = self.nodes[i].key.clone();
-                match forge::conflicting_vote(&key, &chain, &bytes, &mut self.rng) {
-                    Some(alt) => {
-                        for to in 0..n {
-                            self.send(i, to, alt.clone());
-                            self.send(i, to, bytes.clone());
-                        }
-                    }
-                    None => self.broadcast(i, bytes),
-                }
-            }
-            Byz::Replay => {
-                self.nodes[i].sent.push(bytes.clone());
-                if self.nodes[i].sent.len() > 200 {
-                    self.nodes[i].sent.remove(0);
-                }
-                self.broadcast(i, bytes);
-                let k = self.rng.random_range(0..self.nodes[i].sent.len());
-                let old = self.nodes[i].sent[k].clone();
-                self.broadcast(i, old);
-            }
-            Byz::Garbage => {
-                let (junk, flipped) = forge::garbage(&bytes, &mut self.rng);
-                self.broadcast(i, junk);
-                self.broadcast(i, flipped);
-                self.broadcast(i, bytes);
+        let plan = forge::sends(
+            byz,
+            &key,
+            &chain,
+            bytes,
+            n,
+            &mut self.nodes[i].sent,
+            &mut self.rng,
+        );
+        for (target, b) in plan {
+            match target {
+                Target::All => self.broadcast(i, b),
+                Target::To(to) => self.send(i, to, b),
             }
         }
     }
@@ -1385,7 +1299,7 @@ impl Sim {
             refunded: jobs.refunded,
             failed: jobs.failed,
             txs: self.txs,
-            messages: self.messages,
+            messages: self.links.messages,
             mix: self.mix.join("+"),
         }
     }
@@ -1501,7 +1415,7 @@ impl Sim {
             .filter(|(i, n)| n.role == Role::Coprocessor && self.honest(*i))
             .map(|(_, n)| n.key.address())
             .collect();
-        let heal_market = self.heal_at;
+        let heal_market = self.links.heal_at;
         let mut problem = None;
         for (id, job) in m.jobs() {
             jobs.all += 1;
@@ -1520,7 +1434,7 @@ impl Sim {
                     "job {} still {:?} {} ms after the heal ({:?}; round {} opened at market +{} ms, market now +{} ms, chain stalled {} ({} ms frozen); {} dutch, {} sealed, {} revealed, {} declines, {} slots, {} re-auctions)",
                     id.short(),
                     job.state,
-                    self.end_at - self.heal_at,
+                    self.end_at - self.links.heal_at,
                     job.spec.auction,
                     a.round,
                     a.opened_at.saturating_sub(T0),
@@ -1726,11 +1640,11 @@ impl Rig {
 
     /// Cut `node` off from every other node (it keeps running alone) until [`Rig::reconnect`].
     pub fn isolate(&mut self, node: usize) {
-        self.sim.isolated.insert(node);
+        self.sim.links.isolated.insert(node);
     }
 
     pub fn reconnect(&mut self, node: usize) {
-        self.sim.isolated.remove(&node);
+        self.sim.links.isolated.remove(&node);
     }
 
     /// Simulated executions take between `lo` and `hi` ms from now on.

@@ -62,12 +62,9 @@ fn broadcasts_tx(effects: &[Effect], tx: &[u8]) -> bool {
     })
 }
 
-#[test]
-fn a_second_tx_for_a_pending_nonce_is_refused_locally_and_dropped_quietly_when_relayed() {
-    let net = Net::new(4);
-    let peer = net.addr(0);
-    // A follower never proposes, so everything stays pending.
-    let (mut r, _) = Replica::open(
+/// A replica without a key on `net`'s chain: it never proposes, so its txs stay pending.
+fn follower(net: &Net) -> Replica<MemStore, SlotApp> {
+    Replica::open(
         net.genesis.clone(),
         net.cfg.clone(),
         None,
@@ -75,7 +72,16 @@ fn a_second_tx_for_a_pending_nonce_is_refused_locally_and_dropped_quietly_when_r
         SlotApp::default(),
         T0,
     )
-    .unwrap();
+    .unwrap()
+    .0
+}
+
+#[test]
+fn a_second_tx_for_a_pending_nonce_is_refused_locally_and_dropped_quietly_when_relayed() {
+    let net = Net::new(4);
+    let peer = net.addr(0);
+    // A follower never proposes, so everything stays pending.
+    let mut r = follower(&net);
     let eff = r.submit_tx(b"a.7=x".to_vec(), T0).unwrap();
     assert!(broadcasts_tx(&eff, b"a.7=x"));
     r.submit_tx(b"a.8=x".to_vec(), T0).unwrap();
@@ -226,15 +232,7 @@ fn an_accepted_tx_survives_a_crash_of_its_node_and_is_still_proposed() {
 fn an_own_tx_is_sent_again_at_the_wakeup_the_replica_asks_for() {
     use agora_consensus::mempool::REBROADCAST_MS;
     let net = Net::new(4);
-    let (mut r, _) = Replica::open(
-        net.genesis.clone(),
-        net.cfg.clone(),
-        None,
-        MemStore::new(),
-        SlotApp::default(),
-        T0,
-    )
-    .unwrap();
+    let mut r = follower(&net);
     let wakeup = |eff: &[Effect]| {
         eff.iter()
             .rev()

@@ -395,17 +395,21 @@ fn equivocation_evidence_slashes_and_jails_the_operator() {
     h.market.set_vote_decoder(decode);
     let chain = h.market.chain_id();
     let op = Keypair::for_test(1);
-    let mut va = vec![5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    va.extend_from_slice(b"block-a");
-    let mut vb = va[..13].to_vec();
-    vb.extend_from_slice(b"block-b");
-    let ev = Evidence {
-        operator: op.address(),
-        signature_a: op.sign(Domain::Vote, &chain, &va),
-        vote_a: va,
-        signature_b: op.sign(Domain::Vote, &chain, &vb),
-        vote_b: vb,
+    // Two votes of `op` for different blocks at one (height, round, step).
+    let double_vote = |height: u8| {
+        let mut va = vec![height, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        va.extend_from_slice(b"block-a");
+        let mut vb = va[..13].to_vec();
+        vb.extend_from_slice(b"block-b");
+        Evidence {
+            operator: op.address(),
+            signature_a: op.sign(Domain::Vote, &chain, &va),
+            vote_a: va,
+            signature_b: op.sign(Domain::Vote, &chain, &vb),
+            vote_b: vb,
+        }
     };
+    let ev = double_vote(5);
     let t1 = h.tx("client", TxKind::Evidence(ev.clone()));
     let t2 = h.tx("client", TxKind::Evidence(ev));
     let r = h.block(vec![t1, t2]);
@@ -424,17 +428,7 @@ fn equivocation_evidence_slashes_and_jails_the_operator() {
     // Another double vote by the jailed operator (the next height) is refused at admission:
     // a validator that keeps equivocating does not make honest operators send evidence at
     // every height (found by the whole-node simulator: blocks back to back, 20 a second).
-    let mut vc = vec![6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    vc.extend_from_slice(b"block-c");
-    let mut vd = vc[..13].to_vec();
-    vd.extend_from_slice(b"block-d");
-    let again = Evidence {
-        operator: op.address(),
-        signature_a: op.sign(Domain::Vote, &chain, &vc),
-        vote_a: vc,
-        signature_b: op.sign(Domain::Vote, &chain, &vd),
-        vote_b: vd,
-    };
+    let again = double_vote(6);
     let t3 = h.tx("client", TxKind::Evidence(again));
     let err = h.market.check_tx_bytes(&t3).unwrap_err();
     assert_eq!(

@@ -9,6 +9,18 @@ fn state(rig: &Rig, id: &JobId) -> Option<JobState> {
     rig.with_market(|m| m.job(id).map(|j| j.state))
 }
 
+/// Wait until all `n` coprocessors have staked and are active.
+fn staked(rig: &mut Rig, n: usize) {
+    assert!(
+        rig.run_until(10_000, |m| m
+            .coprocessors()
+            .filter(|(_, c)| c.active)
+            .count()
+            == n),
+        "{n} coprocessors did not become active"
+    );
+}
+
 fn settled_or_closed(rig: &mut Rig, id: JobId, limit_ms: u64) -> JobState {
     rig.run_until(limit_ms, |m| m.job(&id).is_some_and(|j| j.state.is_final()));
     rig.check().unwrap();
@@ -20,11 +32,7 @@ fn settled_or_closed(rig: &mut Rig, id: JobId, limit_ms: u64) -> JobState {
 #[test]
 fn a_job_goes_from_submission_to_settlement_on_three_replicas() {
     let mut rig = Rig::new(4, 3, 1);
-    assert!(rig.run_until(10_000, |m| m
-        .coprocessors()
-        .filter(|(_, c)| c.active)
-        .count()
-        == 3));
+    staked(&mut rig, 3);
     let spec = rig.job_spec(3, 5_000);
     let id = rig.submit_job(0, spec).unwrap();
     assert_eq!(settled_or_closed(&mut rig, id, 30_000), JobState::Settled);
@@ -53,11 +61,7 @@ fn a_wrong_result_is_outvoted_and_slashed() {
     let mut rig = Rig::new(4, 3, 2);
     let liar = 4;
     rig.set_fault(liar, RigFault::WrongResults);
-    assert!(rig.run_until(10_000, |m| m
-        .coprocessors()
-        .filter(|(_, c)| c.active)
-        .count()
-        == 3));
+    staked(&mut rig, 3);
     let spec = rig.job_spec(3, 5_000);
     let id = rig.submit_job(1, spec).unwrap();
     assert_eq!(settled_or_closed(&mut rig, id, 30_000), JobState::Settled);
@@ -83,11 +87,7 @@ fn a_winner_that_never_delivers_is_replaced_by_a_reauction() {
     let mut rig = Rig::new(4, 3, 3);
     let mute = 5;
     rig.set_fault(mute, RigFault::NeverDelivers);
-    assert!(rig.run_until(10_000, |m| m
-        .coprocessors()
-        .filter(|(_, c)| c.active)
-        .count()
-        == 3));
+    staked(&mut rig, 3);
     // Two replicas of three coprocessors: the mute one wins a slot unless it is left out.
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -117,11 +117,7 @@ fn a_winner_that_never_delivers_is_replaced_by_a_reauction() {
 #[test]
 fn an_untakeable_job_is_refunded_and_explained() {
     let mut rig = Rig::new(4, 2, 4);
-    assert!(rig.run_until(10_000, |m| m
-        .coprocessors()
-        .filter(|(_, c)| c.active)
-        .count()
-        == 2));
+    staked(&mut rig, 2);
     let client = rig.client();
     let before = rig.with_market(|m| m.balance(&client));
     let spec = rig.job_spec(1, 5);
@@ -146,11 +142,7 @@ fn a_coprocessor_crashed_mid_job_restarts_from_its_store_and_commits() {
     let mut rig = Rig::new(4, 1, 5);
     rig.set_exec_ms(3_000, 3_000);
     let cop = 4;
-    assert!(rig.run_until(10_000, |m| m
-        .coprocessors()
-        .filter(|(_, c)| c.active)
-        .count()
-        == 1));
+    staked(&mut rig, 1);
     let mut spec = rig.job_spec(1, 5_000);
     spec.deadline_ms = 20_000;
     let id = rig.submit_job(0, spec).unwrap();
@@ -174,11 +166,7 @@ fn a_coprocessor_crashed_mid_job_restarts_from_its_store_and_commits() {
 #[test]
 fn an_isolated_operator_stops_neither_the_chain_nor_jobs_and_catches_up() {
     let mut rig = Rig::new(4, 2, 6);
-    assert!(rig.run_until(10_000, |m| m
-        .coprocessors()
-        .filter(|(_, c)| c.active)
-        .count()
-        == 2));
+    staked(&mut rig, 2);
     rig.isolate(3);
     let h = rig.height();
     let spec = rig.job_spec(2, 5_000);
