@@ -4,6 +4,10 @@
 //! second to N-th checks of one triple can take the first one's answer. Only successes are
 //! remembered (a bad signature is checked again every time), and the memo exists only inside
 //! [`with_memo`]; a node never enables it, so its verification is untouched.
+//!
+//! Signing and VRF proving are deterministic too (RFC 8032, RFC 9381), so the memo also keeps
+//! the signatures, proofs and proof outputs it has made: a simulator that runs a seed twice to
+//! check its determinism pays for the curve arithmetic once.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +18,8 @@ const MAX_ENTRIES: usize = 1 << 20;
 thread_local! {
     static MEMO: RefCell<Option<BTreeSet<[u8; 32]>>> = const { RefCell::new(None) };
     static VRF: RefCell<BTreeMap<[u8; 32], [u8; 64]>> = const { RefCell::new(BTreeMap::new()) };
+    static SIGNED: RefCell<BTreeMap<[u8; 32], [u8; 64]>> = const { RefCell::new(BTreeMap::new()) };
+    static PROVED: RefCell<BTreeMap<[u8; 32], [u8; 80]>> = const { RefCell::new(BTreeMap::new()) };
 }
 
 /// Run `f` with the memo on for this thread (off again afterwards, also on a panic).
@@ -23,6 +29,8 @@ pub fn with_memo<T>(f: impl FnOnce() -> T) -> T {
         fn drop(&mut self) {
             MEMO.with(|m| *m.borrow_mut() = None);
             VRF.with(|m| m.borrow_mut().clear());
+            SIGNED.with(|m| m.borrow_mut().clear());
+            PROVED.with(|m| m.borrow_mut().clear());
         }
     }
     MEMO.with(|m| *m.borrow_mut() = Some(BTreeSet::new()));
@@ -31,7 +39,8 @@ pub fn with_memo<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// How a signature was found valid: batch verification is cofactored and accepts a few
-/// signatures the strict single check refuses, so each mode remembers only its own answers.
+/// signatures the strict single check refuses, so each mode remembers only its own answers (a
+/// batch may take the strict check's answer, never the reverse).
 #[derive(Clone, Copy)]
 pub(crate) enum Mode {
     Strict,
@@ -91,13 +100,42 @@ pub(crate) fn vrf_known(key: &[u8; 32]) -> Option<[u8; 64]> {
 }
 
 pub(crate) fn vrf_remember(key: [u8; 32], output: [u8; 64]) {
-    VRF.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= MAX_ENTRIES / 4 {
-            m.clear();
-        }
-        m.insert(key, output);
-    });
+    VRF.with(|m| bounded_insert(&mut m.borrow_mut(), key, output));
+}
+
+/// The memo key of something made with a secret key (a signature or a VRF proof): the public
+/// key stands for the secret, as one determines the other.
+pub(crate) fn made_key(context: &str, public: &[u8; 32], input: &[u8]) -> Option<[u8; 32]> {
+    let on = MEMO.with(|m| m.borrow().is_some());
+    on.then(|| {
+        let mut h = blake3::Hasher::new_derive_key(context);
+        h.update(public);
+        h.update(input);
+        *h.finalize().as_bytes()
+    })
+}
+
+pub(crate) fn signed(key: &[u8; 32]) -> Option<[u8; 64]> {
+    SIGNED.with(|m| m.borrow().get(key).copied())
+}
+
+pub(crate) fn remember_signed(key: [u8; 32], signature: [u8; 64]) {
+    SIGNED.with(|m| bounded_insert(&mut m.borrow_mut(), key, signature));
+}
+
+pub(crate) fn proved(key: &[u8; 32]) -> Option<[u8; 80]> {
+    PROVED.with(|m| m.borrow().get(key).copied())
+}
+
+pub(crate) fn remember_proved(key: [u8; 32], proof: [u8; 80]) {
+    PROVED.with(|m| bounded_insert(&mut m.borrow_mut(), key, proof));
+}
+
+fn bounded_insert<V>(m: &mut BTreeMap<[u8; 32], V>, key: [u8; 32], value: V) {
+    if m.len() >= MAX_ENTRIES / 4 {
+        m.clear();
+    }
+    m.insert(key, value);
 }
 
 #[cfg(test)]
@@ -127,8 +165,52 @@ mod tests {
             )
             .unwrap();
             assert!(super::known(&key));
+            // The batch takes the strict answer; the strict check never takes a batch answer.
+            let items = [(k.address(), &b"m"[..], sig)];
+            assert!(crate::verify_batch(Domain::Vote, &chain, &items).is_ok());
+            let other = Keypair::for_test(2);
+            let theirs = other.sign(Domain::Vote, &chain, b"m");
+            let batch = [(other.address(), &b"m"[..], theirs)];
+            assert!(crate::verify_batch(Domain::Vote, &chain, &batch).is_ok());
+            let strict = super::key(
+                super::Mode::Strict,
+                other.address().as_bytes(),
+                &crate::preimage(Domain::Vote, &chain, b"m"),
+                &theirs.0,
+            )
+            .unwrap();
+            assert!(!super::known(&strict));
         });
         assert!(super::key(super::Mode::Strict, k.address().as_bytes(), b"m", &sig.0).is_none());
+        assert!(super::signed(&[0; 32]).is_none());
         assert!(verify(&k.address(), Domain::Vote, &chain, b"m", &bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod made {
+    use crate::{Domain, Keypair};
+    use agora_types::Hash;
+
+    #[test]
+    fn remembered_signatures_and_proofs_are_the_ones_made_without_the_memo() {
+        let (k, other) = (Keypair::for_test(7), Keypair::for_test(8));
+        let chain = Hash([5; 32]);
+        let sig = k.sign(Domain::Vote, &chain, b"m");
+        let proof = k.vrf_prove(b"alpha");
+        super::with_memo(|| {
+            for _ in 0..2 {
+                assert_eq!(k.sign(Domain::Vote, &chain, b"m"), sig);
+                assert_ne!(k.sign(Domain::Vote, &chain, b"n"), sig);
+                assert_ne!(other.sign(Domain::Vote, &chain, b"m"), sig);
+                assert_ne!(k.sign(Domain::Proposal, &chain, b"m"), sig);
+                assert_eq!(k.vrf_prove(b"alpha").as_bytes(), proof.as_bytes());
+                assert_ne!(other.vrf_prove(b"alpha").as_bytes(), proof.as_bytes());
+                assert_eq!(
+                    k.vrf_prove(b"alpha").to_output().unwrap().as_bytes(),
+                    proof.to_output().unwrap().as_bytes()
+                );
+            }
+        });
     }
 }

@@ -84,8 +84,16 @@ impl VrfProof {
     /// the proof: right for one's own proofs, meaningless for someone else's until [`verify`]
     /// has accepted it (which returns the same output).
     pub fn to_output(&self) -> Result<VrfOutput, VrfError> {
+        let memo = crate::memo::made_key("agora/v1/vrf-output-memo", &[0; 32], &self.0);
+        if let Some(out) = memo.as_ref().and_then(crate::memo::vrf_known) {
+            return Ok(VrfOutput(out));
+        }
         let (gamma, _, _) = self.decode()?;
-        Ok(gamma_to_output(&gamma))
+        let out = gamma_to_output(&gamma);
+        if let Some(key) = memo {
+            crate::memo::vrf_remember(key, out.0);
+        }
+        Ok(out)
     }
 
     /// `ECVRF_decode_proof`: Gamma a canonical point, `c` 16 bytes, `s` below the group order.
@@ -152,6 +160,19 @@ impl Keypair {
     /// Only if 256 consecutive SHA-512 strings all fail to decode to a curve point, which
     /// happens with probability about 2^-256 for any `alpha`.
     pub fn vrf_prove(&self, alpha: &[u8]) -> VrfProof {
+        let public = self.address();
+        let memo = crate::memo::made_key("agora/v1/vrf-prove-memo", public.as_bytes(), alpha);
+        if let Some(pi) = memo.as_ref().and_then(crate::memo::proved) {
+            return VrfProof(pi);
+        }
+        let proof = self.vrf_prove_uncached(alpha);
+        if let Some(key) = memo {
+            crate::memo::remember_proved(key, proof.0);
+        }
+        proof
+    }
+
+    fn vrf_prove_uncached(&self, alpha: &[u8]) -> VrfProof {
         let (x, nonce_key) = expand_seed(&self.seed());
         let public = self.address();
         let h = encode_to_curve(public.as_bytes(), alpha)

@@ -38,7 +38,14 @@ macro_rules! bytes32 {
             }
 
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                self.with_hex(str::to_owned)
+            }
+
+            /// Lend the 64 hex digits to `f` without allocating (serialisation and display).
+            pub fn with_hex<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+                let mut buf = [0u8; 64];
+                hex::encode_to_slice(self.0, &mut buf).expect("64 digits for 32 bytes");
+                f(std::str::from_utf8(&buf).expect("hex digits are ASCII"))
             }
 
             /// Short form for logs: the first 8 hex digits.
@@ -49,7 +56,7 @@ macro_rules! bytes32 {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.to_hex())
+                self.with_hex(|h| f.write_str(h))
             }
         }
 
@@ -69,7 +76,7 @@ macro_rules! bytes32 {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
+                self.with_hex(|h| s.serialize_str(h))
             }
         }
 
