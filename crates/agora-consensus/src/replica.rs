@@ -765,14 +765,18 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             None => "-".into(),
         };
         format!(
-            "h{} r{} {:?} lock {} valid {} pending {:?} timers {:?}",
+            "h{} r{} {:?} lock {} valid {} pending {:?} timers {:?} ahead {:?} synced {} last sync ask {:?} future {}",
             self.height,
             self.round(),
             self.driver.step(),
             rv(&rs.locked),
             rv(&rs.valid),
             self.pending_value,
-            self.timers
+            self.timers,
+            self.ahead.map(|(t, p)| (t, p.short())),
+            self.stats.heights_synced,
+            self.last_sync_request,
+            self.future.len(),
         )
     }
 
@@ -904,7 +908,12 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             next = next.min(self.empty_block_due().max(now + 1));
         }
         if let Some((since, _)) = self.ahead {
-            next = next.min(since.saturating_add(self.cfg.sync_delay_ms));
+            // The next sync request is due when the delay has passed and the last request is
+            // old enough to be repeated (`request_sync` refuses earlier ones).
+            let retry = self
+                .last_sync_request
+                .map_or(0, |t| t.saturating_add(self.cfg.sync_retry_ms));
+            next = next.min(since.saturating_add(self.cfg.sync_delay_ms).max(retry));
         }
         out.push(Effect::NextWakeup(next.max(now + 1)));
         Ok(())
@@ -996,6 +1005,38 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         }
     }
 
+    /// A quorum precommitted a value whose proposal this replica never got (an equivocating
+    /// proposer sent it another one, or the proposal was lost): the height is decided, and
+    /// the block can only come from a peer that has it. Ask a signer of the quorum for it now,
+    /// and keep asking (each `sync_retry_ms`) until the height is done, rather than waiting
+    /// for the next height's messages to show that this replica is behind: no validator sends
+    /// this height's messages again once it has moved on.
+    fn fetch_if_decided_elsewhere(&mut self, v: &SignedVote, now: u64, out: &mut Vec<Effect>) {
+        let m = &v.message;
+        let NilOrVal::Val(id) = &m.value else {
+            return;
+        };
+        if m.vote_type != VoteType::Precommit
+            || !self.driver.votes().is_threshold_met(
+                &m.round,
+                VoteType::Precommit,
+                mt::Threshold::Value(*id),
+            )
+            || self
+                .driver
+                .proposal_and_validity_for_round_and_value(m.round, *id)
+                .is_some()
+        {
+            return;
+        }
+        tracing::debug!(target: "consensus.sync", height = self.height, round = round_u32(m.round), value = %id, "decided by a quorum without its proposal here; asking for the block");
+        let since = now.saturating_sub(self.cfg.sync_delay_ms);
+        if self.ahead.is_none_or(|(t, _)| t > since) {
+            self.ahead = Some((since, m.validator.0));
+        }
+        self.request_sync(m.validator.0, now, out);
+    }
+
     fn process(
         &mut self,
         input: Input<Ctx>,
@@ -1013,6 +1054,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             Ok(o) => {
                 if let Some(v) = vote {
                     self.note_vote(&v);
+                    self.fetch_if_decided_elsewhere(&v, now, out);
                 }
                 o
             }

@@ -231,32 +231,32 @@ pub fn run_network_seeds_with(
 /// of the seed, not of the run.
 pub fn run_network_seed(opts: &NetworkSimOptions, seed: u64) -> NetworkSeedOutcome {
     let once = || {
-        // Every simulated node checks the same signatures: one check per triple is enough
-        // (`agora_crypto::memo`).
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            agora_crypto::memo::with_memo(|| Sim::new(opts, seed).run())
-        }))
-        .unwrap_or_else(|p| {
-            let why = p
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            NetworkSeedOutcome::broken(seed, format!("a node panicked: {why}"))
-        })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Sim::new(opts, seed).run()))
+            .unwrap_or_else(|p| {
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                NetworkSeedOutcome::broken(seed, format!("a node panicked: {why}"))
+            })
     };
-    let mut a = once();
-    if opts.check_determinism && a.failure.is_none() {
-        let b = once();
-        if a.trace != b.trace {
-            a.failure = Some(format!(
-                "nondeterminism: trace {} vs {}",
-                a.trace.short(),
-                b.trace.short()
-            ));
+    // Every simulated node checks the same signatures: one check per triple is enough, and the
+    // second run of a seed takes the first one's signatures and proofs (`agora_crypto::memo`).
+    agora_crypto::memo::with_memo(|| {
+        let mut a = once();
+        if opts.check_determinism && a.failure.is_none() {
+            let b = once();
+            if a.trace != b.trace {
+                a.failure = Some(format!(
+                    "nondeterminism: trace {} vs {}",
+                    a.trace.short(),
+                    b.trace.short()
+                ));
+            }
         }
-    }
-    a
+        a
+    })
 }
 
 /// The market's snapshot in memory; what is written survives a crash (the replica's own store
@@ -1330,7 +1330,10 @@ impl Sim {
             if r.height() < due {
                 let hgt = r.height();
                 return self.fail(format!(
-                    "node {i} is at height {hgt}, the chain was at {due} a second before the end (now {top})"
+                    "node {i} is at height {hgt}, the chain was at {due} a second before the end (now {top}) [{}; now {}; crashed ever {}]",
+                    r.debug_state(),
+                    self.now,
+                    self.nodes[i].crashed_ever,
                 ));
             }
         }
@@ -1590,6 +1593,20 @@ impl Rig {
         }
         sim.clients[0].nonce += 1;
         Ok(id)
+    }
+
+    /// Send `amount` from the client to `to` through `via`; the transaction's hash.
+    pub fn transfer(&mut self, via: usize, to: Address, amount: u128) -> Result<Hash, String> {
+        let sim = &mut self.sim;
+        let nonce = sim.clients[0].nonce;
+        let env = sim.clients[0].builder.transfer(nonce, to, Amount(amount));
+        let hash = env.hash();
+        let tx = agora_market::encode_envelope(&env);
+        if !sim.client_send(0, via, tx, Some(nonce)) {
+            return Err(format!("node {via} refused the transfer"));
+        }
+        sim.clients[0].nonce += 1;
+        Ok(hash)
     }
 
     /// Advance simulated time by `ms`.

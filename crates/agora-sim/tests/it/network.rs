@@ -57,11 +57,14 @@ fn a_clean_network_settles_every_job_and_a_seed_replays_exactly() {
 /// Seeds that found bugs, run as they were found (4 operators, 1 byzantine, 5 coprocessors):
 /// 200921, honest operators sent evidence against a jailed double voter at every height and the
 /// chain made blocks back to back; 201863, a coprocessor made inactive (ejected after colluders
-/// outvoted it) stopped executing the slots it had already won, and they timed out.
+/// outvoted it) stopped executing the slots it had already won, and they timed out; 400790
+/// and 402123, an equivocating proposer gave a follower another block than the one a quorum
+/// precommitted, and the follower waited for the next height's messages before it asked for
+/// the decided block (it now asks a signer of the quorum at once).
 #[test]
 fn regression_seeds() {
     let opts = NetworkSimOptions::default();
-    for seed in [200_921, 201_863] {
+    for seed in [200_921, 201_863, 400_790, 402_123] {
         let o = run_network_seed(&opts, seed);
         assert!(o.failure.is_none(), "seed {seed}: {:?}", o.failure);
         assert!(o.heights < 300, "seed {seed}: {} heights", o.heights);
