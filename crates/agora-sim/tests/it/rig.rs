@@ -1,9 +1,9 @@
 //! Whole nodes in one process, driven by the test ([`Rig`]): the market and agent behaviours
 //! that real-process tests used to be the only check of, in simulated seconds.
 
-use agora_market::{DeclineReason, JobState, SlotStatus};
+use agora_market::{AuctionSpec, DeclineReason, JobState, MarketEvent, SlotStatus};
 use agora_sim::{Rig, RigFault};
-use agora_types::JobId;
+use agora_types::{Amount, JobId};
 
 fn state(rig: &Rig, id: &JobId) -> Option<JobState> {
     rig.with_market(|m| m.job(id).map(|j| j.state))
@@ -175,5 +175,92 @@ fn an_isolated_operator_stops_neither_the_chain_nor_jobs_and_catches_up() {
     assert!(rig.height() > h + 5);
     rig.reconnect(3);
     rig.run_for(10_000);
+    rig.check().unwrap();
+}
+
+fn has_event(rig: &Rig, id: &JobId, pick: impl Fn(&MarketEvent) -> bool) -> bool {
+    rig.with_market(|m| m.job(id).unwrap().events.iter().any(|e| pick(&e.event)))
+}
+
+/// One operator of four paused (cut off, its own clock running on, then back with a stale
+/// view): sealed auctions with 2 s commit and reveal phases settle, and no bidder forfeits its
+/// bond to the pause (the resilience rule of design §9: a fault that is not the bidder's own
+/// costs it nothing).
+#[test]
+fn a_paused_operator_costs_no_bidder_its_bond() {
+    let mut rig = Rig::new(4, 3, 7);
+    staked(&mut rig, 3);
+    rig.isolate(3);
+    let ids: Vec<JobId> = (0..6)
+        .map(|i| {
+            let mut spec = rig.job_spec(2, 5_000);
+            spec.auction = AuctionSpec::Sealed {
+                commit_ms: 2_000,
+                reveal_ms: 2_000,
+            };
+            rig.submit_job(i % 3, spec).unwrap()
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(settled_or_closed(&mut rig, *id, 60_000), JobState::Settled);
+        assert!(
+            !has_event(&rig, id, |e| matches!(e, MarketEvent::BondForfeited { .. })),
+            "a bond was forfeited to the pause"
+        );
+    }
+    rig.reconnect(3);
+    rig.run_for(10_000);
+    rig.check().unwrap();
+    rig.with_market(|m| m.check_invariants().unwrap());
+}
+
+/// One operator of four dead for good: once the activity window shows it absent, it is never
+/// drawn as auditor, and audited jobs settle on a live operator's attestation.
+#[test]
+fn a_dead_operator_is_never_drawn_as_auditor_and_costs_no_job() {
+    let mut rig = Rig::new(4, 2, 8);
+    staked(&mut rig, 2);
+    let dead = rig.address(3);
+    rig.crash(3);
+    let h = rig.height();
+    assert!(rig.run_until(60_000, |m| m.height().0 >= h + 20));
+    let ids: Vec<JobId> = (0..4)
+        .map(|i| {
+            let mut spec = rig.job_spec(1, 5_000);
+            spec.audit_bps = 10_000;
+            spec.auction = AuctionSpec::Dutch {
+                start_price: agora_types::Amount(100),
+                duration_ms: 1_000,
+            };
+            rig.submit_job(i % 3, spec).unwrap()
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(settled_or_closed(&mut rig, *id, 60_000), JobState::Settled);
+        assert!(has_event(&rig, id, |e| matches!(
+            e,
+            MarketEvent::AuditSelected { .. }
+        )));
+        let auditor = rig.with_market(|m| m.job(id).unwrap().audit.clone().unwrap().auditor);
+        assert_ne!(auditor, dead, "an absent operator was drawn as auditor");
+    }
+}
+
+/// Many transactions from one key, sent through different nodes in a burst: each node orders
+/// them by nonce, and every one reaches a block.
+#[test]
+fn a_burst_of_transactions_from_one_key_through_every_node_all_land() {
+    let mut rig = Rig::new(4, 1, 9);
+    staked(&mut rig, 1);
+    let to = rig.address(4);
+    let before = rig.with_market(|m| m.balance(&to));
+    for i in 0..24 {
+        rig.transfer(i % 5, to, 10).unwrap();
+    }
+    assert!(
+        rig.run_until(30_000, |m| m.balance(&to)
+            == before.checked_add(Amount(240)).unwrap()),
+        "not every transfer landed"
+    );
     rig.check().unwrap();
 }
