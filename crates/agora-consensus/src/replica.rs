@@ -11,8 +11,8 @@ use agora_proto::v1 as pb;
 use agora_types::{Address, Hash};
 use arc_malachitebft_core_driver::{Driver, Input, Output};
 use arc_malachitebft_core_types::{
-    self as mt, LinearTimeouts, PolkaCertificate, PolkaSignature, ThresholdParams, Timeout,
-    TimeoutKind, Validity,
+    self as mt, ExtendedCommitCertificate, LinearTimeouts, PolkaCertificate, PolkaSignature,
+    ThresholdParams, Timeout, TimeoutKind, Validity,
 };
 use prost::Message as _;
 
@@ -230,6 +230,18 @@ pub struct Replica<S: KvStore, A: Application> {
     fed_votes: BTreeMap<(u32, u8, Address), NilOrVal<BlockId>>,
     observed: BTreeSet<(Address, u64)>,
     reported: BTreeSet<(Address, u64)>,
+    /// The second votes of validators that signed two values for one round and step of this
+    /// height, by `(round, step, value)`. The driver counts only the first vote it got, so
+    /// a double voter that sends each node a different one first can keep every node short of
+    /// a quorum that exists; but a signed vote is a vote, and each counts toward its own
+    /// value's certificate (two quorums for one round and step would share more than 1/3 of
+    /// the power, so an honest validator would have signed both: never).
+    equivocal: BTreeMap<(u32, u8, BlockId), Vec<SignedVote>>,
+    /// The certificates counting those votes already given to the driver.
+    equivocal_fed: BTreeSet<(u32, u8, BlockId)>,
+    /// Vote evidence already emitted at this height, by `(round, step, validator, value of
+    /// the second vote)`: a certificate re-applies votes, which finds the same conflict again.
+    evidence_sent: BTreeSet<(u32, u8, Address, Option<BlockId>)>,
     mempool: Mempool,
     wal_seq: u64,
     next_rebroadcast: u64,
@@ -349,6 +361,9 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             own: BTreeMap::new(),
             seen: BTreeSet::new(),
             fed_votes: BTreeMap::new(),
+            equivocal: BTreeMap::new(),
+            equivocal_fed: BTreeSet::new(),
+            evidence_sent: BTreeSet::new(),
             observed: BTreeSet::new(),
             reported: BTreeSet::new(),
             mempool,
@@ -821,6 +836,9 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         self.own.clear();
         self.seen.clear();
         self.fed_votes.clear();
+        self.equivocal.clear();
+        self.equivocal_fed.clear();
+        self.evidence_sent.clear();
         self.ahead = None;
         self.urgent.clear();
         self.queue.clear();
@@ -1037,6 +1055,81 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         self.request_sync(m.validator.0, now, out);
     }
 
+    /// The votes of this height for `value` at `(round, step)`: those the driver counted and
+    /// the second votes of double voters.
+    fn votes_with_equivocators(&self, (r, t, id): (u32, u8, BlockId)) -> Vec<SignedVote> {
+        let mut votes: BTreeMap<Address, SignedVote> = BTreeMap::new();
+        if let Some(per_round) = self.driver.votes().per_round(Round::new(r)) {
+            for v in per_round.received_votes() {
+                let m = &v.message;
+                if vote_type_code(m.vote_type) == t && m.value == NilOrVal::Val(id) {
+                    votes.insert(m.validator.0, v.clone());
+                }
+            }
+        }
+        for v in self.equivocal.get(&(r, t, id)).into_iter().flatten() {
+            votes
+                .entry(v.message.validator.0)
+                .or_insert_with(|| v.clone());
+        }
+        votes.into_values().collect()
+    }
+
+    /// If double voters' second votes complete a quorum for `value` at `(round, step)` that
+    /// the driver's own count lacks, give the driver that certificate: a polka certificate for
+    /// prevotes (it locks and precommits as on any polka), a commit certificate for precommits
+    /// (it decides if it has the proposal).
+    fn certify_with_equivocators(&mut self, key: (u32, u8, BlockId)) {
+        if !self.equivocal.contains_key(&key) || self.equivocal_fed.contains(&key) {
+            return;
+        }
+        let (r, t, id) = key;
+        let round = Round::new(r);
+        let precommit = t == vote_type_code(VoteType::Precommit);
+        let kind = if precommit {
+            VoteType::Precommit
+        } else {
+            VoteType::Prevote
+        };
+        if self
+            .driver
+            .votes()
+            .is_threshold_met(&round, kind, mt::Threshold::Value(id))
+        {
+            return;
+        }
+        let votes = self.votes_with_equivocators(key);
+        let power: u64 = votes
+            .iter()
+            .filter_map(|v| self.genesis.validators.power_of(&v.message.validator.0))
+            .sum();
+        if !self.genesis.validators.is_quorum(power) {
+            return;
+        }
+        self.equivocal_fed.insert(key);
+        let h = self.height;
+        let input = if precommit {
+            Input::CommitCertificate(ExtendedCommitCertificate::from_votes(
+                ConsHeight(h),
+                round,
+                id,
+                votes,
+            ))
+        } else {
+            Input::PolkaCertificate(PolkaCertificate {
+                height: ConsHeight(h),
+                round,
+                value_id: id,
+                polka_signatures: votes
+                    .iter()
+                    .map(|v| PolkaSignature::new(v.message.validator, v.signature))
+                    .collect(),
+            })
+        };
+        tracing::debug!(target: "consensus.equivocation", height = h, round = r, precommit, value = %id, "a quorum counting double voters' second votes");
+        self.urgent.push_back(Work::Input(h, input));
+    }
+
     fn process(
         &mut self,
         input: Input<Ctx>,
@@ -1054,6 +1147,14 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             Ok(o) => {
                 if let Some(v) = vote {
                     self.note_vote(&v);
+                    if let NilOrVal::Val(id) = v.message.value {
+                        let m = &v.message;
+                        self.certify_with_equivocators((
+                            round_u32(m.round),
+                            vote_type_code(m.vote_type),
+                            id,
+                        ));
+                    }
                     self.fetch_if_decided_elsewhere(&v, now, out);
                 }
                 o
@@ -1079,6 +1180,25 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         let votes = self.driver.take_vote_evidence();
         for (addr, pairs) in votes.iter() {
             for (a, b) in pairs {
+                let m = &b.message;
+                let (r, t) = (round_u32(m.round), vote_type_code(m.vote_type));
+                let second = match m.value {
+                    NilOrVal::Val(id) => Some(id),
+                    NilOrVal::Nil => None,
+                };
+                if m.height.0 == h && self.evidence_sent.len() < MAX_TRACKED {
+                    if !self.evidence_sent.insert((r, t, addr.0, second)) {
+                        continue;
+                    }
+                    if let Some(id) = second {
+                        let key = (r, t, id);
+                        let list = self.equivocal.entry(key).or_default();
+                        if list.iter().all(|x| x.message.validator != m.validator) {
+                            list.push(b.clone());
+                        }
+                        self.certify_with_equivocators(key);
+                    }
+                }
                 if self.reported.len() < MAX_TRACKED {
                     self.reported.insert((addr.0, h));
                 }
@@ -1197,7 +1317,11 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             Output::Decide(_, p) => {
                 let r = p.round;
                 let id = p.value.id;
-                let votes = self.driver.restore_precommits(r, &id);
+                let votes = self.votes_with_equivocators((
+                    round_u32(r),
+                    vote_type_code(VoteType::Precommit),
+                    id,
+                ));
                 let cert = Certificate::new(
                     h,
                     round_u32(r),

@@ -434,6 +434,7 @@ impl Sim {
                 self.heights_at_heal = Some(self.max_honest_height());
             }
             self.now = at;
+            let _span = tracing::debug_span!("node", i = ev_node(&ev)).entered();
             match ev {
                 Ev::Deliver { to, from, bytes } => {
                     self.trace.update(&[1]);
@@ -768,3 +769,10 @@ impl Sim {
 
 #[allow(dead_code)]
 fn _addr(_: Address) {}
+
+fn ev_node(ev: &Ev) -> usize {
+    match ev {
+        Ev::Deliver { to, .. } => *to,
+        Ev::Wake { node, .. } | Ev::Tx(node) | Ev::Crash(node) | Ev::Restart(node) => *node,
+    }
+}

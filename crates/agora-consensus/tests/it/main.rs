@@ -12,6 +12,7 @@ use agora_consensus::{
 use agora_crypto::Keypair;
 use agora_types::{Address, Hash};
 
+mod equivocation;
 mod halt;
 mod mempool;
 
@@ -31,6 +32,11 @@ struct Net {
     votes: BTreeMap<(usize, u64, u32, u8), Option<Hash>>,
     committed: BTreeMap<u64, Hash>,
     last_vote: Vec<Option<(u64, u8)>>,
+    /// `(double voter, victim)`: each vote the double voter broadcasts reaches the victim
+    /// after a conflicting one it signed too.
+    double_voter: Option<(usize, usize)>,
+    /// Nodes that emitted evidence (only with a double voter).
+    evidence_from: Vec<usize>,
 }
 
 impl Net {
@@ -69,6 +75,8 @@ impl Net {
             votes: BTreeMap::new(),
             committed: BTreeMap::new(),
             last_vote: vec![None; n],
+            double_voter: None,
+            evidence_from: Vec::new(),
         }
     }
 
@@ -108,6 +116,15 @@ impl Net {
                     }
                     for to in 0..self.nodes.len() {
                         if to != i {
+                            if self.double_voter == Some((i, to)) {
+                                if let Some(alt) = equivocation::conflicting(
+                                    &self.keys[i],
+                                    &self.genesis.chain_id,
+                                    &b,
+                                ) {
+                                    self.queue.push_back((to, i, alt));
+                                }
+                            }
                             self.queue.push_back((to, i, b.clone()));
                         }
                     }
@@ -130,7 +147,10 @@ impl Net {
                         "agreement violated"
                     );
                 }
-                Effect::Evidence(_) => panic!("no byzantine node here"),
+                Effect::Evidence(_) => {
+                    assert!(self.double_voter.is_some(), "no byzantine node here");
+                    self.evidence_from.push(i);
+                }
                 Effect::NextWakeup(at) => self.wake[i] = at,
             }
         }

@@ -36,6 +36,25 @@ fn seven_nodes_two_byzantine() {
     run(7, 2, 60, 1_000_000);
 }
 
+/// Seeds the simulator once failed on, fixed in the product. 715153848: a double voter that
+/// showed the heaviest honest validator its nil vote first kept it from ever seeing the quorum
+/// the others locked on, and no height was decided in the 8 s after the heal (a signed second
+/// vote now counts toward its own value's certificate).
+#[test]
+fn consensus_regression_seeds() {
+    let seed = 715_153_848;
+    let opts = ConsensusSimOptions {
+        nodes: 4,
+        byzantine: 1,
+        seeds: 1,
+        from: seed,
+        ..ConsensusSimOptions::default()
+    };
+    let s = run_consensus_seeds(&opts);
+    assert!(s.ok(), "seed {seed}: {s}");
+    assert!(s.heights > 0);
+}
+
 /// Replays whatever the env selects (`AGORA_SIM_NODES`, `AGORA_SIM_BYZANTINE` too), as
 /// printed by a failing run.
 #[test]
