@@ -1,6 +1,7 @@
-//! Partial failure on a real testnet (4 operators, 3 coprocessors): with one operator paused,
-//! sealed auctions with 2 s phases settle and forfeit no bond; with one operator dead, jobs
-//! still settle and the dead operator is never drawn as auditor once it shows as absent.
+//! Partial failure on a real testnet (4 operators, 3 coprocessors): with one operator process
+//! stopped (SIGSTOP: its sockets stay open and its timers freeze), sealed auctions with 2 s
+//! phases settle and forfeit no bond. The same with a cut-off operator, and a dead operator
+//! never drawn as auditor, are the in-process rig's (agora-sim `rig.rs`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use agora_client::Client;
 use serde_json::Value;
 
 use super::agora;
-use super::testnet::{active_coprocessors, kill9, up_detached, wait_until};
+use super::testnet::{active_coprocessors, up_detached, wait_until};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
 
@@ -89,7 +90,7 @@ fn submit(tmp: &std::path::Path, api: &str, key: &str, extra: &[&str]) -> String
 }
 
 #[test]
-fn a_paused_operator_costs_no_bond_and_a_dead_one_no_job() {
+fn a_paused_operator_costs_no_bidder_its_bond() {
     let tmp = tempfile::tempdir().unwrap();
     let (_guard, file) = up_detached(tmp.path(), "4", "3");
     let api = file.nodes[0].api.clone();
@@ -101,7 +102,7 @@ fn a_paused_operator_costs_no_bond_and_a_dead_one_no_job() {
         .collect();
     assert_eq!(coprocessors.len(), 3);
     let operators: Vec<_> = file.nodes.iter().filter(|n| n.role == "operator").collect();
-    // We talk to node 0; the victims are the last operators.
+    // We talk to node 0; the victim is the last operator.
     let paused = operators[operators.len() - 1];
     assert_ne!(paused.api, api);
 
@@ -127,34 +128,11 @@ fn a_paused_operator_costs_no_bond_and_a_dead_one_no_job() {
     assert_eq!(market["invariants"], "ok", "{market}");
     signal(guard.0, "-CONT");
     drop(guard);
-
-    // --- One operator dead: once the activity window (the `last_commit`s of the last 16
-    // blocks) shows it absent, it is never drawn as auditor, and audited jobs settle on a live
-    // operator's attestation.
-    let dead = operators[operators.len() - 2];
-    kill9(dead.pid.expect("pid"));
+    // Resumed, it catches up with the chain it slept through.
     let height = |c: &Client| c.status().map(|s| s.height).unwrap_or(0);
-    let h0 = height(&client);
-    wait_until(
-        "twenty blocks after the kill",
-        Duration::from_secs(120),
-        || height(&client) >= h0 + 20,
-    );
-    let ids: Vec<String> = (0..4)
-        .map(|_| {
-            submit(
-                tmp.path(),
-                &api,
-                &key,
-                &["--audit-bps", "10000", "--auction-ms", "1000"],
-            )
-        })
-        .collect();
-    let views = wait_final(&client, &ids, Duration::from_secs(120));
-    for v in &views {
-        assert_eq!(v["state"], "settled", "{v}");
-        let auditor = v["auditor"].as_str().expect("an auditor was drawn");
-        assert_ne!(auditor, dead.address, "an absent operator is drawn: {v}");
-        assert!(has_event(v, "audit_selected"), "{v}");
-    }
+    let target = height(&client);
+    let woken = Client::new(&paused.api).unwrap();
+    wait_until("the resumed operator to catch up", Duration::from_secs(60), || {
+        height(&woken) >= target
+    });
 }
