@@ -132,7 +132,9 @@ fn a_paused_operator_costs_no_bidder_its_bond() {
     let height = |c: &Client| c.status().map(|s| s.height).unwrap_or(0);
     let target = height(&client);
     let woken = Client::new(&paused.api).unwrap();
-    wait_until("the resumed operator to catch up", Duration::from_secs(60), || {
-        height(&woken) >= target
-    });
+    wait_until(
+        "the resumed operator to catch up",
+        Duration::from_secs(60),
+        || height(&woken) >= target,
+    );
 }

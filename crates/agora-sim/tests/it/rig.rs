@@ -264,3 +264,41 @@ fn a_burst_of_transactions_from_one_key_through_every_node_all_land() {
     );
     rig.check().unwrap();
 }
+
+/// Half the operators cut off while a job runs: the chain stalls for four times the job's
+/// deadline. The market sees the stall when blocks resume (design §9): its clocks froze, the
+/// deadline moved with them, and the winner, whose result waited in the mempool, is paid and
+/// not slashed for the network's fault.
+#[test]
+fn a_stalled_chain_costs_no_winner_its_slot() {
+    let mut rig = Rig::new(4, 1, 10);
+    rig.set_exec_ms(1_000, 1_000);
+    staked(&mut rig, 1);
+    let spec = rig.job_spec(1, 5_000);
+    let id = rig.submit_job(0, spec).unwrap();
+    assert!(rig.run_until(10_000, |m| m
+        .job(&id)
+        .is_some_and(|j| j.state == JobState::Executing)));
+    rig.isolate(2);
+    rig.isolate(3);
+    let h = rig.height();
+    rig.run_for(20_000);
+    assert!(rig.height() <= h + 1, "blocks without a quorum");
+    rig.reconnect(2);
+    rig.reconnect(3);
+    assert_eq!(settled_or_closed(&mut rig, id, 40_000), JobState::Settled);
+    let cop = rig.address(4);
+    rig.with_market(|m| {
+        let job = m.job(&id).unwrap();
+        assert_eq!(job.assignments[&cop].status, SlotStatus::Paid);
+        assert!(
+            !job.events
+                .iter()
+                .any(|e| matches!(e.event, MarketEvent::TimedOut { .. })),
+            "a timeout caused by the network"
+        );
+        assert_eq!(m.coprocessor(&cop).unwrap().slashed.0, 0);
+        assert!(m.health().stalls >= 1, "the stall went unseen");
+        m.check_invariants().unwrap();
+    });
+}
