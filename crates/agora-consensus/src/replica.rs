@@ -1034,12 +1034,17 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         let NilOrVal::Val(id) = &m.value else {
             return;
         };
+        let quorum = self.driver.votes().is_threshold_met(
+            &m.round,
+            VoteType::Precommit,
+            mt::Threshold::Value(*id),
+        ) || self.equivocal_fed.contains(&(
+            round_u32(m.round),
+            vote_type_code(VoteType::Precommit),
+            *id,
+        ));
         if m.vote_type != VoteType::Precommit
-            || !self.driver.votes().is_threshold_met(
-                &m.round,
-                VoteType::Precommit,
-                mt::Threshold::Value(*id),
-            )
+            || !quorum
             || self
                 .driver
                 .proposal_and_validity_for_round_and_value(m.round, *id)
@@ -1138,33 +1143,33 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     ) -> Result<(), ConsensusError> {
         // Conflicts are noted only for votes the driver accepted, so the simulator can check
         // that each one it saw produced evidence.
-        let vote = match &input {
+        let mut vote = match &input {
             Input::Vote(v) => Some(v.clone()),
             _ => None,
         };
         tracing::trace!(target: "consensus.input", height = self.height, replaying = self.replaying, round = ?self.driver.round(), ?input, "input");
         let outputs = match self.driver.process(input) {
-            Ok(o) => {
-                if let Some(v) = vote {
-                    self.note_vote(&v);
-                    if let NilOrVal::Val(id) = v.message.value {
-                        let m = &v.message;
-                        self.certify_with_equivocators((
-                            round_u32(m.round),
-                            vote_type_code(m.vote_type),
-                            id,
-                        ));
-                    }
-                    self.fetch_if_decided_elsewhere(&v, now, out);
-                }
-                o
-            }
+            Ok(o) => o,
             Err(e) => {
                 tracing::debug!(target: "consensus.driver", error = %e, "driver refused input");
+                vote = None;
                 Vec::new()
             }
         };
+        // Evidence first: a second vote it records may complete a quorum this vote is part of.
         self.drain_evidence(out);
+        if let Some(v) = vote {
+            self.note_vote(&v);
+            if let NilOrVal::Val(id) = v.message.value {
+                let m = &v.message;
+                self.certify_with_equivocators((
+                    round_u32(m.round),
+                    vote_type_code(m.vote_type),
+                    id,
+                ));
+            }
+            self.fetch_if_decided_elsewhere(&v, now, out);
+        }
         let h = self.height;
         for o in outputs {
             if self.height != h {
