@@ -236,12 +236,13 @@ pub struct Replica<S: KvStore, A: Application> {
     /// a quorum that exists; but a signed vote is a vote, and each counts toward its own
     /// value's certificate (two quorums for one round and step would share more than 1/3 of
     /// the power, so an honest validator would have signed both: never).
-    equivocal: BTreeMap<(u32, u8, BlockId), Vec<SignedVote>>,
-    /// The certificates counting those votes already given to the driver.
-    equivocal_fed: BTreeSet<(u32, u8, BlockId)>,
+    equivocal: BTreeMap<(u32, VoteType, BlockId), Vec<SignedVote>>,
+    /// The certificates counting those votes given to the driver (queued ones too, which
+    /// the driver's own certificate lists do not show yet).
+    equivocal_fed: BTreeSet<(u32, VoteType, BlockId)>,
     /// Vote evidence already emitted at this height, by `(round, step, validator, value of
     /// the second vote)`: a certificate re-applies votes, which finds the same conflict again.
-    evidence_sent: BTreeSet<(u32, u8, Address, Option<BlockId>)>,
+    evidence_sent: BTreeSet<(u32, VoteType, Address, Option<BlockId>)>,
     mempool: Mempool,
     wal_seq: u64,
     next_rebroadcast: u64,
@@ -1034,17 +1035,14 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         let NilOrVal::Val(id) = &m.value else {
             return;
         };
-        let quorum = self.driver.votes().is_threshold_met(
-            &m.round,
-            VoteType::Precommit,
-            mt::Threshold::Value(*id),
-        ) || self.equivocal_fed.contains(&(
-            round_u32(m.round),
-            vote_type_code(VoteType::Precommit),
-            *id,
-        ));
         if m.vote_type != VoteType::Precommit
-            || !quorum
+            || !(self.driver.votes().is_threshold_met(
+                &m.round,
+                VoteType::Precommit,
+                mt::Threshold::Value(*id),
+            ) || self
+                .equivocal_fed
+                .contains(&(round_u32(m.round), VoteType::Precommit, *id)))
             || self
                 .driver
                 .proposal_and_validity_for_round_and_value(m.round, *id)
@@ -1062,12 +1060,12 @@ impl<S: KvStore, A: Application> Replica<S, A> {
 
     /// The votes of this height for `value` at `(round, step)`: those the driver counted and
     /// the second votes of double voters.
-    fn votes_with_equivocators(&self, (r, t, id): (u32, u8, BlockId)) -> Vec<SignedVote> {
+    fn votes_with_equivocators(&self, (r, t, id): (u32, VoteType, BlockId)) -> Vec<SignedVote> {
         let mut votes: BTreeMap<Address, SignedVote> = BTreeMap::new();
         if let Some(per_round) = self.driver.votes().per_round(Round::new(r)) {
             for v in per_round.received_votes() {
                 let m = &v.message;
-                if vote_type_code(m.vote_type) == t && m.value == NilOrVal::Val(id) {
+                if m.vote_type == t && m.value == NilOrVal::Val(id) {
                     votes.insert(m.validator.0, v.clone());
                 }
             }
@@ -1084,22 +1082,17 @@ impl<S: KvStore, A: Application> Replica<S, A> {
     /// the driver's own count lacks, give the driver that certificate: a polka certificate for
     /// prevotes (it locks and precommits as on any polka), a commit certificate for precommits
     /// (it decides if it has the proposal).
-    fn certify_with_equivocators(&mut self, key: (u32, u8, BlockId)) {
+    fn certify_with_equivocators(&mut self, key: (u32, VoteType, BlockId)) {
         if !self.equivocal.contains_key(&key) || self.equivocal_fed.contains(&key) {
             return;
         }
         let (r, t, id) = key;
         let round = Round::new(r);
-        let precommit = t == vote_type_code(VoteType::Precommit);
-        let kind = if precommit {
-            VoteType::Precommit
-        } else {
-            VoteType::Prevote
-        };
+        let precommit = t == VoteType::Precommit;
         if self
             .driver
             .votes()
-            .is_threshold_met(&round, kind, mt::Threshold::Value(id))
+            .is_threshold_met(&round, t, mt::Threshold::Value(id))
         {
             return;
         }
@@ -1162,11 +1155,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             self.note_vote(&v);
             if let NilOrVal::Val(id) = v.message.value {
                 let m = &v.message;
-                self.certify_with_equivocators((
-                    round_u32(m.round),
-                    vote_type_code(m.vote_type),
-                    id,
-                ));
+                self.certify_with_equivocators((round_u32(m.round), m.vote_type, id));
             }
             self.fetch_if_decided_elsewhere(&v, now, out);
         }
@@ -1186,7 +1175,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
         for (addr, pairs) in votes.iter() {
             for (a, b) in pairs {
                 let m = &b.message;
-                let (r, t) = (round_u32(m.round), vote_type_code(m.vote_type));
+                let (r, t) = (round_u32(m.round), m.vote_type);
                 let second = match m.value {
                     NilOrVal::Val(id) => Some(id),
                     NilOrVal::Nil => None,
@@ -1195,12 +1184,10 @@ impl<S: KvStore, A: Application> Replica<S, A> {
                     if !self.evidence_sent.insert((r, t, addr.0, second)) {
                         continue;
                     }
+                    // Once per (validator, round, step, value), by `evidence_sent`.
                     if let Some(id) = second {
                         let key = (r, t, id);
-                        let list = self.equivocal.entry(key).or_default();
-                        if list.iter().all(|x| x.message.validator != m.validator) {
-                            list.push(b.clone());
-                        }
+                        self.equivocal.entry(key).or_default().push(b.clone());
                         self.certify_with_equivocators(key);
                     }
                 }
@@ -1322,11 +1309,7 @@ impl<S: KvStore, A: Application> Replica<S, A> {
             Output::Decide(_, p) => {
                 let r = p.round;
                 let id = p.value.id;
-                let votes = self.votes_with_equivocators((
-                    round_u32(r),
-                    vote_type_code(VoteType::Precommit),
-                    id,
-                ));
+                let votes = self.votes_with_equivocators((round_u32(r), VoteType::Precommit, id));
                 let cert = Certificate::new(
                     h,
                     round_u32(r),

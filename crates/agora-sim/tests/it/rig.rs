@@ -109,6 +109,21 @@ fn a_winner_that_never_delivers_is_replaced_by_a_reauction() {
             .count();
         assert!(timed_out > 0, "the mute coprocessor won no slot");
         assert!(ids.iter().any(|id| m.job(id).unwrap().reauctions > 0));
+        // Where it timed out, the slot went to another coprocessor, which was paid: every
+        // replica of the job is paid, none of them the mute one.
+        for id in &ids {
+            let job = m.job(id).unwrap();
+            if job.assignments.get(&mute).map(|a| a.status) == Some(SlotStatus::TimedOut) {
+                let paid: Vec<_> = job
+                    .assignments
+                    .iter()
+                    .filter(|(_, a)| a.status == SlotStatus::Paid)
+                    .map(|(c, _)| *c)
+                    .collect();
+                assert_eq!(paid.len(), 2, "every replica paid");
+                assert!(!paid.contains(&mute));
+            }
+        }
     });
 }
 
