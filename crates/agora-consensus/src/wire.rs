@@ -79,19 +79,39 @@ fn round(r: u32) -> Result<Round, WireError> {
     Ok(Round::new(r))
 }
 
+pub fn header_to_pb(h: &BlockHeader) -> pb::BlockHeader {
+    pb::BlockHeader {
+        height: h.height,
+        time: h.time,
+        prev_hash: h.prev_hash.0.to_vec().into(),
+        app_hash: h.app_hash.0.to_vec().into(),
+        proposer: h.proposer.0.to_vec().into(),
+        txs_hash: h.txs_hash.0.to_vec().into(),
+        last_commit_hash: h.last_commit_hash.0.to_vec().into(),
+        seed_proof: h.seed_proof.clone().into(),
+    }
+}
+
+pub fn header_from_pb(h: pb::BlockHeader) -> Result<BlockHeader, WireError> {
+    Ok(BlockHeader {
+        height: h.height,
+        time: h.time,
+        prev_hash: hash32(&h.prev_hash, "header.prev_hash")?,
+        app_hash: hash32(&h.app_hash, "header.app_hash")?,
+        proposer: addr32(&h.proposer, "header.proposer")?,
+        txs_hash: hash32(&h.txs_hash, "header.txs_hash")?,
+        last_commit_hash: hash32(&h.last_commit_hash, "header.last_commit_hash")?,
+        seed_proof: if h.seed_proof.len() <= MAX_SEED_PROOF_BYTES {
+            h.seed_proof.to_vec()
+        } else {
+            return Err(WireError::Bad("header.seed_proof"));
+        },
+    })
+}
+
 pub fn block_to_pb(b: &Block) -> pb::Block {
-    let h = &b.header;
     pb::Block {
-        header: Some(pb::BlockHeader {
-            height: h.height,
-            time: h.time,
-            prev_hash: h.prev_hash.0.to_vec().into(),
-            app_hash: h.app_hash.0.to_vec().into(),
-            proposer: h.proposer.0.to_vec().into(),
-            txs_hash: h.txs_hash.0.to_vec().into(),
-            last_commit_hash: h.last_commit_hash.0.to_vec().into(),
-            seed_proof: h.seed_proof.clone().into(),
-        }),
+        header: Some(header_to_pb(&b.header)),
         txs: b.txs.iter().map(|t| t.clone().into()).collect(),
         last_commit: b.last_commit.as_ref().map(cert_to_pb),
     }
@@ -106,20 +126,7 @@ pub fn block_from_pb(b: pb::Block) -> Result<Block, WireError> {
         return Err(WireError::Bad("block.tx size"));
     }
     let block = Block {
-        header: BlockHeader {
-            height: h.height,
-            time: h.time,
-            prev_hash: hash32(&h.prev_hash, "header.prev_hash")?,
-            app_hash: hash32(&h.app_hash, "header.app_hash")?,
-            proposer: addr32(&h.proposer, "header.proposer")?,
-            txs_hash: hash32(&h.txs_hash, "header.txs_hash")?,
-            last_commit_hash: hash32(&h.last_commit_hash, "header.last_commit_hash")?,
-            seed_proof: if h.seed_proof.len() <= MAX_SEED_PROOF_BYTES {
-                h.seed_proof.to_vec()
-            } else {
-                return Err(WireError::Bad("header.seed_proof"));
-            },
-        },
+        header: header_from_pb(h)?,
         last_commit: b.last_commit.map(cert_from_pb).transpose()?,
         txs: b.txs.into_iter().map(|t| t.to_vec()).collect(),
     };

@@ -10,6 +10,7 @@
 
 mod keyfile;
 pub mod memo;
+pub mod merkle;
 pub mod vrf;
 
 use std::fmt;

@@ -12,10 +12,12 @@
 //! [`agora_types::Fixed`]. So every replica — and the simulator — computes the same bits, and a
 //! bad transaction is a rejection in its receipt, never a panic or a half-applied change.
 //!
-//! The app hash is chained over each block's changed entries in key order (incremental, never a
-//! rehash of the whole state). [`Market::to_snapshot_bytes`] gives the node a deterministic
+//! The app hash commits to a state hash chained over each block's changed entries in key order
+//! (incremental, never a rehash of the whole state) and to the Merkle root of the block's events
+//! in their canonical encoding ([`canon`]), so a certified header proves any event (ADR 016). [`Market::to_snapshot_bytes`] gives the node a deterministic
 //! snapshot to persist, and blocks after it are replayed with `apply_block`.
 
+pub mod canon;
 mod market;
 mod model;
 mod ordering;
@@ -23,7 +25,9 @@ mod params;
 mod tx;
 mod views;
 
-pub use market::{BlockError, InvariantError, Market, SnapshotError, VoteDecoder, VoteKey};
+pub use market::{
+    app_hash, BlockError, InvariantError, Market, SnapshotError, VoteDecoder, VoteKey,
+};
 pub use model::{
     gas_update, load_excess, load_handicap, reserve_price, score, tie_break, Account, Assignment,
     AuctionRound, Audit, BlockContext, BlockResult, Coprocessor, DeclineRecord, EventRecord,

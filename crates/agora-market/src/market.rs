@@ -582,12 +582,14 @@ impl Market {
         }
 
         self.end_block();
-        let app_hash = self.commit_hash();
+        let (state_hash, events_root) = self.commit_hash();
         Ok(BlockResult {
             height: ctx.height,
             receipts,
             events: std::mem::take(&mut self.block_events),
-            app_hash,
+            app_hash: self.s.app_hash,
+            state_hash,
+            events_root,
         })
     }
 
@@ -2243,13 +2245,15 @@ impl Market {
         job_mut.closed_at = Some(now);
         self.s.closed.push_back((now, *id));
         self.s.open_jobs.remove(id);
-        let result_hash = result.map(|r| r.result_hash).unwrap_or_default();
+        let result_hash = result.as_ref().map(|r| r.result_hash).unwrap_or_default();
         self.emit_job(
             id,
             MarketEvent::Settled {
                 job: *id,
                 result_hash,
                 refund,
+                outcome: result.as_ref().map_or(Outcome::Success, |r| r.outcome),
+                fuel_used: result.as_ref().map_or(0, |r| r.fuel_used),
             },
         );
         Ok(())
@@ -2347,9 +2351,10 @@ impl Market {
     // -----------------------------------------------------------------------------------------
     // app hash
 
-    /// Chain the previous app hash with this block's changed entries, in key order.
-    fn commit_hash(&mut self) -> Hash {
-        let mut h = blake3::Hasher::new_derive_key("agora/v1/app-hash");
+    /// The block's state hash: the previous app hash chained with this block's changed entries,
+    /// in key order.
+    fn state_hash(&mut self) -> Hash {
+        let mut h = blake3::Hasher::new_derive_key("agora/v1/state-hash");
         h.update(self.s.app_hash.as_bytes());
         h.update(&self.s.height.0.to_le_bytes());
         let dirty = std::mem::take(&mut self.dirty);
@@ -2366,8 +2371,17 @@ impl Market {
             h.update(&(value.len() as u64).to_le_bytes());
             h.update(&value);
         }
-        self.s.app_hash = Hash(*h.finalize().as_bytes());
-        self.s.app_hash
+        Hash(*h.finalize().as_bytes())
+    }
+
+    /// Commit the block: `app_hash = blake3_derive("agora/v1/app-hash", state hash ‖ events
+    /// root)`, so the next block's header, which carries the app hash, commits to every event
+    /// of this one (ADR 016).
+    fn commit_hash(&mut self) -> (Hash, Hash) {
+        let state_hash = self.state_hash();
+        let events_root = crate::canon::events_root(&self.block_events);
+        self.s.app_hash = app_hash(&state_hash, &events_root);
+        (state_hash, events_root)
     }
 
     fn global_bytes(&self) -> Vec<u8> {
@@ -2382,6 +2396,14 @@ impl Market {
         );
         serde_json::to_vec(&g).unwrap_or_default()
     }
+}
+
+/// The app hash of a block from its state hash and events root (ADR 016).
+pub fn app_hash(state_hash: &Hash, events_root: &Hash) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key("agora/v1/app-hash");
+    h.update(state_hash.as_bytes());
+    h.update(events_root.as_bytes());
+    Hash(*h.finalize().as_bytes())
 }
 
 fn ser<T: Serialize>(v: Option<&T>) -> Vec<u8> {

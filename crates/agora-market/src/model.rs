@@ -393,10 +393,15 @@ pub enum MarketEvent {
         amount: Amount,
         fee: Amount,
     },
+    /// The job's accepted result: `result_hash` covers the outcome, exit code, fuel used and
+    /// stdout (see [`crate::result_hash`]); the outcome and fuel are here so that a proof of
+    /// this event lets anyone check an output offline.
     Settled {
         job: JobId,
         result_hash: Hash,
         refund: Amount,
+        outcome: Outcome,
+        fuel_used: u64,
     },
     Refunded {
         job: JobId,
@@ -465,6 +470,45 @@ pub enum MarketEvent {
     },
 }
 
+impl MarketEvent {
+    /// The job an event is about, if it is about one.
+    pub fn job(&self) -> Option<&JobId> {
+        use MarketEvent::*;
+        match self {
+            JobSubmitted { job, .. }
+            | AuctionOpened { job, .. }
+            | BidAccepted { job, .. }
+            | Awarded { job, .. }
+            | ExtraReplica { job, .. }
+            | AuctionUnfilled { job, .. }
+            | BondForfeited { job, .. }
+            | ResultCommitted { job, .. }
+            | TimedOut { job, .. }
+            | AuditSelected { job, .. }
+            | AuditMismatch { job, .. }
+            | Paid { job, .. }
+            | Settled { job, .. }
+            | Refunded { job, .. }
+            | Failed { job, .. }
+            | Cancelled { job }
+            | Declined { job, .. } => Some(job),
+            Slashed { .. }
+            | OperatorSlashed { .. }
+            | ReputationUpdated { .. }
+            | CoprocessorStaked { .. }
+            | CoprocessorDeactivated { .. }
+            | CoprocessorActivated { .. }
+            | CoprocessorEjected { .. }
+            | UnbondingStarted { .. }
+            | UnbondingReleased { .. }
+            | StallDetected { .. }
+            | StallRecovered { .. }
+            | LivenessReported { .. }
+            | InternalError { .. } => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub height: Height,
@@ -531,6 +575,12 @@ pub struct BlockResult {
     pub receipts: Vec<TxReceipt>,
     pub events: Vec<EventRecord>,
     pub app_hash: Hash,
+    /// What the app hash commits to: the state hash and the Merkle root of `events`' canonical
+    /// encodings ([`crate::canon`]); `app_hash = crate::app_hash(state_hash, events_root)`.
+    #[serde(default)]
+    pub state_hash: Hash,
+    #[serde(default)]
+    pub events_root: Hash,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,52 @@ pub fn load(path: &Path) -> anyhow::Result<Genesis> {
     Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
 }
 
+/// Parse a genesis file for verification: valid, and exactly in the form the genesis
+/// serialises to (every value written as it reads back, every field present). The chain id
+/// is a hash of the genesis' meaning, and a lenient reader maps several texts to one meaning
+/// (a fixed-point decimal is rounded to its nearest value); a verifier refuses all but one of
+/// them, so a changed genesis file never still verifies.
+pub fn parse_exact(text: &str) -> anyhow::Result<Genesis> {
+    let g = Genesis::from_json(text)?;
+    let given: serde_json::Value = serde_json::from_str(text)?;
+    let exact = serde_json::to_value(&g)?;
+    if let Some(path) = first_difference(&given, &exact, String::new()) {
+        anyhow::bail!(
+            "the genesis is not in its exact form at {path} (a value that reads back differently, or a missing field): use the genesis file the network was started with"
+        );
+    }
+    Ok(g)
+}
+
+/// The JSON path of the first difference between `a` and `b`.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: String) -> Option<String> {
+    use serde_json::Value::{Array, Object};
+    match (a, b) {
+        (Object(x), Object(y)) => {
+            for (k, v) in y {
+                match x.get(k) {
+                    Some(u) => {
+                        if let Some(p) = first_difference(u, v, format!("{at}.{k}")) {
+                            return Some(p);
+                        }
+                    }
+                    None => return Some(format!("{at}.{k}")),
+                }
+            }
+            x.keys()
+                .find(|k| !y.contains_key(*k))
+                .map(|k| format!("{at}.{k}"))
+        }
+        (Array(x), Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (u, v))| first_difference(u, v, format!("{at}[{i}]"))),
+        _ if a == b => None,
+        _ => Some(if at.is_empty() { ".".into() } else { at }),
+    }
+}
+
 /// A genesis with default market parameters, the given operators (each staking
 /// `operator_stake`) and funded accounts (each holding `balance`), starting now.
 pub fn build(

@@ -30,6 +30,7 @@ pub mod history;
 pub mod home;
 pub mod logging;
 pub mod metrics;
+pub mod proof;
 pub mod supervise;
 pub mod timed_store;
 pub mod upload_limit;

@@ -71,7 +71,7 @@ fn dutch_price_rises_until_two_coprocessors_accept() {
         h10 {"paid":{"job":"job","coprocessor":"cop0","amount":380,"fee":20}}
         h10 {"reputation_updated":{"coprocessor":"cop1","outcome":true,"reputation_bps":7529}}
         h10 {"paid":{"job":"job","coprocessor":"cop1","amount":665,"fee":35}}
-        h10 {"settled":{"job":"job","result_hash":"5b9f7e610f5f708d94165463a3f974208e7b25cf4ef59335eb2fb25e448862cb","refund":900}}
+        h10 {"settled":{"job":"job","result_hash":"5b9f7e610f5f708d94165463a3f974208e7b25cf4ef59335eb2fb25e448862cb","refund":900,"outcome":"success","fuel_used":42}}
     "#]].assert_eq(&h.story(&job));
 }
 
@@ -187,7 +187,7 @@ fn sealed_auction_with_a_non_revealer() {
         h9 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"944d3764879e19b7c443e1098fc2f36320f04b5eb208bd554d686b1e51ea3ffd"}}
         h9 {"reputation_updated":{"coprocessor":"cop1","outcome":true,"reputation_bps":7529}}
         h9 {"paid":{"job":"job","coprocessor":"cop1","amount":475,"fee":25}}
-        h9 {"settled":{"job":"job","result_hash":"944d3764879e19b7c443e1098fc2f36320f04b5eb208bd554d686b1e51ea3ffd","refund":510}}
+        h9 {"settled":{"job":"job","result_hash":"944d3764879e19b7c443e1098fc2f36320f04b5eb208bd554d686b1e51ea3ffd","refund":510,"outcome":"success","fuel_used":42}}
     "#]].assert_eq(&h.story(&job));
 }
 
@@ -259,7 +259,7 @@ fn a_lying_replica_is_slashed_while_the_honest_majority_is_paid() {
         h5 {"paid":{"job":"job","coprocessor":"cop2","amount":95,"fee":5}}
         h5 {"slashed":{"coprocessor":"cop1","amount":500,"to_client":250,"burned":250,"reason":"wrong result"}}
         h5 {"reputation_updated":{"coprocessor":"cop1","outcome":false,"reputation_bps":6489}}
-        h5 {"settled":{"job":"job","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934","refund":2800}}
+        h5 {"settled":{"job":"job","result_hash":"9077c023c2d0d5d13501f57d0e4d61939af96c9ebb03840f196850495c094934","refund":2800,"outcome":"success","fuel_used":42}}
     "#]].assert_eq(&h.story(&job));
 }
 
@@ -317,7 +317,7 @@ fn a_timeout_is_followed_by_an_automatic_re_auction() {
         h13 {"result_committed":{"job":"job","coprocessor":"cop1","result_hash":"d444d7ac3de4940fd823a55eb9b6e0b8bbde002c954a4ddec9b8aaf2f9eb5b07"}}
         h13 {"reputation_updated":{"coprocessor":"cop1","outcome":true,"reputation_bps":7529}}
         h13 {"paid":{"job":"job","coprocessor":"cop1","amount":181,"fee":9}}
-        h13 {"settled":{"job":"job","result_hash":"d444d7ac3de4940fd823a55eb9b6e0b8bbde002c954a4ddec9b8aaf2f9eb5b07","refund":820}}
+        h13 {"settled":{"job":"job","result_hash":"d444d7ac3de4940fd823a55eb9b6e0b8bbde002c954a4ddec9b8aaf2f9eb5b07","refund":820,"outcome":"success","fuel_used":42}}
     "#]].assert_eq(&h.story(&job));
 }
 
@@ -374,7 +374,7 @@ fn during_a_stall_nobody_is_slashed_and_prices_do_not_rise() {
         h10 {"result_committed":{"job":"job","coprocessor":"cop0","result_hash":"414f5e2455efd566ca0b249b7df472fbc3b852f411f027fcb0ed1f24baef0a33"}}
         h10 {"reputation_updated":{"coprocessor":"cop0","outcome":true,"reputation_bps":7529}}
         h10 {"paid":{"job":"job","coprocessor":"cop0","amount":181,"fee":9}}
-        h10 {"settled":{"job":"job","result_hash":"414f5e2455efd566ca0b249b7df472fbc3b852f411f027fcb0ed1f24baef0a33","refund":820}}
+        h10 {"settled":{"job":"job","result_hash":"414f5e2455efd566ca0b249b7df472fbc3b852f411f027fcb0ed1f24baef0a33","refund":820,"outcome":"success","fuel_used":42}}
     "#]].assert_eq(&story);
 }
 
@@ -541,7 +541,7 @@ fn two_replicas_that_disagree_get_a_third_to_break_the_tie() {
         h7 {"paid":{"job":"job","coprocessor":"cop2","amount":95,"fee":5}}
         h7 {"slashed":{"coprocessor":"cop1","amount":500,"to_client":250,"burned":250,"reason":"wrong result"}}
         h7 {"reputation_updated":{"coprocessor":"cop1","outcome":false,"reputation_bps":6489}}
-        h7 {"settled":{"job":"job","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293","refund":2800}}
+        h7 {"settled":{"job":"job","result_hash":"0d1b0cedddcd0ff9f75226018d355b5b285ca93663f9c32cece7ae858ef11293","refund":2800,"outcome":"success","fuel_used":42}}
     "#]].assert_eq(&h.story(&job));
 }
 
