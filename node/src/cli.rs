@@ -44,6 +44,8 @@ pub enum Command {
     Coprocessor(CoprocessorCommand),
     /// Print the node's view of the chain
     Status(StatusArgs),
+    /// Check a job proof (FILE) or a block's certificate (block H) against the genesis, offline
+    Verify(VerifyArgs),
     /// Run the economic simulation
     Sim(SimArgs),
     /// Load generators for measuring a running network
@@ -220,8 +222,10 @@ pub enum JobCommand {
     Status(JobIdArgs),
     /// Follow a job's lifecycle live
     Watch(JobIdArgs),
-    /// Write a job's verified output bytes
-    Result(JobIdArgs),
+    /// Write a job's output, verified against a proof of its settlement (checked offline against the genesis; --trust-node skips it)
+    Result(ResultArgs),
+    /// Write a settled job's proof: its events, their Merkle paths and the certified header that commits to them
+    Proof(ProofArgs),
     /// Explain why no coprocessor took a job
     Why(JobIdArgs),
     /// List jobs
@@ -283,6 +287,65 @@ pub struct JobIdArgs {
     /// Write output here instead of standard output (job result)
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// `--genesis FILE`, shared by the commands that verify against the chain's genesis.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GenesisArg {
+    /// The network's genesis file [default: $AGORA_GENESIS, else ./.agora/testnet/genesis.json]
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    pub job: JobIdArgs,
+    #[command(flatten)]
+    pub genesis: GenesisArg,
+    /// Take the node's word for the result hash instead of verifying a proof of the settlement
+    #[arg(long)]
+    pub trust_node: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProofArgs {
+    /// Job id (hex)
+    pub id: String,
+    #[command(flatten)]
+    pub api: ApiArg,
+    /// Where to write the proof [default: JOB_ID.proof]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// How long to wait for the block that certifies a just-settled job, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub wait: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// FILE (a job proof from `agora job proof`), or `block H` (fetches block H's certificate from the node)
+    #[arg(value_name = "FILE | block H", num_args = 1..=2, required = true)]
+    pub target: Vec<String>,
+    #[command(flatten)]
+    pub genesis: GenesisArg,
+    /// The job's stdout (as `agora job result --out` writes it), to check against the proven result hash
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The program's exit code, part of the result hash with the output
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub exit_code: i32,
+    #[command(flatten)]
+    pub api: ApiArg,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -380,6 +443,8 @@ impl Command {
             Command::Job(JobCommand::Status(_)) => "job status",
             Command::Job(JobCommand::Watch(_)) => "job watch",
             Command::Job(JobCommand::Result(_)) => "job result",
+            Command::Job(JobCommand::Proof(_)) => "job proof",
+            Command::Verify(_) => "verify",
             Command::Job(JobCommand::Why(_)) => "job why",
             Command::Job(JobCommand::List { .. }) => "job list",
             Command::Account(_) => "account",
@@ -493,6 +558,38 @@ mod tests {
             &["agora", "job", "status", "abcd"],
             &["agora", "job", "watch", "abcd"],
             &["agora", "job", "result", "abcd"],
+            &[
+                "agora",
+                "job",
+                "result",
+                "abcd",
+                "--genesis",
+                "g.json",
+                "--out",
+                "o",
+            ],
+            &["agora", "job", "result", "abcd", "--trust-node"],
+            &["agora", "job", "proof", "abcd", "--out", "p", "--wait", "3"],
+            &[
+                "agora",
+                "verify",
+                "p.proof",
+                "--genesis",
+                "g.json",
+                "--output",
+                "o",
+                "--exit-code",
+                "-1",
+            ],
+            &[
+                "agora",
+                "verify",
+                "block",
+                "7",
+                "--api",
+                "http://127.0.0.1:1",
+                "--json",
+            ],
             &["agora", "job", "why", "abcd"],
             &["agora", "job", "list"],
             &["agora", "account"],

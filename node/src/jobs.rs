@@ -441,9 +441,20 @@ fn event_line(e: &serde_json::Value) -> String {
     format!("{height}{body}")
 }
 
-/// `agora job result`: fetch the output through the node, check it against the committed
-/// result hash here (the node is not trusted with that), and write the program's stdout.
-pub fn result(args: &JobIdArgs) -> anyhow::Result<()> {
+/// `agora job result`: fetch the output through the node and check it against a proof of the
+/// job's settlement, verified here against the genesis (the node is trusted with neither the
+/// output nor the result hash), then write the program's stdout. `--trust-node` checks the
+/// output against the result hash the node reports instead.
+pub fn result(rargs: &crate::cli::ResultArgs) -> anyhow::Result<()> {
+    let args = &rargs.job;
+    // Find the genesis before asking the node anything: a missing one is the user's to fix.
+    let genesis = if rargs.trust_node {
+        None
+    } else {
+        let path = crate::verify::genesis_path(&rargs.genesis)
+            .context("`agora job result` verifies the result offline (--trust-node skips it)")?;
+        Some(crate::verify::load_genesis(&path)?)
+    };
     let (client, id, v) = get_job(args)?;
     let view: agora_market::JobView =
         serde_json::from_value(v).context("the node's job view is not understood")?;
@@ -460,8 +471,22 @@ pub fn result(args: &JobIdArgs) -> anyhow::Result<()> {
         );
     }
     let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
-    let (code, stdout) =
-        agora_node::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+    let (code, stdout) = match &genesis {
+        None => {
+            agora_node::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?
+        }
+        Some(g) => {
+            let (code, stdout) = agora_blobs::decode_output(&bytes).ok_or_else(|| {
+                anyhow::anyhow!("the node's output of job {id} is shorter than an exit code")
+            })?;
+            let proof = crate::verify::fetch_job_proof(&client, &id, Duration::from_secs(15))?;
+            let proven = crate::verify::verify_job_bytes(&proof, g, Some((code, stdout)))?;
+            if proven.job != id {
+                bail!("the node sent a proof of job {} for job {id}", proven.job);
+            }
+            (code, stdout)
+        }
+    };
     let outcome = view.outcome.unwrap_or(agora_market::Outcome::Success);
     match &args.out {
         Some(path) => std::fs::write(path, stdout)
@@ -479,6 +504,7 @@ pub fn result(args: &JobIdArgs) -> anyhow::Result<()> {
         let text = std::str::from_utf8(stdout).ok();
         let doc = serde_json::json!({
             "id": id, "result_hash": view.result_hash, "outcome": outcome, "exit_code": code,
+            "verified": genesis.is_some(),
             "size": stdout.len(), "output": text,
             "output_hex": if text.is_none() { Some(hex::encode(stdout)) } else { None },
             "out": args.out,
@@ -548,8 +574,9 @@ pub fn list(api: &ApiArg, json: bool) -> anyhow::Result<()> {
 
 /// The demo job `agora testnet up` runs once the network is ready: `examples/hello.wat` with
 /// a greeting as input, submitted with the testnet's client key; prints its journey and the
-/// verified output.
-pub fn demo(api: &str, key: &Path) -> anyhow::Result<()> {
+/// output, verified against a proof of its settlement and the testnet's `genesis`.
+pub fn demo(api: &str, key: &Path, genesis: &Path) -> anyhow::Result<()> {
+    let genesis = crate::verify::load_genesis(genesis)?;
     const HELLO: &str = include_str!("../../examples/hello.wat");
     let client = Client::new(api)?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -587,17 +614,24 @@ pub fn demo(api: &str, key: &Path) -> anyhow::Result<()> {
         view.price.map(|p| p.to_string()).unwrap_or_default()
     );
     let bytes = client.get_bytes(&format!("/v1/jobs/{id}/output"))?;
-    let (_, stdout) =
-        agora_node::blobsvc::verify_output(&view, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+    let (code, stdout) = agora_blobs::decode_output(&bytes)
+        .ok_or_else(|| anyhow::anyhow!("the demo's output is shorter than an exit code"))?;
+    let proof = crate::verify::fetch_job_proof(&client, &id, Duration::from_secs(15))?;
+    let proven = crate::verify::verify_job_bytes(&proof, &genesis, Some((code, stdout)))?;
+    let c = &proven.certified_by;
     println!(
-        "demo: output, checked against the committed result hash {}:",
-        view.result_hash.map(|h| h.short()).unwrap_or_default()
+        "demo: output, verified here against a proof of its settlement (result {}, block {} signed by {} operators holding {} of {} stake):",
+        proven.result_hash.short(),
+        c.height,
+        c.signers.len(),
+        c.signed_power,
+        c.total_power
     );
     for line in String::from_utf8_lossy(stdout).lines() {
         println!("    {line}");
     }
     println!(
-        "demo: see it again with `agora job status {id}`, `agora job watch {id}`, `agora job result {id}`"
+        "demo: see it again with `agora job status {id}`, `agora job watch {id}`, `agora job result {id}`; take its proof anywhere with `agora job proof {id}` and `agora verify {id}.proof`"
     );
     Ok(())
 }

@@ -14,6 +14,7 @@ mod commands;
 mod jobs;
 mod sim;
 mod testnet;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -144,6 +145,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(cli::JobCommand::Result(args)) => {
             logging::init_cli();
             jobs::result(&args)
+        }
+        Command::Job(cli::JobCommand::Proof(args)) => {
+            logging::init_cli();
+            verify::job_proof(&args)
+        }
+        Command::Verify(args) => {
+            logging::init_cli();
+            verify::run(&args)
         }
         Command::Coprocessor(cli::CoprocessorCommand::Join {
             stake,

@@ -208,6 +208,7 @@ fn network(rest: &[String]) -> anyhow::Result<()> {
             "heights": summary.heights,
             "jobs": summary.jobs,
             "settled": summary.settled,
+            "proven": summary.proven,
             "refunded": summary.refunded,
             "failed": summary.failed,
             "txs": summary.txs,

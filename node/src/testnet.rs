@@ -148,8 +148,9 @@ pub async fn up(
     if demo && has_coprocessors {
         let api = file.nodes[0].api.clone();
         let key = file.client_key.clone();
+        let genesis = dir.join(GENESIS_FILE);
         // Runs beside the nodes: a demo that fails is reported, and the testnet keeps running.
-        let mut job = tokio::task::spawn_blocking(move || crate::jobs::demo(&api, &key));
+        let mut job = tokio::task::spawn_blocking(move || crate::jobs::demo(&api, &key, &genesis));
         tokio::select! {
             r = &mut job => match r {
                 Ok(Ok(())) => {}

@@ -24,10 +24,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/tx", post(submit_tx))
         .route("/v1/blocks/{height}", get(block))
+        .route("/v1/blocks/{height}/proof", get(block_proof))
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/jobs", get(jobs))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/output", get(job_output))
+        .route("/v1/jobs/{id}/proof", get(job_proof))
         .route("/v1/coprocessors", get(coprocessors))
         .route("/v1/coprocessors/{address}", get(coprocessor))
         .route("/v1/market", get(market_status))
@@ -102,26 +104,114 @@ fn refusal(state: &AppState, env: &agora_crypto::Envelope, e: ConsensusError) ->
 }
 
 /// `GET /v1/blocks/{height}`: header, tx hashes, and the receipts of that block.
-async fn block(
-    State(state): State<AppState>,
-    Path(height): Path<u64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// A committed block and its commit certificate from the chain task.
+async fn stored_block(
+    state: &AppState,
+    height: u64,
+) -> Result<(agora_consensus::Block, agora_consensus::Certificate), ApiError> {
     let (reply, rx) = tokio::sync::oneshot::channel();
     state
         .chain_commands
         .send(ChainCommand::GetBlock { height, reply })
         .await
         .map_err(|_| unavailable())?;
-    let found = rx
-        .await
+    rx.await
         .map_err(|_| unavailable())?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let Some((block, cert)) = found else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no block at height {height}"),
-        ));
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no block at height {height}"),
+            )
+        })
+}
+
+fn proof_response(bytes: Vec<u8>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/vnd.agora.proof",
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `GET /v1/blocks/{height}/proof`: the block's header and commit certificate, to verify
+/// offline with `agora verify block`.
+async fn block_proof(
+    State(state): State<AppState>,
+    Path(height): Path<u64>,
+) -> Result<Response, ApiError> {
+    let (block, cert) = stored_block(&state, height).await?;
+    Ok(proof_response(crate::proof::block_proof(
+        &block.header,
+        &cert,
+    )))
+}
+
+/// `GET /v1/jobs/{id}/proof`: a settled job's proof (ADR 016): its events in the settling
+/// block, with their Merkle paths, under the next block's certified header.
+async fn job_proof(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: Hash = parse("job id", &id)?;
+    let settled_at = {
+        let m = state.market.read().map_err(|_| unavailable())?;
+        let job = m
+            .job(&id)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}")))?;
+        let at = job.events.iter().rev().find_map(|r| {
+            matches!(r.event, agora_market::MarketEvent::Settled { .. }).then_some(r.height.0)
+        });
+        match at {
+            Some(h) => h,
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "job {id} is {}: only a settled job has a proof",
+                        serde_json::to_value(job.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    ),
+                ))
+            }
+        }
     };
+    let result = crate::app::block_result(&state.history, settled_at)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("this node no longer keeps the events of block {settled_at}"),
+            )
+        })?;
+    let (next, cert) = match stored_block(&state, settled_at + 1).await {
+        Ok(b) => b,
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "job {id} settled in block {settled_at}; its proof is ready once block {} is decided",
+                    settled_at + 1
+                ),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let bytes = crate::proof::job_proof(&id, &result, &next.header, &cert)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(proof_response(bytes))
+}
+
+async fn block(
+    State(state): State<AppState>,
+    Path(height): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (block, cert) = stored_block(&state, height).await?;
     let result = crate::app::block_result(&state.history, height)
         .ok()
         .flatten();
@@ -134,7 +224,16 @@ async fn block(
         "app_hash": h.app_hash.to_hex(),
         "proposer": h.proposer.to_hex(),
         "txs": block.txs.len(),
-        "commit": { "round": cert.round, "signatures": cert.signatures.len() },
+        "txs_hash": h.txs_hash.to_hex(),
+        "last_commit_hash": h.last_commit_hash.to_hex(),
+        "commit": {
+            "round": cert.round,
+            "block_hash": cert.block_hash.to_hex(),
+            "signatures": cert.signatures.iter().map(|(a, s)| serde_json::json!({
+                "validator": a.to_hex(),
+                "signature": hex::encode(s.0),
+            })).collect::<Vec<_>>(),
+        },
         "receipts": result.map(|r| r.receipts).unwrap_or_default(),
     })))
 }

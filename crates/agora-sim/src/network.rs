@@ -93,6 +93,9 @@ pub struct NetworkSeedOutcome {
     pub heights: u64,
     pub jobs: u64,
     pub settled: u64,
+    /// Settled jobs whose proof (agora-node `proof`) was built from a node's store and verified
+    /// against the genesis (a job settled in the last block has no certifying block yet).
+    pub proven: u64,
     pub refunded: u64,
     pub failed: u64,
     pub txs: u64,
@@ -110,6 +113,7 @@ impl NetworkSeedOutcome {
             heights: 0,
             jobs: 0,
             settled: 0,
+            proven: 0,
             refunded: 0,
             failed: 0,
             txs: 0,
@@ -130,6 +134,7 @@ pub struct NetworkSummary {
     pub heights: u64,
     pub jobs: u64,
     pub settled: u64,
+    pub proven: u64,
     pub refunded: u64,
     pub failed: u64,
     pub txs: u64,
@@ -156,7 +161,7 @@ impl fmt::Display for NetworkSummary {
         }
         writeln!(
             f,
-            "network sim: {} seeds, {} failed; {} operators ({} byzantine), {} coprocessors; {} heights, {} jobs ({} settled, {} refunded, {} failed), {} txs in blocks, {:.0} msgs/height; {:.1}s wall",
+            "network sim: {} seeds, {} failed; {} operators ({} byzantine), {} coprocessors; {} heights, {} jobs ({} settled, {} of them proven, {} refunded, {} failed), {} txs in blocks, {:.0} msgs/height; {:.1}s wall",
             self.runs,
             self.failures.len(),
             self.nodes,
@@ -165,6 +170,7 @@ impl fmt::Display for NetworkSummary {
             self.heights,
             self.jobs,
             self.settled,
+            self.proven,
             self.refunded,
             self.failed,
             self.txs,
@@ -212,6 +218,7 @@ pub fn run_network_seeds_with(
         sum.heights += o.heights;
         sum.jobs += o.jobs;
         sum.settled += o.settled;
+        sum.proven += o.proven;
         sum.refunded += o.refunded;
         sum.failed += o.failed;
         sum.txs += o.txs;
@@ -262,7 +269,17 @@ pub fn run_network_seed(opts: &NetworkSimOptions, seed: u64) -> NetworkSeedOutco
 /// The market's snapshot in memory; what is written survives a crash (the replica's own store
 /// models lost unflushed writes; the market is re-derived from it by replay).
 #[derive(Clone, Default)]
-struct MemAppStore(Arc<Mutex<Option<Vec<u8>>>>);
+struct MemAppStore(
+    Arc<Mutex<Option<Vec<u8>>>>,
+    Arc<Mutex<BTreeMap<u64, BlockResult>>>,
+);
+
+impl MemAppStore {
+    /// The stored result of block `height` (the proof builder's input, as the node's history).
+    fn result(&self, height: u64) -> Option<BlockResult> {
+        self.1.lock().ok()?.get(&height).cloned()
+    }
+}
 
 impl AppStore for MemAppStore {
     fn snapshot(&self) -> anyhow::Result<Option<Vec<u8>>> {
@@ -272,7 +289,11 @@ impl AppStore for MemAppStore {
             .map_err(|_| anyhow::anyhow!("poisoned"))?
             .clone())
     }
-    fn write_block(&self, _result: &BlockResult, snapshot: Option<Vec<u8>>) -> anyhow::Result<()> {
+    fn write_block(&self, result: &BlockResult, snapshot: Option<Vec<u8>>) -> anyhow::Result<()> {
+        self.1
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .insert(result.height.0, result.clone());
         if let Some(s) = snapshot {
             *self.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(s);
         }
@@ -1296,12 +1317,46 @@ impl Sim {
             heights: self.decided.len() as u64,
             jobs: jobs.all,
             settled: jobs.settled,
+            proven: jobs.proven,
             refunded: jobs.refunded,
             failed: jobs.failed,
             txs: self.txs,
             messages: self.links.messages,
             mix: self.mix.join("+"),
         }
+    }
+
+    /// Build a settled job's proof from node `i`'s store, as its API would, and verify it
+    /// offline against the genesis: it must prove the result hash the market holds. `Ok(false)`
+    /// when the block that would certify it is not decided yet.
+    fn prove(&self, i: usize, id: &Hash, job: &agora_market::Job) -> Result<bool, String> {
+        let nd = &self.nodes[i];
+        let r = nd.replica.as_ref().ok_or("observer down")?;
+        let result_hash = job.result_hash;
+        let settled_at = job.events.iter().rev().find_map(|e| {
+            matches!(e.event, agora_market::MarketEvent::Settled { .. }).then_some(e.height.0)
+        });
+        let Some(h) = settled_at else {
+            return Ok(false);
+        };
+        let Some((next, cert)) = r.block(h + 1).map_err(|e| e.to_string())? else {
+            return Ok(false);
+        };
+        let result = nd
+            .app_store
+            .result(h)
+            .ok_or_else(|| format!("node {i} has no stored result of block {h}"))?;
+        let bytes = agora_node::proof::job_proof(id, &result, &next.header, &cert)
+            .map_err(|e| format!("node {i} cannot build its proof: {e}"))?;
+        let proven = agora_node::proof::verify_job(&bytes, &self.genesis)
+            .map_err(|e| format!("its proof from node {i} does not verify: {e}"))?;
+        if Some(proven.result_hash) != result_hash {
+            return Err(format!(
+                "its proof shows result {}, the market holds {result_hash:?}",
+                proven.result_hash.short()
+            ));
+        }
+        Ok(true)
     }
 
     fn final_checks(&mut self, jobs: &mut JobCount) {
@@ -1473,6 +1528,15 @@ impl Sim {
                 .filter(|(a, _)| honest_any.contains(a))
                 .count();
             let honest_majority = honest_results * 2 > results.len();
+            if job.state == JobState::Settled {
+                match self.prove(observer, id, job) {
+                    Ok(true) => jobs.proven += 1,
+                    Ok(false) => {}
+                    Err(why) => {
+                        problem.get_or_insert(format!("job {}: {why}", id.short()));
+                    }
+                }
+            }
             if job.state == JobState::Settled && honest_majority && job.result_hash != Some(correct)
             {
                 problem.get_or_insert(format!(
@@ -1724,6 +1788,7 @@ impl Node {
 struct JobCount {
     all: u64,
     settled: u64,
+    proven: u64,
     refunded: u64,
     failed: u64,
 }

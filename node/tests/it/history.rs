@@ -52,7 +52,11 @@ fn frozen_heights_are_served_after_restart_and_to_a_syncing_node() {
         "frozen blocks served: {early:?}"
     );
     let v: serde_json::Value = client(&api).get_json("/v1/blocks/2").unwrap();
-    assert_eq!(v["commit"]["signatures"], 1, "the frozen certificate: {v}");
+    assert_eq!(
+        v["commit"]["signatures"].as_array().map(Vec::len),
+        Some(1),
+        "the frozen certificate: {v}"
+    );
     assert!(v["receipts"].is_array(), "{v}");
 
     // Restart from the store and the freezer: the same history, and the chain goes on.

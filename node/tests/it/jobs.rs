@@ -48,9 +48,18 @@ impl Cli<'_> {
         v["id"].as_str().unwrap().to_owned()
     }
 
-    /// `agora job result ID`: the verified output bytes.
+    /// The testnet's genesis file, which `agora job result` and `agora verify` check against.
+    fn genesis(&self) -> String {
+        self.tmp
+            .join("net/genesis.json")
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `agora job result ID`: the output bytes, verified against a proof of the settlement.
     fn result(&self, id: &str) -> Vec<u8> {
-        let out = self.run(&["job", "result", id]);
+        let out = self.run(&["job", "result", id, "--genesis", &self.genesis()]);
         assert!(
             out.status.success(),
             "job result {id}: {}",
@@ -115,6 +124,84 @@ pub(super) fn amount(v: &Value) -> u128 {
         Value::String(s) => s.parse().unwrap(),
         other => panic!("not an amount: {other}"),
     }
+}
+
+/// A settled job's proof, taken to a directory with no testnet and no API, verifies against the
+/// genesis file and the output alone; a changed byte of the proof or the output does not.
+fn proofs_verify_offline(cli: &Cli, id: &str, expected: &str) {
+    let away = cli.tmp.join("offline");
+    std::fs::create_dir_all(&away).unwrap();
+    let proof = away.join("job.proof");
+    let out = cli.run(&["job", "proof", id, "--out", proof.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(cli.genesis(), away.join("genesis.json")).unwrap();
+    std::fs::write(away.join("out.txt"), expected).unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "job.proof", "--genesis", "genesis.json"];
+        args.extend(extra);
+        agora(&away, &args).output().unwrap()
+    };
+    let ok = verify(&["--output", "out.txt", "--json"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["job"]["job"], id);
+    assert_eq!(v["job"]["paid"].as_array().unwrap().len(), 3, "{v}");
+    assert!(
+        v["job"]["certified_by"]["signers"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3,
+        "{v}"
+    );
+    assert_eq!(v["output_checked"], true);
+    // A changed output byte, exit code or proof byte is refused.
+    std::fs::write(away.join("bad.txt"), format!("{expected}.")).unwrap();
+    let bad = verify(&["--output", "bad.txt"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("output does not verify"));
+    assert!(!verify(&["--output", "out.txt", "--exit-code", "1"])
+        .status
+        .success());
+    let mut bytes = std::fs::read(&proof).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&proof, &bytes).unwrap();
+    let tampered = verify(&[]);
+    assert!(!tampered.status.success());
+    assert!(
+        String::from_utf8_lossy(&tampered.stderr).contains("does not verify"),
+        "{}",
+        String::from_utf8_lossy(&tampered.stderr)
+    );
+    // Any block's certificate verifies too, and `job result` says it verified.
+    let block = cli.run(&[
+        "verify",
+        "block",
+        "2",
+        "--genesis",
+        &cli.genesis(),
+        "--json",
+    ]);
+    assert!(
+        block.status.success(),
+        "{}",
+        String::from_utf8_lossy(&block.stderr)
+    );
+    let b: Value = serde_json::from_slice(&block.stdout).unwrap();
+    assert_eq!(b["block"]["height"], 2);
+    let res = cli.run(&["job", "result", id, "--genesis", &cli.genesis(), "--json"]);
+    let r: Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!(r["verified"], true, "{r}");
 }
 
 fn balance(client: &Client, address: &str) -> u128 {
@@ -297,6 +384,12 @@ fn jobs_run_end_to_end_on_a_testnet() {
     }
     assert!(earned.len() >= 2, "the load curve spreads work: {earned:?}");
     assert_invariants(&file);
+    let (k3, expected3) = submitted
+        .iter()
+        .find(|(_, _, k)| *k == 3)
+        .map(|(id, e, _)| (id.clone(), *e))
+        .unwrap();
+    proofs_verify_offline(&cli, &k3, expected3);
 
     // --- An audited k = 1 job: an operator re-executes and attests, and is paid for it.
     let id = cli.submit(
@@ -355,7 +448,7 @@ fn jobs_run_end_to_end_on_a_testnet() {
     let fuel = views[0]["slots"][0]["fuel_used"].as_u64().unwrap();
     assert!(fuel <= 5_000_000 && fuel > 4_000_000, "{fuel}");
     assert_eq!(views[1]["outcome"], "trap", "{}", views[1]);
-    let out = cli.run(&["job", "result", &trap_id]);
+    let out = cli.run(&["job", "result", &trap_id, "--genesis", &cli.genesis()]);
     assert!(out.status.success() && out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("trap"));
 
