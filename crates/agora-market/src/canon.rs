@@ -1,6 +1,7 @@
-//! The canonical binary encoding of what the market commits to in a block's events root, and
-//! therefore what a proof proves (ADR 016). It is a written layout, not a serialisation
-//! framework's choice, so renaming a field or an API name never changes a hash:
+//! The canonical binary encoding of everything the market hashes: the state entries its app
+//! hash chains over and the events of a block's events root, which a proof proves (ADR 016). It
+//! is a written layout, not a serialisation framework's choice, so renaming a field or an API
+//! name never changes a hash:
 //!
 //! | type | bytes |
 //! |---|---|
@@ -9,18 +10,26 @@
 //! | `bool` | `0` or `1` |
 //! | `Hash`, `Address`, `JobId` | the 32 bytes |
 //! | `String` | length (`u32` BE) ‖ UTF-8, at most [`MAX_TEXT`] bytes |
+//! | `Fixed` | its raw `i64` big-endian |
 //! | `Option<T>` | `0`, or `1` ‖ `T` |
-//! | `Outcome`, `DeclineReason` | one tag byte |
-//! | [`MarketEvent`] | one tag byte (pinned per variant below) ‖ its fields in order |
-//! | [`EventRecord`] | height ‖ time ‖ event |
+//! | `Vec<T>`, `VecDeque<T>` | count (`u32` BE) ‖ each element |
+//! | `BTreeMap<K, V>` | count (`u32` BE) ‖ each key ‖ value, keys strictly increasing |
+//! | fieldless enums (`Outcome`, `JobState`, …) | one pinned tag byte |
+//! | enums with fields ([`MarketEvent`], `AuctionSpec`) | one pinned tag byte ‖ the fields in order |
+//! | structs | their fields in the order listed in this module (every field: the macro destructures) |
 //!
 //! Decoding accepts exactly the bytes encoding produces: an unknown tag, a `bool` or option tag
 //! other than 0/1, invalid UTF-8 or trailing bytes are errors, so every value has one encoding.
 
-use agora_types::{Address, Amount, Hash, Height, Timestamp};
+use std::collections::{BTreeMap, VecDeque};
 
-use crate::model::{EventRecord, MarketEvent};
-use crate::tx::{DeclineReason, Outcome};
+use agora_types::{Address, Amount, Fixed, Hash, Height, Timestamp};
+
+use crate::model::{
+    Account, Assignment, AuctionRound, Audit, Coprocessor, DeclineRecord, EventRecord, Health, Job,
+    JobState, MarketEvent, Operator, ResultRecord, SlotStatus,
+};
+use crate::tx::{AuctionSpec, DeclineReason, JobSpec, Outcome};
 
 /// Longest text field (a reason or detail) a decoder accepts.
 pub const MAX_TEXT: usize = 64 * 1024;
@@ -38,6 +47,10 @@ pub enum CanonError {
     Utf8,
     #[error("text field of {0} bytes is over the limit")]
     TooLong(usize),
+    #[error("a count of {0} is more than the bytes left")]
+    Count(usize),
+    #[error("map keys are not strictly increasing")]
+    Unsorted,
 }
 
 /// Bytes being decoded.
@@ -101,6 +114,15 @@ int!(u32);
 int!(u64);
 int!(u128);
 
+impl Canon for i64 {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_be_bytes());
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, CanonError> {
+        Ok(i64::from_be_bytes(r.array()?))
+    }
+}
+
 macro_rules! newtype {
     ($t:ident, $inner:ty) => {
         impl Canon for $t {
@@ -116,6 +138,7 @@ macro_rules! newtype {
 newtype!(Amount, u128);
 newtype!(Height, u64);
 newtype!(Timestamp, u64);
+newtype!(Fixed, i64);
 
 macro_rules! bytes32 {
     ($t:ident) => {
@@ -187,6 +210,88 @@ impl<T: Canon> Canon for Option<T> {
     }
 }
 
+/// A count that the bytes left can hold (every element takes at least one byte), so a forged
+/// count cannot make a decoder allocate.
+fn count(r: &mut Reader<'_>) -> Result<usize, CanonError> {
+    let n = u32::get(r)? as usize;
+    if n > r.bytes.len() {
+        return Err(CanonError::Count(n));
+    }
+    Ok(n)
+}
+
+fn put_count(n: usize, out: &mut Vec<u8>) {
+    u32::try_from(n)
+        .expect("replicated collections are bounded far below 2^32")
+        .put(out);
+}
+
+impl<T: Canon> Canon for Vec<T> {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_count(self.len(), out);
+        for v in self {
+            v.put(out);
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, CanonError> {
+        let n = count(r)?;
+        (0..n).map(|_| T::get(r)).collect()
+    }
+}
+
+impl<T: Canon> Canon for VecDeque<T> {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_count(self.len(), out);
+        for v in self {
+            v.put(out);
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, CanonError> {
+        Ok(Vec::<T>::get(r)?.into())
+    }
+}
+
+impl<K: Canon + Ord, V: Canon> Canon for BTreeMap<K, V> {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_count(self.len(), out);
+        for (k, v) in self {
+            k.put(out);
+            v.put(out);
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, CanonError> {
+        let n = count(r)?;
+        let mut m = BTreeMap::new();
+        for _ in 0..n {
+            let k = K::get(r)?;
+            if m.last_key_value().is_some_and(|(last, _)| *last >= k) {
+                return Err(CanonError::Unsorted);
+            }
+            m.insert(k, V::get(r)?);
+        }
+        Ok(m)
+    }
+}
+
+/// A struct as its fields in the order listed. The pattern names every field, so a field added
+/// to the struct and not here is a compile error, never a field the hash silently skips.
+macro_rules! fields {
+    ($t:ident { $($f:ident),* $(,)? }) => {
+        impl $crate::canon::Canon for $t {
+            fn put(&self, out: &mut Vec<u8>) {
+                let $t { $($f),* } = self;
+                $($crate::canon::Canon::put($f, out);)*
+            }
+            fn get(
+                r: &mut $crate::canon::Reader<'_>,
+            ) -> Result<Self, $crate::canon::CanonError> {
+                Ok($t { $($f: $crate::canon::Canon::get(r)?),* })
+            }
+        }
+    };
+}
+pub(crate) use fields;
+
 /// A fieldless enum as one pinned tag byte.
 macro_rules! tags {
     ($t:ident, $what:literal, { $($tag:literal => $v:ident),* $(,)? }) => {
@@ -204,6 +309,13 @@ macro_rules! tags {
     };
 }
 tags!(Outcome, "outcome", { 0 => Success, 1 => Trap, 2 => FuelExhausted, 3 => Memory });
+tags!(JobState, "job state", {
+    0 => Submitted, 1 => Auction, 2 => Awarded, 3 => Executing, 4 => Verifying, 5 => Settled,
+    6 => Refunded, 7 => Failed,
+});
+tags!(SlotStatus, "slot status", {
+    0 => Executing, 1 => Committed, 2 => TimedOut, 3 => Paid, 4 => Slashed, 5 => Released,
+});
 tags!(DeclineReason, "decline reason", {
     0 => PriceBelowReserve, 1 => FuelOverLimit, 2 => AtCapacity, 3 => ReputationBelowMinimum,
     4 => ModuleTooLarge, 5 => Other,
@@ -264,6 +376,113 @@ variants!(MarketEvent, "event", {
     28 => StallRecovered { frozen_ms },
     29 => LivenessReported { operator, coprocessor, alive },
     30 => InternalError { detail },
+});
+
+variants!(AuctionSpec, "auction", {
+    1 => Dutch { start_price, duration_ms },
+    2 => Sealed { commit_ms, reveal_ms },
+});
+
+// State entries, the app hash's leaves.
+fields!(Account { balance, nonce });
+fields!(Operator { stake, jailed });
+fields!(Coprocessor {
+    stake,
+    locked,
+    unbonding,
+    capacity,
+    load,
+    logit,
+    active,
+    completed,
+    failed,
+    earned,
+    slashed,
+    strikes,
+    clean_streak,
+    ejected,
+    recent_load,
+    recent_at,
+});
+fields!(ResultRecord {
+    result_hash,
+    fuel_used,
+    outcome,
+    output_size,
+    height
+});
+fields!(Assignment {
+    price,
+    collateral,
+    round,
+    deadline,
+    status,
+    result
+});
+fields!(AuctionRound {
+    round,
+    opened_at,
+    slots,
+    dutch,
+    commits,
+    reveals,
+    reveal_opened_at,
+    stepped_at
+});
+fields!(Audit {
+    auditor,
+    attested,
+    tiebreaker,
+    tiebreaker_attested,
+    deadline
+});
+fields!(DeclineRecord {
+    coprocessor,
+    reason,
+    detail,
+    height
+});
+fields!(JobSpec {
+    module_hash,
+    input_hash,
+    module_size,
+    input_size,
+    args,
+    fuel_limit,
+    memory_limit,
+    replicas,
+    audit_bps,
+    auction,
+    max_price,
+    deadline_ms,
+    min_reputation_bps,
+});
+fields!(Job {
+    id,
+    client,
+    spec,
+    state,
+    submitted_height,
+    submitted_at,
+    escrow,
+    bonds,
+    auction,
+    assignments,
+    reauctions,
+    extra_replicas,
+    audit,
+    result_hash,
+    outcome,
+    failure,
+    closed_at,
+    declines,
+    events,
+});
+fields!(Health {
+    stalled,
+    healthy_run,
+    frozen_ms,
+    stalls
 });
 
 impl Canon for EventRecord {
@@ -522,6 +741,125 @@ mod tests {
         );
     }
 
+    fn sample_job() -> Job {
+        let spec = JobSpec {
+            module_hash: h(1),
+            input_hash: h(2),
+            module_size: 3,
+            input_size: 4,
+            args: vec!["a".into(), "bc".into()],
+            fuel_limit: 5,
+            memory_limit: 6,
+            replicas: 2,
+            audit_bps: 7,
+            auction: AuctionSpec::Sealed {
+                commit_ms: 8,
+                reveal_ms: 9,
+            },
+            max_price: Amount(10),
+            deadline_ms: 11,
+            min_reputation_bps: 12,
+        };
+        let slot = Assignment {
+            price: Amount(13),
+            collateral: Amount(14),
+            round: 0,
+            deadline: 15,
+            status: SlotStatus::Committed,
+            result: Some(ResultRecord {
+                result_hash: h(16),
+                fuel_used: 17,
+                outcome: Outcome::Success,
+                output_size: 18,
+                height: Height(19),
+            }),
+        };
+        Job {
+            id: h(20),
+            client: a(21),
+            spec,
+            state: JobState::Verifying,
+            submitted_height: Height(22),
+            submitted_at: Timestamp(23),
+            escrow: Amount(24),
+            bonds: [(a(25), Amount(26))].into(),
+            auction: AuctionRound {
+                round: 0,
+                opened_at: 27,
+                slots: 2,
+                dutch: BTreeMap::new(),
+                commits: [(a(28), h(29)), (a(30), h(31))].into(),
+                reveals: [(a(28), Amount(32))].into(),
+                reveal_opened_at: Some(33),
+                stepped_at: None,
+            },
+            assignments: [(a(28), slot)].into(),
+            reauctions: 1,
+            extra_replicas: 0,
+            audit: Some(Audit {
+                auditor: a(34),
+                attested: None,
+                tiebreaker: None,
+                tiebreaker_attested: None,
+                deadline: 35,
+            }),
+            result_hash: None,
+            outcome: None,
+            failure: Some("x".into()),
+            closed_at: None,
+            declines: vec![DeclineRecord {
+                coprocessor: a(36),
+                reason: DeclineReason::PriceBelowReserve,
+                detail: "too cheap".into(),
+                height: Height(37),
+            }],
+            events: vec![record(MarketEvent::Cancelled { job: h(20) })],
+        }
+    }
+
+    #[test]
+    fn state_entries_round_trip_and_refuse_unsorted_maps() {
+        let job = sample_job();
+        let bytes = job.to_canonical();
+        assert_eq!(Job::from_canonical(&bytes), Ok(job.clone()));
+        let c = Coprocessor {
+            stake: Amount(1),
+            locked: Amount(2),
+            unbonding: Amount(3),
+            capacity: 4,
+            load: 5,
+            logit: Fixed(-6),
+            active: true,
+            completed: 7,
+            failed: 8,
+            earned: Amount(9),
+            slashed: Amount(10),
+            strikes: 11,
+            clean_streak: 12,
+            ejected: false,
+            recent_load: Fixed(13),
+            recent_at: 14,
+        };
+        assert_eq!(Coprocessor::from_canonical(&c.to_canonical()), Ok(c));
+        // Two keys swapped in a map's encoding: refused, so a map has one encoding.
+        let m: BTreeMap<Address, Amount> = [(a(1), Amount(1)), (a(2), Amount(2))].into();
+        let mut b = m.to_canonical();
+        let (first, second) = (4..52, 52..100);
+        let x = b[first.clone()].to_vec();
+        let y = b[second.clone()].to_vec();
+        b[first.start..first.start + 48].copy_from_slice(&y);
+        b[second.start..second.start + 48].copy_from_slice(&x);
+        assert_eq!(
+            BTreeMap::<Address, Amount>::from_canonical(&b),
+            Err(CanonError::Unsorted)
+        );
+        // A count beyond the bytes left is refused before anything is allocated.
+        assert_eq!(
+            Vec::<u64>::from_canonical(&u32::MAX.to_be_bytes()),
+            Err(CanonError::Count(u32::MAX as usize))
+        );
+    }
+
     /// The layout is the proof format: these bytes may change only with a new format version.
     #[test]
     fn encodings_are_pinned() {
@@ -555,6 +893,21 @@ mod tests {
         assert_eq!(
             Hash::of(&all.concat()).to_hex(),
             "5c076e569d891f1ef13b9ab9e719e12795889f33755ac8edf0a612169ca18e38"
+        );
+        // State entries, which the app hash chains over.
+        assert_eq!(
+            hex::encode(
+                Account {
+                    balance: Amount(5),
+                    nonce: 9
+                }
+                .to_canonical()
+            ),
+            "000000000000000000000000000000050000000000000009"
+        );
+        assert_eq!(
+            Hash::of(&sample_job().to_canonical()).to_hex(),
+            "9a9be0281c955301b569f647cb2d377675dd52f1b72eccd45c20781865ca63b2"
         );
         assert_eq!(
             events_root(&samples().into_iter().map(record).collect::<Vec<_>>()).to_hex(),

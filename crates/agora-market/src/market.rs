@@ -74,6 +74,11 @@ struct Unbonding {
     amount: Amount,
     release_at: Timestamp,
 }
+crate::canon::fields!(Unbonding {
+    coprocessor,
+    amount,
+    release_at
+});
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct State {
@@ -2358,14 +2363,28 @@ impl Market {
         h.update(self.s.app_hash.as_bytes());
         h.update(&self.s.height.0.to_le_bytes());
         let dirty = std::mem::take(&mut self.dirty);
+        let mut value = Vec::new();
         for key in &dirty {
-            let (tag, id, value) = match key {
-                Key::Global => (0u8, [0u8; 32], self.global_bytes()),
-                Key::Account(a) => (1, a.0, ser(self.s.accounts.get(a))),
-                Key::Operator(a) => (2, a.0, ser(self.s.operators.get(a))),
-                Key::Coprocessor(a) => (3, a.0, ser(self.s.coprocessors.get(a))),
-                Key::Job(j) => (4, j.0, ser(self.s.jobs.get(j))),
+            // Each changed entry in its canonical encoding (`canon`), `0` for a removed one.
+            value.clear();
+            let (tag, id) = match key {
+                Key::Global => {
+                    value.push(1);
+                    self.put_global(&mut value);
+                    (0u8, [0u8; 32])
+                }
+                Key::Account(a) => (1, a.0),
+                Key::Operator(a) => (2, a.0),
+                Key::Coprocessor(a) => (3, a.0),
+                Key::Job(j) => (4, j.0),
             };
+            match key {
+                Key::Global => {}
+                Key::Account(a) => put_entry(self.s.accounts.get(a), &mut value),
+                Key::Operator(a) => put_entry(self.s.operators.get(a), &mut value),
+                Key::Coprocessor(a) => put_entry(self.s.coprocessors.get(a), &mut value),
+                Key::Job(j) => put_entry(self.s.jobs.get(j), &mut value),
+            }
             h.update(&[tag]);
             h.update(&id);
             h.update(&(value.len() as u64).to_le_bytes());
@@ -2384,17 +2403,17 @@ impl Market {
         (state_hash, events_root)
     }
 
-    fn global_bytes(&self) -> Vec<u8> {
-        let g = (
-            self.s.height,
-            self.s.time,
-            self.s.market_time,
-            &self.s.health,
-            self.s.burned,
-            &self.s.unbonding,
-            self.s.open_jobs.len(),
-        );
-        serde_json::to_vec(&g).unwrap_or_default()
+    /// The chain-wide entry: height, times, health, burned supply, pending unbondings and the
+    /// number of open jobs.
+    fn put_global(&self, out: &mut Vec<u8>) {
+        use crate::canon::Canon;
+        self.s.height.put(out);
+        self.s.time.put(out);
+        self.s.market_time.put(out);
+        self.s.health.put(out);
+        self.s.burned.put(out);
+        self.s.unbonding.put(out);
+        (self.s.open_jobs.len() as u64).put(out);
     }
 }
 
@@ -2406,9 +2425,12 @@ pub fn app_hash(state_hash: &Hash, events_root: &Hash) -> Hash {
     Hash(*h.finalize().as_bytes())
 }
 
-fn ser<T: Serialize>(v: Option<&T>) -> Vec<u8> {
+fn put_entry<T: crate::canon::Canon>(v: Option<&T>, out: &mut Vec<u8>) {
     match v {
-        Some(v) => serde_json::to_vec(v).unwrap_or_default(),
-        None => Vec::new(),
+        Some(v) => {
+            out.push(1);
+            v.put(out);
+        }
+        None => out.push(0),
     }
 }
