@@ -28,6 +28,12 @@
 //! - a bounded [`Mempool`] with one tx per `(signer, nonce)` slot, whose own submissions are
 //!   stored, reloaded on open and broadcast again while they wait (ADR 008).
 
+// Purity, enforced (docs/architecture.md, "Invariants"; the banned types, clocks and threads
+// are in this crate's clippy.toml): no floating point, and no panicking unwrap outside tests
+// (`expect` stating the invariant that makes it infallible is allowed).
+#![deny(clippy::float_arithmetic)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
 pub mod app;
 pub mod block;
 pub mod cert;

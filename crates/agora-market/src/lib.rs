@@ -17,6 +17,12 @@
 //! in their canonical encoding ([`canon`]), so a certified header proves any event (ADR 016). [`Market::to_snapshot_bytes`] gives the node a deterministic
 //! snapshot to persist, and blocks after it are replayed with `apply_block`.
 
+// Purity, enforced (docs/architecture.md, "Invariants"; the banned types, clocks and threads
+// are in this crate's clippy.toml): no floating point, and no panicking unwrap outside tests
+// (`expect` stating the invariant that makes it infallible is allowed).
+#![deny(clippy::float_arithmetic)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
 pub mod canon;
 mod market;
 mod model;
