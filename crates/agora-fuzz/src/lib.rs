@@ -17,6 +17,7 @@
 //! since a check that mutated shared state would also make the fuzzer's findings irreproducible.
 
 mod blobs;
+mod canon;
 mod consensus;
 #[cfg(feature = "exec")]
 mod exec;
@@ -25,6 +26,7 @@ mod market;
 pub mod seeds;
 
 pub use blobs::{blob_request, blob_response, SEED_BLOB};
+pub use canon::canonical;
 pub use consensus::{
     consensus_block, consensus_message, consensus_validators, CHAIN as CONSENSUS_CHAIN,
 };
@@ -48,6 +50,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     #[cfg(feature = "exec")]
     ("wasm_module", wasm_module),
     ("api_json", api_json),
+    ("canonical", canonical),
 ];
 
 /// The target called `name`, if there is one.

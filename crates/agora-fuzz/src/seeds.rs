@@ -444,6 +444,98 @@ pub fn all() -> Vec<Seed> {
         "genesis.json".into(),
         doc(7, &fixture_genesis()),
     ));
+
+    // Canonical encodings, behind the type selector of `canonical`.
+    {
+        use agora_market::canon::Canon;
+        use agora_market::{Coprocessor, EventRecord, MarketEvent, Outcome};
+        use agora_types::{Fixed, Height, Timestamp};
+        let rec = |event| EventRecord {
+            height: Height(41),
+            time: Timestamp(1_700_000_000_000),
+            event,
+        };
+        let (job, c) = (Hash([7; 32]), Keypair::for_test(3).address());
+        let events = [
+            (
+                "settled",
+                MarketEvent::Settled {
+                    job,
+                    result_hash: Hash([9; 32]),
+                    refund: Amount(900),
+                    outcome: Outcome::Success,
+                    fuel_used: 66_669,
+                },
+            ),
+            (
+                "paid",
+                MarketEvent::Paid {
+                    job,
+                    coprocessor: c,
+                    amount: Amount(105),
+                    fee: Amount(5),
+                },
+            ),
+            (
+                "slashed",
+                MarketEvent::Slashed {
+                    coprocessor: c,
+                    amount: Amount(50),
+                    to_client: Amount(25),
+                    burned: Amount(25),
+                    reason: "wrong result".into(),
+                },
+            ),
+            (
+                "audit_mismatch",
+                MarketEvent::AuditMismatch {
+                    job,
+                    auditor: c,
+                    tiebreaker: Some(c),
+                },
+            ),
+        ];
+        for (name, e) in events {
+            out.push((
+                "canonical",
+                format!("{name}.bin"),
+                tagged(0, rec(e).to_canonical()),
+            ));
+        }
+        let cop = Coprocessor {
+            stake: Amount(100_000),
+            locked: Amount(2_000),
+            unbonding: Amount::ZERO,
+            capacity: 4,
+            load: 1,
+            logit: Fixed(1 << 31),
+            active: true,
+            completed: 12,
+            failed: 1,
+            earned: Amount(1_260),
+            slashed: Amount(50),
+            strikes: 1,
+            clean_streak: 3,
+            ejected: false,
+            recent_load: Fixed(1 << 30),
+            recent_at: 1_700_000_000_500,
+        };
+        out.push((
+            "canonical",
+            "coprocessor.bin".into(),
+            tagged(2, cop.to_canonical()),
+        ));
+        let bonds: std::collections::BTreeMap<Address, Amount> = [
+            (c, Amount(10)),
+            (Keypair::for_test(4).address(), Amount(20)),
+        ]
+        .into();
+        out.push((
+            "canonical",
+            "bonds.bin".into(),
+            tagged(3, bonds.to_canonical()),
+        ));
+    }
     out
 }
 

@@ -124,6 +124,15 @@ fn seeds_reach_accepting_paths() {
     for (_, name, bytes) in of("blob_request") {
         agora_blobs::transfer::decode_request(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    for (_, name, bytes) in of("canonical") {
+        use agora_market::canon::Canon;
+        let ok = match bytes[0] {
+            0 => agora_market::EventRecord::from_canonical(&bytes[1..]).is_ok(),
+            2 => agora_market::Coprocessor::from_canonical(&bytes[1..]).is_ok(),
+            _ => std::collections::BTreeMap::<agora_types::Address, agora_types::Amount>::from_canonical(&bytes[1..]).is_ok(),
+        };
+        assert!(ok, "{name} decodes");
+    }
     let genesis = of("api_json").find(|s| s.1.contains("genesis")).unwrap();
     agora_market::Genesis::from_json(std::str::from_utf8(&genesis.2[1..]).unwrap()).unwrap();
 }
