@@ -41,19 +41,6 @@ pub fn load_genesis(path: &Path) -> anyhow::Result<agora_market::Genesis> {
         .with_context(|| format!("genesis file {} is not usable", path.display()))
 }
 
-fn read_bounded(path: &Path, limit: usize, what: &str) -> anyhow::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
-    if meta.len() > limit as u64 {
-        bail!(
-            "{what} {} is {} bytes, over the {limit}-byte limit",
-            path.display(),
-            meta.len()
-        );
-    }
-    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
-}
-
 /// Fetch a settled job's proof, waiting up to `wait` for the block that certifies it.
 pub fn fetch_job_proof(client: &Client, id: &Hash, wait: Duration) -> anyhow::Result<Vec<u8>> {
     let start = Instant::now();
@@ -151,9 +138,12 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             Ok(())
         }
         [file] => {
-            let bytes = read_bounded(Path::new(file), proof::MAX_PROOF_BYTES, "proof file")?;
+            let bytes =
+                crate::jobs::read_bounded(Path::new(file), proof::MAX_PROOF_BYTES, "proof file")?;
+            // No output the chain accepted can be longer than the genesis allows.
+            let max_output = usize::try_from(genesis.params.max_output_bytes).unwrap_or(usize::MAX);
             let stdout = match &args.output {
-                Some(p) => Some(read_bounded(p, 64 << 20, "output file")?),
+                Some(p) => Some(crate::jobs::read_bounded(p, max_output, "output file")?),
                 None => None,
             };
             let proven = verify_job_bytes(

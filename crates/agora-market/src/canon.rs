@@ -226,12 +226,17 @@ fn put_count(n: usize, out: &mut Vec<u8>) {
         .put(out);
 }
 
+/// A sequence: its count, then each element.
+fn put_seq<'a, T: Canon + 'a>(items: impl ExactSizeIterator<Item = &'a T>, out: &mut Vec<u8>) {
+    put_count(items.len(), out);
+    for v in items {
+        v.put(out);
+    }
+}
+
 impl<T: Canon> Canon for Vec<T> {
     fn put(&self, out: &mut Vec<u8>) {
-        put_count(self.len(), out);
-        for v in self {
-            v.put(out);
-        }
+        put_seq(self.iter(), out)
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, CanonError> {
         let n = count(r)?;
@@ -241,10 +246,7 @@ impl<T: Canon> Canon for Vec<T> {
 
 impl<T: Canon> Canon for VecDeque<T> {
     fn put(&self, out: &mut Vec<u8>) {
-        put_count(self.len(), out);
-        for v in self {
-            v.put(out);
-        }
+        put_seq(self.iter(), out)
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, CanonError> {
         Ok(Vec::<T>::get(r)?.into())

@@ -587,14 +587,13 @@ impl Market {
         }
 
         self.end_block();
-        let (state_hash, events_root) = self.commit_hash();
+        let state_hash = self.commit_hash();
         Ok(BlockResult {
             height: ctx.height,
             receipts,
             events: std::mem::take(&mut self.block_events),
             app_hash: self.s.app_hash,
             state_hash,
-            events_root,
         })
     }
 
@@ -2373,18 +2372,23 @@ impl Market {
                     self.put_global(&mut value);
                     (0u8, [0u8; 32])
                 }
-                Key::Account(a) => (1, a.0),
-                Key::Operator(a) => (2, a.0),
-                Key::Coprocessor(a) => (3, a.0),
-                Key::Job(j) => (4, j.0),
+                Key::Account(a) => {
+                    put_entry(self.s.accounts.get(a), &mut value);
+                    (1, a.0)
+                }
+                Key::Operator(a) => {
+                    put_entry(self.s.operators.get(a), &mut value);
+                    (2, a.0)
+                }
+                Key::Coprocessor(a) => {
+                    put_entry(self.s.coprocessors.get(a), &mut value);
+                    (3, a.0)
+                }
+                Key::Job(j) => {
+                    put_entry(self.s.jobs.get(j), &mut value);
+                    (4, j.0)
+                }
             };
-            match key {
-                Key::Global => {}
-                Key::Account(a) => put_entry(self.s.accounts.get(a), &mut value),
-                Key::Operator(a) => put_entry(self.s.operators.get(a), &mut value),
-                Key::Coprocessor(a) => put_entry(self.s.coprocessors.get(a), &mut value),
-                Key::Job(j) => put_entry(self.s.jobs.get(j), &mut value),
-            }
             h.update(&[tag]);
             h.update(&id);
             h.update(&(value.len() as u64).to_le_bytes());
@@ -2393,18 +2397,8 @@ impl Market {
         Hash(*h.finalize().as_bytes())
     }
 
-    /// Commit the block: `app_hash = blake3_derive("agora/v1/app-hash", state hash ‖ events
-    /// root)`, so the next block's header, which carries the app hash, commits to every event
-    /// of this one (ADR 016).
-    fn commit_hash(&mut self) -> (Hash, Hash) {
-        let state_hash = self.state_hash();
-        let events_root = crate::canon::events_root(&self.block_events);
-        self.s.app_hash = app_hash(&state_hash, &events_root);
-        (state_hash, events_root)
-    }
-
-    /// The chain-wide entry: height, times, health, burned supply, pending unbondings and the
-    /// number of open jobs.
+    /// The chain-wide entry of the state hash: height, times, health, burned supply, pending
+    /// unbondings and the number of open jobs.
     fn put_global(&self, out: &mut Vec<u8>) {
         use crate::canon::Canon;
         self.s.height.put(out);
@@ -2414,6 +2408,16 @@ impl Market {
         self.s.burned.put(out);
         self.s.unbonding.put(out);
         (self.s.open_jobs.len() as u64).put(out);
+    }
+
+    /// Commit the block: `app_hash = blake3_derive("agora/v1/app-hash", state hash ‖ events
+    /// root)`, so the next block's header, which carries the app hash, commits to every event
+    /// of this one (ADR 016). Returns the state hash.
+    fn commit_hash(&mut self) -> Hash {
+        let state_hash = self.state_hash();
+        let events_root = crate::canon::events_root(&self.block_events);
+        self.s.app_hash = app_hash(&state_hash, &events_root);
+        state_hash
     }
 }
 

@@ -309,6 +309,14 @@ impl Job {
         self.assignments.values().filter(|a| a.is_live()).count() as u32
     }
 
+    /// The height of the block that settled the job, from its `Settled` event.
+    pub fn settled_at(&self) -> Option<Height> {
+        self.events
+            .iter()
+            .rev()
+            .find_map(|r| matches!(r.event, MarketEvent::Settled { .. }).then_some(r.height))
+    }
+
     pub fn held(&self) -> Result<Amount, Rejection> {
         Ok(self
             .escrow
@@ -575,12 +583,10 @@ pub struct BlockResult {
     pub receipts: Vec<TxReceipt>,
     pub events: Vec<EventRecord>,
     pub app_hash: Hash,
-    /// What the app hash commits to: the state hash and the Merkle root of `events`' canonical
-    /// encodings ([`crate::canon`]); `app_hash = crate::app_hash(state_hash, events_root)`.
+    /// The state half of the app hash: `app_hash = crate::app_hash(state_hash,
+    /// crate::canon::events_root(events))`.
     #[serde(default)]
     pub state_hash: Hash,
-    #[serde(default)]
-    pub events_root: Hash,
 }
 
 // ---------------------------------------------------------------------------------------------

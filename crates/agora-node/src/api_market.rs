@@ -162,24 +162,12 @@ async fn job_proof(
         let job = m
             .job(&id)
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}")))?;
-        let at = job.events.iter().rev().find_map(|r| {
-            matches!(r.event, agora_market::MarketEvent::Settled { .. }).then_some(r.height.0)
-        });
-        match at {
-            Some(h) => h,
-            None => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "job {id} is {}: only a settled job has a proof",
-                        serde_json::to_value(job.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default()
-                    ),
-                ))
-            }
-        }
+        job.settled_at().map(|h| h.0).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("job {id} is {}: only a settled job has a proof", job.state),
+            )
+        })?
     };
     let result = crate::app::block_result(&state.history, settled_at)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?
@@ -306,13 +294,7 @@ async fn job_output(
     if view.result_hash.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!(
-                "job {id} is {}: it has no verified result",
-                serde_json::to_value(view.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ),
+            format!("job {id} is {}: it has no verified result", view.state),
         ));
     }
     let blobs = state.blobs.clone();

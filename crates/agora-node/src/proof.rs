@@ -150,6 +150,21 @@ fn verify_certified(
     })
 }
 
+/// Decode a proof's header and certificate and check them against the genesis.
+fn certified(
+    header: Option<pb::BlockHeader>,
+    cert: Option<pb::Certificate>,
+    genesis: &Genesis,
+) -> Result<(BlockHeader, ProvenBlock), ProofError> {
+    let decode = |e: agora_consensus::WireError| ProofError::Decode(e.to_string());
+    let header =
+        header_from_pb(header.ok_or(ProofError::Decode("no header".into()))?).map_err(decode)?;
+    let cert =
+        cert_from_pb(cert.ok_or(ProofError::Decode("no certificate".into()))?).map_err(decode)?;
+    let proven = verify_certified(&header, &cert, genesis)?;
+    Ok((header, proven))
+}
+
 /// Encode a block proof: a header and its commit certificate.
 pub fn block_proof(header: &BlockHeader, cert: &Certificate) -> Vec<u8> {
     pb::BlockProof {
@@ -166,14 +181,7 @@ pub fn verify_block(bytes: &[u8], genesis: &Genesis) -> Result<ProvenBlock, Proo
     if p.version != BLOCK_PROOF_VERSION {
         return Err(ProofError::Version(p.version, BLOCK_PROOF_VERSION));
     }
-    let header = header_from_pb(p.header.ok_or(ProofError::Decode("no header".into()))?)
-        .map_err(|e| ProofError::Decode(e.to_string()))?;
-    let cert = cert_from_pb(
-        p.certificate
-            .ok_or(ProofError::Decode("no certificate".into()))?,
-    )
-    .map_err(|e| ProofError::Decode(e.to_string()))?;
-    verify_certified(&header, &cert, genesis)
+    Ok(certified(p.header, p.certificate, genesis)?.1)
 }
 
 /// Build the proof of `job`'s events in the block whose stored result is `result`, certified by
@@ -245,14 +253,7 @@ pub fn verify_job(bytes: &[u8], genesis: &Genesis) -> Result<ProvenJob, ProofErr
         return Err(ProofError::Version(p.version, JOB_PROOF_VERSION));
     }
     let job = hash32(&p.job_id, "job id")?;
-    let header = header_from_pb(p.header.ok_or(ProofError::Decode("no header".into()))?)
-        .map_err(|e| ProofError::Decode(e.to_string()))?;
-    let cert = cert_from_pb(
-        p.certificate
-            .ok_or(ProofError::Decode("no certificate".into()))?,
-    )
-    .map_err(|e| ProofError::Decode(e.to_string()))?;
-    let certified_by = verify_certified(&header, &cert, genesis)?;
+    let (header, certified_by) = certified(p.header, p.certificate, genesis)?;
     let state_hash = hash32(&p.state_hash, "state hash")?;
     if p.events.is_empty() || p.events.len() > MAX_PROOF_EVENTS {
         return Err(ProofError::Decode(format!(
@@ -448,7 +449,6 @@ mod tests {
             events,
             app_hash: agora_market::app_hash(&state_hash, &root),
             state_hash,
-            events_root: root,
         };
         let header = BlockHeader {
             height: 10,

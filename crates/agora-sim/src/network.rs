@@ -1333,10 +1333,7 @@ impl Sim {
         let nd = &self.nodes[i];
         let r = nd.replica.as_ref().ok_or("observer down")?;
         let result_hash = job.result_hash;
-        let settled_at = job.events.iter().rev().find_map(|e| {
-            matches!(e.event, agora_market::MarketEvent::Settled { .. }).then_some(e.height.0)
-        });
-        let Some(h) = settled_at else {
+        let Some(h) = job.settled_at().map(|h| h.0) else {
             return Ok(false);
         };
         let Some((next, cert)) = r.block(h + 1).map_err(|e| e.to_string())? else {
