@@ -214,6 +214,7 @@ fn network(rest: &[String]) -> anyhow::Result<()> {
             "txs": summary.txs,
             "messages": summary.messages,
             "faults": summary.faults,
+            "trace": summary.trace.to_string(),
             "wall_seconds": summary.wall_seconds,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);

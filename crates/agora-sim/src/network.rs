@@ -141,6 +141,10 @@ pub struct NetworkSummary {
     pub messages: u64,
     /// Seeds per fault (a seed with three faults counts for each).
     pub faults: BTreeMap<String, u64>,
+    /// One hash over every seed's trace, in seed order: two builds that behave alike on these
+    /// seeds (every message, block and app hash) print the same one, so a refactor can be
+    /// checked against the build before it.
+    pub trace: Hash,
     pub wall_seconds: f64,
 }
 
@@ -161,7 +165,7 @@ impl fmt::Display for NetworkSummary {
         }
         writeln!(
             f,
-            "network sim: {} seeds, {} failed; {} operators ({} byzantine), {} coprocessors; {} heights, {} jobs ({} settled, {} of them proven, {} refunded, {} failed), {} txs in blocks, {:.0} msgs/height; {:.1}s wall",
+            "network sim: {} seeds, {} failed; {} operators ({} byzantine), {} coprocessors; {} heights, {} jobs ({} settled, {} of them proven, {} refunded, {} failed), {} txs in blocks, {:.0} msgs/height; trace {}; {:.1}s wall",
             self.runs,
             self.failures.len(),
             self.nodes,
@@ -175,6 +179,7 @@ impl fmt::Display for NetworkSummary {
             self.failed,
             self.txs,
             self.messages as f64 / self.heights.max(1) as f64,
+            self.trace.short(),
             self.wall_seconds
         )?;
         for (m, n) in &self.faults {
@@ -213,7 +218,10 @@ pub fn run_network_seeds_with(
         coprocessors: opts.coprocessors,
         ..NetworkSummary::default()
     };
+    let mut trace = blake3::Hasher::new_derive_key("agora/v1/sim-network-traces");
     for o in outcomes {
+        trace.update(&o.seed.to_be_bytes());
+        trace.update(o.trace.as_bytes());
         sum.runs += 1;
         sum.heights += o.heights;
         sum.jobs += o.jobs;
@@ -230,6 +238,7 @@ pub fn run_network_seeds_with(
             sum.failures.push((o.seed, f));
         }
     }
+    sum.trace = Hash(*trace.finalize().as_bytes());
     sum.wall_seconds = start.elapsed().as_secs_f64();
     sum
 }
