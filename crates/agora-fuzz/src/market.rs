@@ -162,7 +162,7 @@ pub fn transaction(data: &[u8]) {
 
     let wire = encode_envelope(&env);
     let verdict = {
-        let mut m = f.lock();
+        let m = f.lock();
         let before = m.app_hash();
         let r = m.check_tx_bytes(&wire);
         assert_eq!(m.app_hash(), before, "check_tx changed the state");
@@ -208,7 +208,7 @@ pub fn job_spec(data: &[u8]) {
     };
     let env = f.sign(&tx);
     let verdict = {
-        let mut m = f.lock();
+        let m = f.lock();
         let before = m.app_hash();
         let r = m.check_tx(&env);
         assert_eq!(m.app_hash(), before, "check_tx changed the state");

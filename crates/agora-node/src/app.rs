@@ -204,7 +204,8 @@ impl<S: AppStore> Application for MarketApp<S> {
     }
 
     fn check_tx(&self, tx: &[u8]) -> Result<(), String> {
-        let mut m = self.market.write().expect("market lock");
+        // `&self` checks: admission shares the lock with the API and the agent.
+        let m = self.market.read().expect("market lock");
         m.check_tx_bytes(tx).map_err(|e| e.to_string())
     }
 
@@ -215,7 +216,7 @@ impl<S: AppStore> Application for MarketApp<S> {
     }
 
     fn recheck_tx(&self, tx: &[u8]) -> bool {
-        // No signature check and no handler dry run per pending tx per block (ADR 006).
+        // No signature check and no state check per pending tx per block (ADR 006).
         self.market
             .read()
             .expect("market lock")

@@ -382,6 +382,57 @@ fn check_tx_matches_block_validation() {
     assert_eq!(h.market.app_hash(), app);
 }
 
+/// Admission is `&self` (ADR 017): it runs under a read lock, beside other readers, and what it
+/// accepts it does not write — the snapshot is the same bytes after checking transactions of
+/// every kind that touches money, jobs and bids — while the same transactions in a block apply.
+#[test]
+fn admission_runs_under_a_read_lock_and_writes_nothing() {
+    let mut h = Harness::new();
+    h.stake_all(2, 1_000, 2);
+    let job = h.submit(dutch(1));
+    let txs = vec![
+        h.envelope(
+            "client",
+            TxKind::Transfer {
+                to: h.addr("cop0"),
+                amount: Amount(5),
+            },
+        ),
+        h.envelope("client", TxKind::SubmitJob(dutch(2))),
+        h.envelope(
+            "cop0",
+            TxKind::Bid {
+                job_id: job,
+                bid: BidKind::Dutch {
+                    min_price: Amount(1),
+                },
+            },
+        ),
+        h.envelope(
+            "cop1",
+            TxKind::Stake {
+                amount: Amount(10),
+                capacity: 2,
+            },
+        ),
+    ];
+    let before = h.market.to_snapshot_bytes();
+    let lock = std::sync::RwLock::new(h.market.clone());
+    {
+        let reader = lock.read().unwrap();
+        let admission = lock.read().unwrap();
+        for env in &txs {
+            assert_eq!(admission.check_tx(env), Ok(()), "{env:?}");
+            assert_eq!(reader.nonce(&env.signer), h.market.nonce(&env.signer));
+        }
+    }
+    assert_eq!(lock.into_inner().unwrap().to_snapshot_bytes(), before);
+    // The client's two transactions carry consecutive nonces: the second is admitted on the
+    // window alone, and both apply in one block.
+    let r = h.block(txs.iter().map(encode_envelope).collect());
+    assert!(r.receipts.iter().all(|r| r.applied()), "{:?}", r.receipts);
+}
+
 #[test]
 fn equivocation_evidence_slashes_and_jails_the_operator() {
     fn decode(v: &[u8]) -> Option<VoteKey> {
