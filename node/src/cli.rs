@@ -173,10 +173,10 @@ pub enum FaultCommand {
     Resume(FaultArgs),
     /// Stop the node if it runs, then start it again on its home (new ports, same store)
     Restart(FaultArgs),
-    /// Split the network into groups (not supported yet)
-    Partition(UnsupportedFaultArgs),
-    /// Undo a partition (not supported yet)
-    Heal(UnsupportedFaultArgs),
+    /// Split the network into groups that cannot reach each other (`op0,op1/op2,op3`)
+    Partition(PartitionArgs),
+    /// Undo a partition: every node may reach every other again
+    Heal(HealArgs),
     /// Delay a node's messages (not supported yet)
     Delay(UnsupportedFaultArgs),
     /// Drop a share of a node's messages (not supported yet)
@@ -187,6 +187,28 @@ pub enum FaultCommand {
 pub struct FaultArgs {
     /// Node name from testnet.json (`operator-2`, or short: `op2`, `cp0`)
     pub node: String,
+    #[command(flatten)]
+    pub dir: TestnetDirArg,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionArgs {
+    /// Groups of node names, `/` between groups and `,` within one (`op0,op1 / op2,op3,cp0`).
+    /// A node named in no group keeps its links to all of them.
+    #[arg(required = true, num_args = 1..)]
+    pub groups: Vec<String>,
+    #[command(flatten)]
+    pub dir: TestnetDirArg,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealArgs {
     #[command(flatten)]
     pub dir: TestnetDirArg,
     /// Print one JSON object
@@ -511,6 +533,7 @@ mod tests {
                 "fault",
                 "partition",
                 "op0,op1",
+                "/",
                 "op2,op3",
             ],
             &["agora", "testnet", "fault", "heal"],

@@ -202,8 +202,11 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
                 F::Pause(a) => (a, Fault::Pause),
                 F::Resume(a) => (a, Fault::Resume),
                 F::Restart(a) => (a, Fault::Restart),
-                F::Partition(_) => return testnet::fault_unsupported("partition"),
-                F::Heal(_) => return testnet::fault_unsupported("heal"),
+                F::Partition(a) => {
+                    let groups = a.groups.join(" ");
+                    return testnet::partition_command(&a.dir.dir, Some(&groups), a.json);
+                }
+                F::Heal(a) => return testnet::partition_command(&a.dir.dir, None, a.json),
                 F::Delay(_) => return testnet::fault_unsupported("delay"),
                 F::Loss(_) => return testnet::fault_unsupported("loss"),
             };

@@ -10,6 +10,7 @@
 //! SIGCONT, or stop and start again on the same home), checking first that the recorded pid is
 //! still that node.
 
+use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -203,6 +204,11 @@ fn spawn_node(
     for b in bootstrap {
         cmd.args(["--bootstrap", b]);
     }
+    // Testnet nodes, and only they, take network faults from a file in their home.
+    cmd.env(
+        agora_node::net_faults::FAULT_FILE_ENV,
+        home.root().join(agora_node::net_faults::FAULT_FILE_NAME),
+    );
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
@@ -920,11 +926,127 @@ pub fn fault(dir: &Path, name: &str, fault: Fault, json: bool) -> anyhow::Result
     Ok(())
 }
 
-/// `agora testnet fault partition|heal|delay|loss`: named by the CLI contract, not built yet.
+/// `agora testnet fault delay|loss`: named by the CLI contract, not built yet.
 pub fn fault_unsupported(kind: &str) -> anyhow::Result<()> {
     bail!(
-        "`agora testnet fault {kind}` is not supported yet: network faults need fault injection inside the node's network layer; kill, pause, resume and restart act on the node processes"
+        "`agora testnet fault {kind}` is not supported yet: message delay and loss need a delaying transport inside the node; kill, pause, resume, restart, partition and heal are"
     )
+}
+
+/// What `partition` or `heal` did to one node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionedNode {
+    pub node: String,
+    /// The group it is in (0-based), `None` for a node named in no group (it bridges them all).
+    pub group: Option<usize>,
+    /// Nodes it is cut off from.
+    pub cut_off_from: Vec<String>,
+}
+
+/// Parse `op0,op1/op2,op3` into groups of node indices: each node in one group at most.
+fn parse_groups(file: &TestnetFile, spec: &str, path: &Path) -> anyhow::Result<Vec<Vec<usize>>> {
+    let mut seen = BTreeMap::new();
+    let mut groups = Vec::new();
+    for (g, part) in spec.split('/').enumerate() {
+        let mut group = Vec::new();
+        for name in part
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|n| !n.is_empty())
+        {
+            let i = find_node(file, name, path)?;
+            if let Some(other) = seen.insert(i, g) {
+                bail!(
+                    "{} is named twice (groups {} and {}); a node is in one group",
+                    file.nodes[i].name,
+                    other + 1,
+                    g + 1
+                );
+            }
+            group.push(i);
+        }
+        if group.is_empty() {
+            bail!(
+                "group {} of {spec:?} names no node; write groups as `op0,op1 / op2,op3`",
+                g + 1
+            );
+        }
+        groups.push(group);
+    }
+    if groups.len() < 2 {
+        bail!("a partition needs at least two groups separated by `/`, as in `op0,op1 / op2,op3`");
+    }
+    Ok(groups)
+}
+
+/// Split the testnet in `dir` into `groups` (`None`: heal). Each node's fault file lists the
+/// peers of every other group; a node named in no group keeps all its links. Running nodes
+/// read their file within a quarter second, and a stopped or paused one on its next start, so
+/// the fault holds across restarts until `heal`.
+pub fn partition(dir: &Path, groups: Option<&str>) -> anyhow::Result<Vec<PartitionedNode>> {
+    use agora_node::net_faults::{NetFaults, FAULT_FILE_NAME};
+    let (path, file) = read_testnet(dir)?;
+    let groups = match groups {
+        Some(spec) => parse_groups(&file, spec, &path)?,
+        None => Vec::new(),
+    };
+    let group_of = |i: usize| groups.iter().position(|g| g.contains(&i));
+    let mut out = Vec::new();
+    for (i, node) in file.nodes.iter().enumerate() {
+        let mine = group_of(i);
+        let cut: Vec<usize> = match mine {
+            None => Vec::new(),
+            Some(g) => (0..file.nodes.len())
+                .filter(|j| group_of(*j).is_some_and(|h| h != g))
+                .collect(),
+        };
+        let faults = NetFaults {
+            partitioned: cut.iter().map(|j| file.nodes[*j].peer_id.clone()).collect(),
+        };
+        let at = dir.join(&node.name).join(FAULT_FILE_NAME);
+        faults
+            .write(&at)
+            .with_context(|| format!("cannot write {}", at.display()))?;
+        out.push(PartitionedNode {
+            node: node.name.clone(),
+            group: mine,
+            cut_off_from: cut.iter().map(|j| file.nodes[*j].name.clone()).collect(),
+        });
+    }
+    // Give running nodes time to read their files before the command returns.
+    std::thread::sleep(Duration::from_millis(600));
+    Ok(out)
+}
+
+/// `agora testnet fault partition GROUPS` and `agora testnet fault heal`, printed.
+pub fn partition_command(dir: &Path, groups: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let nodes = partition(dir, groups)?;
+    if json {
+        let doc = serde_json::json!({
+            "fault": if groups.is_some() { "partition" } else { "heal" },
+            "nodes": nodes,
+        });
+        println!("{}", serde_json::to_string(&doc)?);
+        return Ok(());
+    }
+    if groups.is_none() {
+        println!("healed: every node may reach every other again");
+        return Ok(());
+    }
+    let mut by_group: BTreeMap<Option<usize>, Vec<&str>> = BTreeMap::new();
+    for n in &nodes {
+        by_group.entry(n.group).or_default().push(&n.node);
+    }
+    for (g, names) in &by_group {
+        match g {
+            Some(g) => println!("group {}: {}", g + 1, names.join(", ")),
+            None => println!("bridging every group (named in none): {}", names.join(", ")),
+        }
+    }
+    println!(
+        "partitioned; undo it with `agora testnet fault heal --dir {}`",
+        dir.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -969,6 +1091,25 @@ mod tests {
             "{err}"
         );
         assert!(find_node(&f, "operator-", p).is_err());
+    }
+
+    #[test]
+    fn partition_groups_are_parsed_and_mistakes_explained() {
+        let f = file(&["operator-0", "operator-1", "operator-2", "coprocessor-0"]);
+        let p = Path::new("d/testnet.json");
+        assert_eq!(
+            parse_groups(&f, "op0,op1 / op2", p).unwrap(),
+            vec![vec![0, 1], vec![2]]
+        );
+        assert_eq!(
+            parse_groups(&f, "op0/operator-1 cp0", p).unwrap(),
+            vec![vec![0], vec![1, 3]]
+        );
+        let err = |spec: &str| parse_groups(&f, spec, p).unwrap_err().to_string();
+        assert!(err("op0,op1").contains("at least two groups"));
+        assert!(err("op0 / / op1").contains("group 2"));
+        assert!(err("op0 / op0").contains("named twice"));
+        assert!(err("op0 / op9").contains("no node \"op9\""));
     }
 
     #[test]

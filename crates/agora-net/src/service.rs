@@ -94,6 +94,9 @@ pub(crate) enum Command {
     Validators {
         peers: BTreeSet<PeerId>,
     },
+    Partition {
+        peers: BTreeSet<PeerId>,
+    },
     Shutdown,
 }
 
@@ -177,6 +180,7 @@ impl Network {
             responders: commands_tx.downgrade(),
             last_redial: None,
             refusing: BTreeMap::new(),
+            partitioned: BTreeSet::new(),
         };
         service.redial(Instant::now());
         let task = tokio::spawn(service.run(commands_rx, acceptor));
@@ -409,6 +413,9 @@ struct Service {
     last_redial: Option<Instant>,
     /// Peers refused for another genesis, disconnected (and blocked) at the given time.
     refusing: BTreeMap<PeerId, Instant>,
+    /// Peers cut off by a testnet partition ([`NetworkHandle::set_partition`]): blocked until
+    /// the partition is healed, whatever their score.
+    partitioned: BTreeSet<PeerId>,
 }
 
 impl Service {
@@ -604,6 +611,7 @@ impl Service {
                 self.validators = peers;
                 self.last_redial = None;
             }
+            Command::Partition { peers } => self.partition(peers),
             Command::Shutdown => {}
         }
     }
@@ -624,7 +632,9 @@ impl Service {
         }
         for peer in self.scores.tick(now) {
             debug!(%peer, "net.ban expired");
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            if !self.partitioned.contains(&peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
             self.swarm
                 .behaviour_mut()
                 .gossipsub
@@ -649,6 +659,34 @@ impl Service {
         }
     }
 
+    /// Cut this node off from exactly `peers` (testnet fault injection): connections to them
+    /// close and new ones are denied both ways; peers no longer listed are let back unless they
+    /// are banned or refused.
+    fn partition(&mut self, peers: BTreeSet<PeerId>) {
+        let now = Instant::now();
+        let cut: Vec<PeerId> = peers.difference(&self.partitioned).copied().collect();
+        let healed: Vec<PeerId> = self.partitioned.difference(&peers).copied().collect();
+        for peer in &cut {
+            self.swarm.behaviour_mut().blocked.block_peer(*peer);
+            let _ = self.swarm.disconnect_peer_id(*peer);
+        }
+        for peer in &healed {
+            if !self.scores.is_banned(peer, now) && !self.refusing.contains_key(peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(*peer);
+            }
+        }
+        if !cut.is_empty() || !healed.is_empty() {
+            info!(
+                cut = cut.len(),
+                healed = healed.len(),
+                total = peers.len(),
+                "net.partition"
+            );
+            self.last_redial = None;
+        }
+        self.partitioned = peers;
+    }
+
     /// Dial bootstrap peers and validators we are not connected to (not banned ones).
     fn redial(&mut self, now: Instant) {
         self.last_redial = Some(now);
@@ -657,7 +695,10 @@ impl Service {
         for (peer, addr) in bootstrap {
             match peer {
                 Some(p) => {
-                    if self.connected.contains_key(&p) || self.scores.is_banned(&p, now) {
+                    if self.connected.contains_key(&p)
+                        || self.scores.is_banned(&p, now)
+                        || self.partitioned.contains(&p)
+                    {
                         continue;
                     }
                     let opts = DialOpts::peer_id(p).addresses(vec![addr.clone()]).build();
@@ -675,7 +716,10 @@ impl Service {
         }
         let validators: Vec<PeerId> = self.validators.iter().copied().collect();
         for p in validators {
-            if p == self.local || self.connected.contains_key(&p) || self.scores.is_banned(&p, now)
+            if p == self.local
+                || self.connected.contains_key(&p)
+                || self.scores.is_banned(&p, now)
+                || self.partitioned.contains(&p)
             {
                 continue;
             }
@@ -1112,6 +1156,16 @@ impl NetworkHandle {
     }
 
     /// Replace the validator set the consensus fan-out streams to.
+    /// Testnet fault injection: cut this node off from exactly `peers`, replacing any earlier
+    /// set (empty heals). Nodes call this only when their testnet fault file is configured.
+    pub async fn set_partition(&self, peers: BTreeSet<PeerId>) -> Result<()> {
+        self.inner
+            .commands
+            .send(Command::Partition { peers })
+            .await
+            .map_err(|_| NetError::Shutdown)
+    }
+
     pub async fn set_validators(&self, validators: &[Address]) -> Result<()> {
         let peers: BTreeSet<PeerId> = validators.iter().filter_map(peer_id_for).collect();
         self.install_writers(&peers);

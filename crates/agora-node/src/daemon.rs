@@ -323,6 +323,9 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
             std::time::Duration::from_secs(config.blobs.gc_interval_s.max(1)),
         ),
     );
+    if let Some(path) = crate::net_faults::configured() {
+        tasks.spawn_until_shutdown("net faults", crate::net_faults::watch(path, net.clone()));
+    }
     tasks.spawn_until_shutdown(
         "history",
         history

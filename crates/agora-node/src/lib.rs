@@ -30,6 +30,7 @@ pub mod history;
 pub mod home;
 pub mod logging;
 pub mod metrics;
+pub mod net_faults;
 pub mod proof;
 pub mod supervise;
 pub mod timed_store;

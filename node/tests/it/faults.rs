@@ -1,6 +1,7 @@
-//! `agora testnet fault`: pause, resume, kill and restart act on the real node processes of a
-//! detached testnet and keep `testnet.json` true; a wrong node name and the network faults that
-//! are not built yet are clear errors.
+//! `agora testnet fault`: partition and heal cut and restore real nodes' links; pause, resume,
+//! kill and restart act on the real node processes of a detached testnet and keep
+//! `testnet.json` true; a wrong node name and the network faults that are not built yet are
+//! clear errors.
 
 use std::path::Path;
 use std::process::Output;
@@ -18,6 +19,14 @@ fn height(api: &str) -> Option<u64> {
         .status()
         .ok()
         .map(|s| s.height)
+}
+
+fn peers(api: &str) -> Option<u32> {
+    Client::with_timeout(api, Duration::from_secs(1))
+        .ok()?
+        .status()
+        .ok()
+        .map(|s| s.peers)
 }
 
 fn block_hash(api: &str, h: u64) -> Option<String> {
@@ -80,10 +89,61 @@ fn fault_commands_kill_pause_resume_and_restart_a_node() {
             "operator-0, operator-1, operator-2, operator-3",
         ],
     );
-    for kind in ["partition", "heal", "delay", "loss"] {
+    for kind in ["delay", "loss"] {
         let out = fault(t, d, &[kind, "op1"]);
         assert_clear_error(&out, &[kind, "not supported yet"]);
     }
+    let out = fault(t, d, &["partition", "op0,op1"]);
+    assert_clear_error(&out, &["at least two groups"]);
+
+    // Partitioned from the other three, operator-0 loses every peer and stops deciding while
+    // the three, above 2/3 of the power, go on; healed, it catches up to the same chain.
+    let op1 = file.nodes[1].api.clone();
+    let v = fault_json(t, d, &["partition", "op0", "/", "op1,op2,op3"]);
+    assert_eq!(v["fault"], "partition", "{v}");
+    assert_eq!(v["nodes"][0]["node"], "operator-0", "{v}");
+    assert_eq!(
+        v["nodes"][0]["cut_off_from"].as_array().unwrap().len(),
+        3,
+        "{v}"
+    );
+    assert_eq!(
+        v["nodes"][1]["cut_off_from"],
+        serde_json::json!(["operator-0"]),
+        "{v}"
+    );
+    wait_until(
+        "operator-0 to lose its peers",
+        Duration::from_secs(20),
+        || peers(&op0) == Some(0),
+    );
+    let cut_at = height(&op0).unwrap();
+    let majority_at = height(&op1).unwrap();
+    wait_until(
+        "the majority to decide without operator-0",
+        Duration::from_secs(60),
+        || height(&op1).is_some_and(|h| h >= majority_at + 4),
+    );
+    assert!(
+        height(&op0).unwrap() <= cut_at + 1,
+        "a partitioned operator kept deciding: {cut_at} -> {:?}",
+        height(&op0)
+    );
+    assert_eq!(peers(&op0), Some(0), "a partitioned node found a peer");
+    let v = fault_json(t, d, &["heal"]);
+    assert_eq!(v["fault"], "heal", "{v}");
+    assert!(v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["cut_off_from"].as_array().unwrap().is_empty()));
+    let target = height(&op1).unwrap();
+    wait_until(
+        "the healed operator to catch up",
+        Duration::from_secs(60),
+        || height(&op0).is_some_and(|h| h >= target),
+    );
+    assert_eq!(block_hash(&op0, target), block_hash(&op1, target));
 
     // Paused, the node's API stops answering; resumed, it answers again.
     let v = fault_json(t, d, &["pause", "op3"]);
