@@ -347,7 +347,7 @@ async fn run_net(
         dir.display()
     );
     let started = tokio::select! {
-        r = crate::testnet::start(net.operators, net.coprocessors, dir, false) => r?,
+        r = crate::testnet::start(net.operators, net.coprocessors, dir, false, false) => r?,
         _ = interrupted(rx.clone()) => bail!("interrupted while starting the testnet"),
     };
     let (file, mut children) = started;

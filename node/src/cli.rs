@@ -147,6 +147,10 @@ pub enum TestnetCommand {
         /// Do not run the demo job once the network is ready
         #[arg(long)]
         no_demo: bool,
+        /// Run each node in its own Linux network namespace, on its own address, joined by a
+        /// bridge (as separate hosts; needs root and iproute2)
+        #[arg(long)]
+        netns: bool,
     },
     /// Show the nodes of a running testnet
     Status {
@@ -175,12 +179,12 @@ pub enum FaultCommand {
     Restart(FaultArgs),
     /// Split the network into groups that cannot reach each other (`op0,op1/op2,op3`)
     Partition(PartitionArgs),
-    /// Undo a partition: every node may reach every other again
+    /// Undo every network fault (partition, delay, loss): every node may reach every other again
     Heal(HealArgs),
-    /// Delay a node's messages (not supported yet)
-    Delay(UnsupportedFaultArgs),
-    /// Drop a share of a node's messages (not supported yet)
-    Loss(UnsupportedFaultArgs),
+    /// Hold back every message a node receives (`delay op1 50ms`; `0ms` undoes it)
+    Delay(DelayArgs),
+    /// Drop a share of the gossip and consensus messages a node receives (`loss op1 2%`)
+    Loss(LossArgs),
 }
 
 #[derive(Debug, Args)]
@@ -217,10 +221,29 @@ pub struct HealArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct UnsupportedFaultArgs {
-    /// Arguments (none is accepted yet)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+pub struct DelayArgs {
+    /// Node name from testnet.json (`op1`, `cp0`), or `all`
+    pub node: String,
+    /// How long: `50ms`, `2s` (at most 60s; `0ms` removes the delay)
+    pub delay: String,
+    #[command(flatten)]
+    pub dir: TestnetDirArg,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LossArgs {
+    /// Node name from testnet.json (`op1`, `cp0`), or `all`
+    pub node: String,
+    /// Share dropped: `2%`, `0.5%`, `100%` (`0%` removes the loss)
+    pub loss: String,
+    #[command(flatten)]
+    pub dir: TestnetDirArg,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -537,16 +560,8 @@ mod tests {
                 "op2,op3",
             ],
             &["agora", "testnet", "fault", "heal"],
-            &["agora", "testnet", "fault", "delay", "op1", "--ms", "200"],
-            &[
-                "agora",
-                "testnet",
-                "fault",
-                "loss",
-                "op1",
-                "--percent",
-                "10",
-            ],
+            &["agora", "testnet", "fault", "delay", "op1", "200ms"],
+            &["agora", "testnet", "fault", "loss", "all", "2.5%", "--json"],
             &["agora", "bench", "tx", "--count", "10"],
             &["agora", "bench", "jobs", "--jobs", "10"],
             &[

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use agora_client::{resolve_api, ApiSource, Client, API_ENV, DEFAULT_TESTNET_DIR};
+use agora_client::{resolve_api, ApiSource, Client, TestnetFile, API_ENV, DEFAULT_TESTNET_DIR};
 use anyhow::{bail, Context};
 
 use crate::cli::{ApiArg, InitArgs};
@@ -128,6 +128,13 @@ pub fn connect(api: &ApiArg) -> anyhow::Result<Client> {
     )?;
     if let ApiSource::Testnet(path) = &source {
         tracing::debug!(target: "cli.api", testnet = %path.display(), url, "using the local testnet");
+        // A testnet whose APIs need a token (`--netns`) names its file; AGORA_API_TOKEN wins.
+        let env_token = std::env::var(agora_client::TOKEN_ENV).is_ok_and(|t| !t.is_empty());
+        if !env_token {
+            if let Some(token) = TestnetFile::read(path).ok().and_then(|f| f.api_token()) {
+                return Ok(Client::new(&url)?.with_token(Some(token)));
+            }
+        }
     }
     Ok(Client::new(&url)?)
 }

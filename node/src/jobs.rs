@@ -575,10 +575,13 @@ pub fn list(api: &ApiArg, json: bool) -> anyhow::Result<()> {
 /// The demo job `agora testnet up` runs once the network is ready: `examples/hello.wat` with
 /// a greeting as input, submitted with the testnet's client key; prints its journey and the
 /// output, verified against a proof of its settlement and the testnet's `genesis`.
-pub fn demo(api: &str, key: &Path, genesis: &Path) -> anyhow::Result<()> {
+pub fn demo(api: &str, token: Option<String>, key: &Path, genesis: &Path) -> anyhow::Result<()> {
     let genesis = crate::verify::load_genesis(genesis)?;
     const HELLO: &str = include_str!("../../examples/hello.wat");
-    let client = Client::new(api)?;
+    let client = match token {
+        Some(t) => Client::new(api)?.with_token(Some(t)),
+        None => Client::new(api)?,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let v: serde_json::Value = client.get_json("/v1/coprocessors")?;

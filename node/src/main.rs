@@ -12,6 +12,7 @@ mod bench_soak;
 mod cli;
 mod commands;
 mod jobs;
+mod netns;
 mod sim;
 mod testnet;
 mod verify;
@@ -178,6 +179,7 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
             dir,
             detach,
             no_demo,
+            netns,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -190,6 +192,7 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
                 &dir.dir,
                 detach,
                 !no_demo,
+                netns,
             ))
         }
         TestnetCommand::Status { dir } => testnet::status(&dir.dir, false),
@@ -207,8 +210,14 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
                     return testnet::partition_command(&a.dir.dir, Some(&groups), a.json);
                 }
                 F::Heal(a) => return testnet::partition_command(&a.dir.dir, None, a.json),
-                F::Delay(_) => return testnet::fault_unsupported("delay"),
-                F::Loss(_) => return testnet::fault_unsupported("loss"),
+                F::Delay(a) => {
+                    let shape = testnet::Shape::Delay(testnet::parse_delay_ms(&a.delay)?);
+                    return testnet::shape_command(&a.dir.dir, &a.node, shape, a.json);
+                }
+                F::Loss(a) => {
+                    let shape = testnet::Shape::Loss(testnet::parse_loss_bps(&a.loss)?);
+                    return testnet::shape_command(&a.dir.dir, &a.node, shape, a.json);
+                }
             };
             testnet::fault(&args.dir.dir, &args.node, fault, args.json)
         }

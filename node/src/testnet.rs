@@ -30,6 +30,8 @@ pub const FUNDING: u128 = 1_000_000_000;
 /// The genesis file name, in the testnet dir and in every home.
 pub const GENESIS_FILE: &str = "genesis.json";
 const CLIENT_KEY: &str = "client.key";
+/// The API token of a `--netns` testnet's nodes, in the testnet dir.
+const API_TOKEN_FILE: &str = "api.token";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Operators a starting node dials first.
 const MAX_BOOTSTRAP: usize = 8;
@@ -44,15 +46,22 @@ struct Planned {
 /// Start (or resume) the testnet in `dir`: one process per node, each started once the one
 /// before it is ready; writes `DIR/testnet.json` and returns it with the node processes. With
 /// `detach` the nodes run in their own process groups and outlive the caller; otherwise they are
-/// killed when their handles are dropped.
+/// killed when their handles are dropped. With `netns` each node runs in its own network
+/// namespace (see [`crate::netns`]), which this removes again if the start fails.
 pub async fn start(
     operators: u32,
     coprocessors: u32,
     dir: &Path,
     detach: bool,
+    netns: bool,
 ) -> anyhow::Result<(TestnetFile, Vec<tokio::process::Child>)> {
     if operators == 0 {
         bail!("--operators must be at least 1");
+    }
+    if netns {
+        if let Some(why) = crate::netns::unavailable() {
+            bail!("{why}");
+        }
     }
     let tn_file = dir.join(TESTNET_FILE);
     if tn_file.exists() {
@@ -74,12 +83,85 @@ pub async fn start(
     std::fs::create_dir_all(dir.join("logs"))
         .with_context(|| format!("cannot create testnet dir {}", dir.display()))?;
     let plan = plan_or_resume(operators, coprocessors, dir)?;
+    let layout = if netns {
+        let layout = crate::netns::plan(dir)?;
+        crate::netns::create(&layout, plan.len()).with_context(|| {
+            crate::netns::destroy(&layout, plan.len());
+            "cannot create the testnet's network namespaces"
+        })?;
+        Some(layout)
+    } else {
+        None
+    };
+    let token_file = match &layout {
+        Some(_) => Some(api_token_file(dir)?),
+        None => None,
+    };
+    let started = start_nodes(dir, &plan, layout.as_ref(), token_file.as_deref(), detach).await;
+    let (nodes, children) = match started {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(layout) = &layout {
+                crate::netns::destroy(layout, plan.len());
+            }
+            return Err(e);
+        }
+    };
+    let file = TestnetFile {
+        nodes,
+        client_key: dir.join(CLIENT_KEY),
+        netns: layout,
+        api_token_file: token_file,
+    };
+    file.write(&tn_file)?;
+    Ok((file, children))
+}
 
+/// Where a node runs: its network namespace and address there (`--netns`), or loopback.
+#[derive(Debug, Clone)]
+struct Place {
+    netns: Option<(String, std::net::Ipv4Addr)>,
+    /// Handed to the node as its API token.
+    token: Option<String>,
+}
+
+impl Place {
+    fn of(
+        layout: Option<&agora_client::NetnsLayout>,
+        i: usize,
+        token_file: Option<&Path>,
+    ) -> anyhow::Result<Place> {
+        let netns = match layout {
+            Some(l) => Some((crate::netns::namespace(l, i), crate::netns::node_ip(l, i)?)),
+            None => None,
+        };
+        let token = match token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(Place { netns, token })
+    }
+}
+
+/// Start the planned nodes one after another, each once the one before is ready.
+async fn start_nodes(
+    dir: &Path,
+    plan: &[Planned],
+    layout: Option<&agora_client::NetnsLayout>,
+    token_file: Option<&Path>,
+    detach: bool,
+) -> anyhow::Result<(Vec<TestnetNode>, Vec<tokio::process::Child>)> {
     let mut children = Vec::new();
     let mut nodes: Vec<TestnetNode> = Vec::new();
     let mut bootstrap: Vec<String> = Vec::new();
-    for p in &plan {
-        let (child, log_path) = spawn_node(dir, &p.name, &p.home, &bootstrap, detach)?;
+    for (i, p) in plan.iter().enumerate() {
+        let place = Place::of(layout, i, token_file)?;
+        let (child, log_path) = spawn_node(dir, &p.name, &p.home, &bootstrap, detach, &place)?;
         let pid = child.id();
         children.push(child);
         let (api, listen) = wait_ready(&p.home, &log_path, &mut children).await?;
@@ -94,14 +176,32 @@ pub async fn start(
             listen,
             api,
             pid,
+            netns: place.netns.map(|(ns, _)| ns),
         });
     }
-    let file = TestnetFile {
-        nodes,
-        client_key: dir.join(CLIENT_KEY),
-    };
-    file.write(&tn_file)?;
-    Ok((file, children))
+    Ok((nodes, children))
+}
+
+/// The testnet's API token file, `DIR/api.token` (owner-only), made once with 32 random bytes.
+fn api_token_file(dir: &Path) -> anyhow::Result<PathBuf> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(API_TOKEN_FILE);
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the API token")?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(f, "{}", hex::encode(bytes))?;
+    Ok(path)
 }
 
 /// `agora testnet up`.
@@ -111,9 +211,10 @@ pub async fn up(
     dir: &Path,
     detach: bool,
     demo: bool,
+    netns: bool,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (file, mut children) = start(operators, coprocessors, dir, detach).await?;
+    let (file, mut children) = start(operators, coprocessors, dir, detach, netns).await?;
     let tn_file = dir.join(TESTNET_FILE);
     println!(
         "testnet up: {} nodes in {:.1}s, described in {}",
@@ -131,6 +232,12 @@ pub async fn up(
         );
     }
     println!("  client key     {}", file.client_key.display());
+    if let Some(l) = &file.netns {
+        println!(
+            "  network        each node in its own namespace ({}-N) on {}, bridge {} at {}",
+            l.prefix, l.subnet, l.bridge, l.host_ip
+        );
+    }
     if let Some(first) = wait_first_block(&file, Duration::from_secs(60)).await {
         println!(
             "first block decided {:.1}s after start",
@@ -150,8 +257,10 @@ pub async fn up(
         let api = file.nodes[0].api.clone();
         let key = file.client_key.clone();
         let genesis = dir.join(GENESIS_FILE);
+        let token = file.api_token();
         // Runs beside the nodes: a demo that fails is reported, and the testnet keeps running.
-        let mut job = tokio::task::spawn_blocking(move || crate::jobs::demo(&api, &key, &genesis));
+        let mut job =
+            tokio::task::spawn_blocking(move || crate::jobs::demo(&api, token, &key, &genesis));
         tokio::select! {
             r = &mut job => match r {
                 Ok(Ok(())) => {}
@@ -174,16 +283,17 @@ pub async fn up(
     Ok(())
 }
 
-/// Start `agora node` on `home` with OS-assigned loopback ports, bootstrapping from
-/// `bootstrap` and appending its output to `DIR/logs/NAME.log`; returns the process and the
-/// log path. Stale address files are removed first, so that they are not mistaken for this
-/// run's.
+/// Start `agora node` on `home` with OS-assigned ports on loopback (or, in a namespace, on its
+/// address there), bootstrapping from `bootstrap` and appending its output to
+/// `DIR/logs/NAME.log`; returns the process and the log path. Stale address files are removed
+/// first, so that they are not mistaken for this run's.
 fn spawn_node(
     dir: &Path,
     name: &str,
     home: &Home,
     bootstrap: &[String],
     detach: bool,
+    place: &Place,
 ) -> anyhow::Result<(tokio::process::Child, PathBuf)> {
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
     let _ = std::fs::remove_file(home.api_addr_file());
@@ -194,13 +304,24 @@ fn spawn_node(
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open log {}", log_path.display()))?;
-    let mut cmd = tokio::process::Command::new(&exe);
+    let (mut cmd, ip) = match &place.netns {
+        // `ip netns exec` enters the namespace and execs the node: the pid is the node's.
+        Some((ns, ip)) => {
+            let mut cmd = tokio::process::Command::new("ip");
+            cmd.args(["netns", "exec", ns]).arg(&exe);
+            (cmd, ip.to_string())
+        }
+        None => (tokio::process::Command::new(&exe), "127.0.0.1".to_owned()),
+    };
     cmd.arg("node").arg("--home").arg(home.root()).args([
         "--listen",
-        "/ip4/127.0.0.1/tcp/0",
+        &format!("/ip4/{ip}/tcp/0"),
         "--api",
-        "127.0.0.1:0",
+        &format!("{ip}:0"),
     ]);
+    if let Some(token) = &place.token {
+        cmd.env("AGORA__API__TOKEN", token);
+    }
     for b in bootstrap {
         cmd.args(["--bootstrap", b]);
     }
@@ -604,6 +725,9 @@ fn stop_recorded(dir: &Path) -> anyhow::Result<(usize, usize)> {
         n.pid = None;
     }
     file.write(&path)?;
+    if let Some(layout) = &file.netns {
+        crate::netns::destroy(layout, file.nodes.len());
+    }
     Ok((stopped, killed))
 }
 
@@ -864,7 +988,16 @@ pub async fn fault_restart(dir: &Path, name: &str) -> anyhow::Result<FaultReport
             .collect();
     }
     let home = Home::new(dir.join(&node));
-    let (child, log) = spawn_node(dir, &node, &home, &bootstrap, true)?;
+    if let Some(layout) = &file.netns {
+        if !crate::netns::exists(layout) {
+            bail!(
+                "the namespaces of this testnet are gone (was it brought down?); start it again with `agora testnet up --netns --dir {}`",
+                dir.display()
+            );
+        }
+    }
+    let place = Place::of(file.netns.as_ref(), i, file.api_token_file.as_deref())?;
+    let (child, log) = spawn_node(dir, &node, &home, &bootstrap, true, &place)?;
     let new_pid = child.id();
     let mut children = vec![child];
     let (api, listen) = wait_ready(&home, &log, &mut children).await?;
@@ -926,11 +1059,146 @@ pub fn fault(dir: &Path, name: &str, fault: Fault, json: bool) -> anyhow::Result
     Ok(())
 }
 
-/// `agora testnet fault delay|loss`: named by the CLI contract, not built yet.
-pub fn fault_unsupported(kind: &str) -> anyhow::Result<()> {
-    bail!(
-        "`agora testnet fault {kind}` is not supported yet: message delay and loss need a delaying transport inside the node; kill, pause, resume, restart, partition and heal are"
-    )
+/// A delay or loss fault for `agora testnet fault delay|loss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Milliseconds every received message is held back.
+    Delay(u64),
+    /// Basis points of received gossip and consensus messages dropped.
+    Loss(u32),
+}
+
+/// `50ms`, `2s`, `1.5s` → milliseconds (at most the node's limit).
+pub fn parse_delay_ms(text: &str) -> anyhow::Result<u64> {
+    use agora_node::net_faults::MAX_DELAY_MS;
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1u64)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1_000)
+    } else {
+        bail!("delay {text:?} needs a unit: `50ms` or `2s`");
+    };
+    let ms = parse_decimal(num.trim(), scale)
+        .with_context(|| format!("delay {text:?} is not a duration such as `50ms` or `1.5s`"))?;
+    if ms > MAX_DELAY_MS {
+        bail!(
+            "delay {text:?} is over the limit of {}s",
+            MAX_DELAY_MS / 1_000
+        );
+    }
+    Ok(ms)
+}
+
+/// `2%`, `0.5%`, `100%` (the `%` may be left out) → basis points.
+pub fn parse_loss_bps(text: &str) -> anyhow::Result<u32> {
+    let t = text.trim();
+    let num = t.strip_suffix('%').unwrap_or(t).trim();
+    let bps = parse_decimal(num, 100)
+        .with_context(|| format!("loss {text:?} is not a percentage such as `2%` or `0.5%`"))?;
+    if bps > 10_000 {
+        bail!("loss {text:?} is over 100%");
+    }
+    Ok(bps as u32)
+}
+
+/// A non-negative decimal times `scale`, exactly (no floats): `1.5` with scale 1000 → 1500.
+/// Digits beyond what `scale` can hold are refused rather than rounded.
+fn parse_decimal(num: &str, scale: u64) -> anyhow::Result<u64> {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || (num.contains('.') && !digits(frac)) {
+        bail!("not a number");
+    }
+    let places = scale.ilog10() as usize;
+    if frac.len() > places {
+        bail!("at most {places} decimal places");
+    }
+    let int: u64 = int.parse().context("too large")?;
+    let frac_scaled: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>()? * 10u64.pow((places - frac.len()) as u32)
+    };
+    int.checked_mul(scale)
+        .and_then(|v| v.checked_add(frac_scaled))
+        .context("too large")
+}
+
+/// What `delay` or `loss` did to one node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShapedNode {
+    pub node: String,
+    pub delay_ms: u64,
+    pub loss_bps: u32,
+}
+
+/// Set `shape` on one node of the testnet in `dir`, or on every node (`all`), keeping its
+/// other network faults. Running nodes take it within a quarter second, and a stopped one on
+/// its next start.
+pub fn shape(dir: &Path, node: &str, shape: Shape) -> anyhow::Result<Vec<ShapedNode>> {
+    use agora_node::net_faults::{NetFaults, FAULT_FILE_NAME};
+    let (path, file) = read_testnet(dir)?;
+    let targets: Vec<usize> = if node == "all" {
+        (0..file.nodes.len()).collect()
+    } else {
+        vec![find_node(&file, node, &path)?]
+    };
+    let mut out = Vec::new();
+    for i in targets {
+        let name = &file.nodes[i].name;
+        let at = dir.join(name).join(FAULT_FILE_NAME);
+        let mut faults = NetFaults::read(&at).map_err(|e| anyhow::anyhow!(e))?;
+        match shape {
+            Shape::Delay(ms) => faults.delay_ms = ms,
+            Shape::Loss(bps) => faults.loss_bps = bps,
+        }
+        faults
+            .write(&at)
+            .with_context(|| format!("cannot write {}", at.display()))?;
+        out.push(ShapedNode {
+            node: name.clone(),
+            delay_ms: faults.delay_ms,
+            loss_bps: faults.loss_bps,
+        });
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    Ok(out)
+}
+
+/// `agora testnet fault delay|loss NODE AMOUNT`, printed.
+pub fn shape_command(dir: &Path, node: &str, how: Shape, json: bool) -> anyhow::Result<()> {
+    let nodes = shape(dir, node, how)?;
+    if json {
+        let doc = serde_json::json!({
+            "fault": match how { Shape::Delay(_) => "delay", Shape::Loss(_) => "loss" },
+            "nodes": nodes,
+        });
+        println!("{}", serde_json::to_string(&doc)?);
+        return Ok(());
+    }
+    for n in &nodes {
+        println!(
+            "{}: receives with {} ms delay and {}.{:02}% loss",
+            n.node,
+            n.delay_ms,
+            n.loss_bps / 100,
+            n.loss_bps % 100
+        );
+    }
+    println!(
+        "undo it with `agora testnet fault {} {node} {}` or `agora testnet fault heal --dir {}`",
+        match how {
+            Shape::Delay(_) => "delay",
+            Shape::Loss(_) => "loss",
+        },
+        match how {
+            Shape::Delay(_) => "0ms",
+            Shape::Loss(_) => "0%",
+        },
+        dir.display()
+    );
+    Ok(())
 }
 
 /// What `partition` or `heal` did to one node.
@@ -978,10 +1246,11 @@ fn parse_groups(file: &TestnetFile, spec: &str, path: &Path) -> anyhow::Result<V
     Ok(groups)
 }
 
-/// Split the testnet in `dir` into `groups` (`None`: heal). Each node's fault file lists the
-/// peers of every other group; a node named in no group keeps all its links. Running nodes
-/// read their file within a quarter second, and a stopped or paused one on its next start, so
-/// the fault holds across restarts until `heal`.
+/// Split the testnet in `dir` into `groups`, keeping each node's delay and loss, or heal it
+/// (`None`: no partition, delay or loss is left). Each node's fault file lists the peers of
+/// every other group; a node named in no group keeps all its links. Running nodes read their
+/// file within a quarter second, and a stopped or paused one on its next start, so the fault
+/// holds across restarts until `heal`.
 pub fn partition(dir: &Path, groups: Option<&str>) -> anyhow::Result<Vec<PartitionedNode>> {
     use agora_node::net_faults::{NetFaults, FAULT_FILE_NAME};
     let (path, file) = read_testnet(dir)?;
@@ -999,10 +1268,16 @@ pub fn partition(dir: &Path, groups: Option<&str>) -> anyhow::Result<Vec<Partiti
                 .filter(|j| group_of(*j).is_some_and(|h| h != g))
                 .collect(),
         };
-        let faults = NetFaults {
-            partitioned: cut.iter().map(|j| file.nodes[*j].peer_id.clone()).collect(),
-        };
         let at = dir.join(&node.name).join(FAULT_FILE_NAME);
+        let faults = if groups.is_empty() {
+            NetFaults::default()
+        } else {
+            NetFaults {
+                partitioned: cut.iter().map(|j| file.nodes[*j].peer_id.clone()).collect(),
+                // A file this node cannot read is replaced, not kept half-applied.
+                ..NetFaults::read(&at).unwrap_or_default()
+            }
+        };
         faults
             .write(&at)
             .with_context(|| format!("cannot write {}", at.display()))?;
@@ -1029,7 +1304,7 @@ pub fn partition_command(dir: &Path, groups: Option<&str>, json: bool) -> anyhow
         return Ok(());
     }
     if groups.is_none() {
-        println!("healed: every node may reach every other again");
+        println!("healed: every node may reach every other again, with no delay or loss");
         return Ok(());
     }
     let mut by_group: BTreeMap<Option<usize>, Vec<&str>> = BTreeMap::new();
@@ -1069,9 +1344,11 @@ mod tests {
                     listen: String::new(),
                     api: String::new(),
                     pid: None,
+                    ..Default::default()
                 })
                 .collect(),
             client_key: PathBuf::from("client.key"),
+            ..Default::default()
         }
     }
 
@@ -1091,6 +1368,31 @@ mod tests {
             "{err}"
         );
         assert!(find_node(&f, "operator-", p).is_err());
+    }
+
+    #[test]
+    fn delays_and_losses_are_parsed_exactly_and_mistakes_explained() {
+        assert_eq!(parse_delay_ms("50ms").unwrap(), 50);
+        assert_eq!(parse_delay_ms("0ms").unwrap(), 0);
+        assert_eq!(parse_delay_ms("2s").unwrap(), 2_000);
+        assert_eq!(parse_delay_ms(" 1.25s ").unwrap(), 1_250);
+        assert_eq!(parse_delay_ms("60s").unwrap(), 60_000);
+        assert!(format!("{:#}", parse_delay_ms("50").unwrap_err()).contains("needs a unit"));
+        assert!(format!("{:#}", parse_delay_ms("61s").unwrap_err()).contains("limit"));
+        assert!(parse_delay_ms("1.2345s").is_err());
+        assert!(parse_delay_ms("-5ms").is_err());
+        assert!(parse_delay_ms("ms").is_err());
+        assert!(parse_delay_ms("1e3ms").is_err());
+        assert!(parse_delay_ms("99999999999999999999ms").is_err());
+        assert_eq!(parse_loss_bps("2%").unwrap(), 200);
+        assert_eq!(parse_loss_bps("0.5%").unwrap(), 50);
+        assert_eq!(parse_loss_bps("12.34%").unwrap(), 1_234);
+        assert_eq!(parse_loss_bps("100").unwrap(), 10_000);
+        assert_eq!(parse_loss_bps("0%").unwrap(), 0);
+        assert!(format!("{:#}", parse_loss_bps("101%").unwrap_err()).contains("over 100%"));
+        assert!(parse_loss_bps("0.125%").is_err());
+        assert!(parse_loss_bps("two%").is_err());
+        assert!(parse_loss_bps("1.%").is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use testnet::{TestnetFile, TestnetNode, DEFAULT_TESTNET_DIR, TESTNET_FILE};
+pub use testnet::{NetnsLayout, TestnetFile, TestnetNode, DEFAULT_TESTNET_DIR, TESTNET_FILE};
 
 /// The environment variable naming the API URL when `--api` is not given.
 pub const API_ENV: &str = "AGORA_API";
@@ -380,8 +380,10 @@ mod tests {
                 listen: "/ip4/127.0.0.1/tcp/7000".into(),
                 api: "http://127.0.0.1:7001".into(),
                 pid: Some(42),
+                ..Default::default()
             }],
             client_key: dir.path().join("client.key"),
+            ..Default::default()
         };
         file.write(&dir.path().join(TESTNET_FILE)).unwrap();
 

@@ -12,16 +12,37 @@ pub const DEFAULT_TESTNET_DIR: &str = ".agora/testnet";
 /// The name of the testnet description inside its directory.
 pub const TESTNET_FILE: &str = "testnet.json";
 
-/// The whole file: `{"nodes": [...], "client_key": PATH}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole file: `{"nodes": [...], "client_key": PATH}`, plus the namespace layout and the
+/// API token file of a testnet started with `--netns`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestnetFile {
     pub nodes: Vec<TestnetNode>,
     /// The funded client key created for the testnet.
     pub client_key: PathBuf,
+    /// Set when every node runs in its own network namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsLayout>,
+    /// A file holding the bearer token of the nodes' APIs (needed when they listen beyond
+    /// loopback, as with `--netns`); commands that find their node here send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token_file: Option<PathBuf>,
+}
+
+/// The bridge and namespaces of a `--netns` testnet: node `i` runs in namespace
+/// `PREFIX-i`, at the `i + 2`-th address of `subnet`, joined to the host by `bridge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetnsLayout {
+    pub bridge: String,
+    /// e.g. `10.213.7.0/24`.
+    pub subnet: String,
+    /// The bridge's address on the host, the first of the subnet.
+    pub host_ip: String,
+    /// Namespace names are `PREFIX-INDEX`.
+    pub prefix: String,
 }
 
 /// One node of a testnet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestnetNode {
     pub name: String,
     /// `operator`, `coprocessor` or `full`.
@@ -35,9 +56,21 @@ pub struct TestnetNode {
     pub api: String,
     /// OS process id while running.
     pub pid: Option<u32>,
+    /// The network namespace it runs in (`--netns` testnets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 impl TestnetFile {
+    /// The API token of this testnet's nodes, if it has one (unreadable counts as none: the
+    /// node's refusal then says a token is needed).
+    pub fn api_token(&self) -> Option<String> {
+        let path = self.api_token_file.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        let token = text.trim();
+        (!token.is_empty() && token.len() <= 1024).then(|| token.to_owned())
+    }
+
     pub fn read(path: &Path) -> Result<TestnetFile, ClientError> {
         let err = |reason: String| ClientError::Testnet {
             path: path.to_owned(),

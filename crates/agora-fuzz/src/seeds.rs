@@ -430,8 +430,10 @@ pub fn all() -> Vec<Seed> {
             listen: "/ip4/127.0.0.1/tcp/4001".into(),
             api: "http://127.0.0.1:8080".into(),
             pid: Some(42),
+            ..Default::default()
         }],
         client_key: "client.key".into(),
+        ..Default::default()
     };
     out.push(("api_json", "testnet.json".into(), doc(4, &testnet)));
     out.push((

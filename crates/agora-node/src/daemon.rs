@@ -323,9 +323,28 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
             std::time::Duration::from_secs(config.blobs.gc_interval_s.max(1)),
         ),
     );
-    if let Some(path) = crate::net_faults::configured() {
-        tasks.spawn_until_shutdown("net faults", crate::net_faults::watch(path, net.clone()));
-    }
+    let net_events = match crate::net_faults::configured() {
+        None => net_events,
+        Some(path) => {
+            let (shaping_tx, shaping_rx) = watch::channel(crate::net_faults::Shaping::default());
+            let (events_tx, events_rx) =
+                mpsc::channel(agora_net::Limits::default().event_queue.max(1));
+            let seed = u64::from_le_bytes(
+                Hash::derive("agora/v1/testnet-loss", identity.peer_id.as_bytes()).0[..8]
+                    .try_into()
+                    .expect("8 bytes"),
+            );
+            tasks.spawn_until_shutdown(
+                "net faults",
+                crate::net_faults::watch(path, net.clone(), shaping_tx),
+            );
+            tasks.spawn_until_shutdown(
+                "net shaping",
+                crate::net_faults::shape(net_events, events_tx, shaping_rx, seed),
+            );
+            events_rx
+        }
+    };
     tasks.spawn_until_shutdown(
         "history",
         history

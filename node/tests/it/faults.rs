@@ -1,7 +1,6 @@
-//! `agora testnet fault`: partition and heal cut and restore real nodes' links; pause, resume,
-//! kill and restart act on the real node processes of a detached testnet and keep
-//! `testnet.json` true; a wrong node name and the network faults that are not built yet are
-//! clear errors.
+//! `agora testnet fault`: partition and heal cut and restore real nodes' links; loss halts and
+//! delay slows the real nodes of a detached testnet; pause, resume, kill and restart act on
+//! its node processes and keep `testnet.json` true; wrong names and amounts are clear errors.
 
 use std::path::Path;
 use std::process::Output;
@@ -80,7 +79,7 @@ fn fault_commands_kill_pause_resume_and_restart_a_node() {
         height(&op0).is_some_and(|h| h >= 3)
     });
 
-    // A wrong name lists the valid ones; the network faults say they are not built.
+    // A wrong name lists the valid ones; a wrong amount says what is expected.
     let out = fault(t, d, &["kill", "op9"]);
     assert_clear_error(
         &out,
@@ -89,10 +88,12 @@ fn fault_commands_kill_pause_resume_and_restart_a_node() {
             "operator-0, operator-1, operator-2, operator-3",
         ],
     );
-    for kind in ["delay", "loss"] {
-        let out = fault(t, d, &[kind, "op1"]);
-        assert_clear_error(&out, &[kind, "not supported yet"]);
-    }
+    let out = fault(t, d, &["delay", "op1", "50"]);
+    assert_clear_error(&out, &["delay \"50\" needs a unit", "50ms"]);
+    let out = fault(t, d, &["loss", "op1", "150%"]);
+    assert_clear_error(&out, &["over 100%"]);
+    let out = fault(t, d, &["loss", "op9", "1%"]);
+    assert_clear_error(&out, &["no node \"op9\""]);
     let out = fault(t, d, &["partition", "op0,op1"]);
     assert_clear_error(&out, &["at least two groups"]);
 
@@ -144,6 +145,61 @@ fn fault_commands_kill_pause_resume_and_restart_a_node() {
         || height(&op0).is_some_and(|h| h >= target),
     );
     assert_eq!(block_hash(&op0, target), block_hash(&op1, target));
+
+    // Every node losing every message it receives, the chain halts; the loss undone, it goes on.
+    let v = fault_json(t, d, &["loss", "all", "100%"]);
+    assert_eq!(v["fault"], "loss", "{v}");
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 4, "{v}");
+    assert!(v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["loss_bps"] == 10_000));
+    let halted_at = height(&op1).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        height(&op1).unwrap() <= halted_at + 1,
+        "the chain went on with every message lost: {halted_at} -> {:?}",
+        height(&op1)
+    );
+    fault_json(t, d, &["loss", "all", "0%"]);
+    let resumed_at = height(&op1).unwrap();
+    wait_until(
+        "the chain to go on once the loss is undone",
+        Duration::from_secs(60),
+        || height(&op1).is_some_and(|h| h >= resumed_at + 3),
+    );
+
+    // Delayed 200 ms, the chain still decides. A partition keeps the delay; heal clears both.
+    let v = fault_json(t, d, &["delay", "all", "200ms"]);
+    assert!(v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["delay_ms"] == 200 && n["loss_bps"] == 0));
+    let slow_at = height(&op1).unwrap();
+    wait_until(
+        "the chain to decide under a 200 ms delay",
+        Duration::from_secs(60),
+        || height(&op1).is_some_and(|h| h >= slow_at + 3),
+    );
+    let op1_faults = dir.join("operator-1").join("net-faults.json");
+    let read_faults =
+        || -> Value { serde_json::from_slice(&std::fs::read(&op1_faults).unwrap()).unwrap() };
+    fault_json(t, d, &["partition", "op0", "/", "op1,op2,op3"]);
+    let f = read_faults();
+    assert_eq!(f["delay_ms"], 200, "{f}");
+    assert_eq!(f["partitioned"].as_array().unwrap().len(), 1, "{f}");
+    fault_json(t, d, &["heal"]);
+    let f = read_faults();
+    assert_eq!(f["delay_ms"], 0, "{f}");
+    assert!(f["partitioned"].as_array().unwrap().is_empty(), "{f}");
+    let target = height(&op1).unwrap();
+    wait_until(
+        "every node to catch up once healed",
+        Duration::from_secs(60),
+        || height(&op0).is_some_and(|h| h >= target),
+    );
 
     // Paused, the node's API stops answering; resumed, it answers again.
     let v = fault_json(t, d, &["pause", "op3"]);

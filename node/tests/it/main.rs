@@ -11,6 +11,7 @@ mod faults;
 mod history;
 mod hostile;
 mod jobs;
+mod netns;
 mod nonces;
 mod observe;
 mod partial;
@@ -363,8 +364,10 @@ fn status_finds_the_default_testnet_and_reports_unreachable_nodes() {
             listen: "/ip4/127.0.0.1/tcp/1".into(),
             api: format!("http://127.0.0.1:{port}"),
             pid: None,
+            ..Default::default()
         }],
         client_key: dir.join("client.key"),
+        ..Default::default()
     };
     file.write(&dir.join(agora_client::TESTNET_FILE)).unwrap();
     let out = sb.run(&["status"]);

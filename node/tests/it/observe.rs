@@ -166,8 +166,10 @@ fn a_chain_without_quorum_is_reported_halted() {
             listen: "/ip4/127.0.0.1/tcp/1".into(),
             api: url.clone(),
             pid: None,
+            ..Default::default()
         }],
         client_key: dir.join("client.key"),
+        ..Default::default()
     };
     file.write(&dir.join(agora_client::TESTNET_FILE)).unwrap();
     let out = sb.run(&["testnet", "status", "--dir", dir.to_str().unwrap()]);
