@@ -48,7 +48,7 @@ const LIVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a job's state is read while waiting for it to be final.
 const JOB_POLL: Duration = Duration::from_millis(20);
 /// Given to the load key once per testnet; each transfer moves one unit.
-const LOAD_FUNDS: u128 = 10_000_000;
+pub(crate) const LOAD_FUNDS: u128 = 10_000_000;
 /// The goal the degraded phases are measured against (the resilience issue's).
 const GOAL_P50_RATIO: f64 = 2.0;
 const GOAL_BLOCKS_RATIO: f64 = 0.5;
@@ -312,14 +312,14 @@ async fn run_all(args: &BenchFaultsArgs, root: &Path) -> anyhow::Result<Vec<Phas
 }
 
 /// Resolves once Ctrl-C or SIGTERM has arrived (at once if it already has).
-async fn interrupted(mut rx: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn interrupted(mut rx: tokio::sync::watch::Receiver<bool>) {
     if rx.wait_for(|v| *v).await.is_err() {
         std::future::pending::<()>().await;
     }
 }
 
 /// `work` on a blocking thread, unless a signal comes first.
-async fn guarded<T: Send + 'static>(
+pub(crate) async fn guarded<T: Send + 'static>(
     rx: &tokio::sync::watch::Receiver<bool>,
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -347,7 +347,7 @@ async fn run_net(
         dir.display()
     );
     let started = tokio::select! {
-        r = crate::testnet::start(net.operators, net.coprocessors, dir, false, false) => r?,
+        r = crate::testnet::start(net.operators, net.coprocessors, dir, false, false, &[]) => r?,
         _ = interrupted(rx.clone()) => bail!("interrupted while starting the testnet"),
     };
     let (file, mut children) = started;
@@ -373,7 +373,10 @@ async fn measure_net(
     let coprocessors = net.coprocessors;
     {
         let (api, client_key, stop) = (api.clone(), client_key.clone(), stop.clone());
-        guarded(rx, move || prepare(&api, &client_key, coprocessors, &stop)).await?;
+        guarded(rx, move || {
+            prepare(&Client::new(&api)?, &client_key, coprocessors, 1, &stop)
+        })
+        .await?;
     }
     let mut killed: Vec<String> = Vec::new();
     for phase in &net.phases {
@@ -442,13 +445,14 @@ fn check_stop(stop: &AtomicBool) -> anyhow::Result<()> {
 
 /// Wait for a fresh testnet to commit blocks and for its coprocessors to be active, and run one
 /// warm-up job (its module compiled on a coprocessor, its output checked).
-fn prepare(
-    api: &str,
+pub(crate) fn prepare(
+    client: &Client,
     client_key: &Keypair,
     coprocessors: u32,
+    replicas: u32,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let client = Client::new(api)?;
+    let client = client.clone();
     wait_live(&client, stop)?;
     let deadline = Instant::now() + LIVE_TIMEOUT;
     loop {
@@ -473,6 +477,7 @@ fn prepare(
         &builder,
         &mut next_nonce,
         &module,
+        replicas,
         LIVE_TIMEOUT,
         stop,
     )?;
@@ -489,7 +494,7 @@ fn prepare(
 
 /// A new key holding [`LOAD_FUNDS`], sent from the client key: each phase's load has its own
 /// key, so no transfer of an earlier phase still in flight shares its nonces.
-fn fund_load_key(
+pub(crate) fn fund_load_key(
     client: &Client,
     client_key: &Keypair,
     stop: &AtomicBool,
@@ -513,7 +518,7 @@ fn fund_load_key(
 }
 
 /// Wait until the node has committed [`LIVE_HEIGHTS`] heights past the current one.
-fn wait_live(client: &Client, stop: &AtomicBool) -> anyhow::Result<u64> {
+pub(crate) fn wait_live(client: &Client, stop: &AtomicBool) -> anyhow::Result<u64> {
     let from = client.status()?.height;
     let deadline = Instant::now() + LIVE_TIMEOUT;
     loop {
@@ -547,16 +552,18 @@ fn run_job(
     builder: &agora_market::TxBuilder,
     next_nonce: &mut u64,
     module: &[u8],
+    replicas: u32,
     timeout: Duration,
     stop: &AtomicBool,
 ) -> anyhow::Result<JobEnd> {
-    let spec = crate::jobs::upload_job(
+    let mut spec = crate::jobs::upload_job(
         client,
         module,
         crate::bench::BENCH_INPUT,
         Amount(crate::jobs::DEFAULT_MAX_PRICE),
         crate::jobs::DEFAULT_AUCTION_MS,
     )?;
+    spec.replicas = replicas;
     // The committed nonce, as the CLI reads it; never one already used by an unfinished job.
     let nonce = crate::bench::account_nonce(client, &builder.address())?.max(*next_nonce);
     let env = builder.submit_job(nonce, spec);
@@ -660,6 +667,7 @@ fn run_jobs(
             builder,
             &mut next_nonce,
             module,
+            1,
             setup.job_timeout,
             stop,
         )?;

@@ -27,6 +27,9 @@ pub enum Command {
     /// Inspect the node key
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Write or inspect a genesis for a network formed across hosts
+    #[command(subcommand)]
+    Genesis(GenesisCommand),
     /// Run a node (operator, coprocessor or full node) until Ctrl-C or SIGTERM
     Node(NodeArgs),
     /// Run a local multi-process testnet
@@ -51,6 +54,9 @@ pub enum Command {
     /// Load generators for measuring a running network
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run jobs and transfers on a fresh testnet under a seeded schedule of faults, and report
+    /// what was lost
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +116,43 @@ pub enum KeyCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum GenesisCommand {
+    /// Write a genesis from the addresses each host's `agora init` printed
+    New(GenesisNewArgs),
+    /// Validate a genesis file and print its chain id, operators, accounts and supply
+    Show {
+        /// The genesis file
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenesisNewArgs {
+    /// Name of the chain (part of the chain id, so two networks never share one)
+    #[arg(long, value_name = "NAME")]
+    pub chain_name: String,
+    /// An operator, with its stake (default 1000000). Repeat for each operator.
+    #[arg(long = "operator", value_name = "ADDRESS[=STAKE]", required = true)]
+    pub operators: Vec<String>,
+    /// A funded account (clients, coprocessors that will stake). May be repeated.
+    #[arg(long = "account", value_name = "ADDRESS=BALANCE")]
+    pub accounts: Vec<String>,
+    /// Genesis time in ms since the Unix epoch [default: now]
+    #[arg(long, value_name = "MS")]
+    pub genesis_time_ms: Option<u64>,
+    /// Where to write the genesis; an existing file is never overwritten
+    #[arg(long, value_name = "FILE", default_value = "genesis.json")]
+    pub out: PathBuf,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     #[command(flatten)]
@@ -151,6 +194,10 @@ pub enum TestnetCommand {
         /// bridge (as separate hosts; needs root and iproute2)
         #[arg(long)]
         netns: bool,
+        /// Make a node byzantine, NODE=ROLE (e.g. cp2=wrong_output); testing only. May be
+        /// repeated. Roles: wrong_output, never_deliver (coprocessors)
+        #[arg(long = "byzantine", value_name = "NODE=ROLE")]
+        byzantine: Vec<String>,
     },
     /// Show the nodes of a running testnet
     Status {
@@ -470,6 +517,9 @@ impl Command {
             Command::Bench(BenchCommand::Soak(_)) => "bench soak",
             Command::Bench(BenchCommand::Faults(_)) => "bench faults",
             Command::Key(KeyCommand::Show { .. }) => "key show",
+            Command::Genesis(GenesisCommand::New(_)) => "genesis new",
+            Command::Genesis(GenesisCommand::Show { .. }) => "genesis show",
+            Command::Chaos(_) => "chaos",
             Command::Node(_) => "node",
             Command::Testnet(TestnetCommand::Up { .. }) => "testnet up",
             Command::Testnet(TestnetCommand::Status { .. }) => "testnet status",
@@ -638,6 +688,29 @@ mod tests {
             &["agora", "status", "--api", "http://127.0.0.1:1"],
             &["agora", "sim", "--steps", "10"],
             &["agora", "key", "show", "--home", "h"],
+            &[
+                "agora",
+                "genesis",
+                "new",
+                "--chain-name",
+                "lab",
+                "--operator",
+                "00ff=5",
+                "--account",
+                "00ee=7",
+                "--out",
+                "g.json",
+            ],
+            &["agora", "genesis", "show", "g.json", "--json"],
+            &["agora", "chaos", "--duration", "90s", "--seed", "7"],
+            &[
+                "agora",
+                "testnet",
+                "up",
+                "--byzantine",
+                "cp2=wrong_output",
+                "--no-demo",
+            ],
             &[
                 "agora",
                 "bench",

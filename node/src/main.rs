@@ -9,8 +9,10 @@
 mod bench;
 mod bench_faults;
 mod bench_soak;
+mod chaos;
 mod cli;
 mod commands;
+mod genesis_cmd;
 mod jobs;
 mod netns;
 mod sim;
@@ -34,7 +36,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Command::Node(_) | Command::Testnet(_) | Command::Bench(cli::BenchCommand::Faults(_))
+        Command::Node(_)
+            | Command::Testnet(_)
+            | Command::Chaos(_)
+            | Command::Bench(cli::BenchCommand::Faults(_))
     ) {
         restore_sigpipe();
     }
@@ -87,6 +92,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init_cli();
             commands::key_show(&home.home, json)
         }
+        Command::Genesis(cli::GenesisCommand::New(args)) => {
+            logging::init_cli();
+            genesis_cmd::new(&args)
+        }
+        Command::Genesis(cli::GenesisCommand::Show { file, json }) => {
+            logging::init_cli();
+            genesis_cmd::show(&file, json)
+        }
         Command::Status(args) => {
             logging::init_cli();
             commands::status(&args.api, args.json)
@@ -135,6 +148,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init_cli();
             bench_faults::run(&args)
         }
+        Command::Chaos(args) => {
+            logging::init_cli();
+            chaos::run(&args)
+        }
         Command::Sim(args) => {
             logging::init_cli();
             sim::run(&args.rest)
@@ -180,6 +197,7 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
             detach,
             no_demo,
             netns,
+            byzantine,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -193,6 +211,7 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
                 detach,
                 !no_demo,
                 netns,
+                &byzantine,
             ))
         }
         TestnetCommand::Status { dir } => testnet::status(&dir.dir, false),

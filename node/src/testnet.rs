@@ -47,13 +47,15 @@ struct Planned {
 /// before it is ready; writes `DIR/testnet.json` and returns it with the node processes. With
 /// `detach` the nodes run in their own process groups and outlive the caller; otherwise they are
 /// killed when their handles are dropped. With `netns` each node runs in its own network
-/// namespace (see [`crate::netns`]), which this removes again if the start fails.
+/// namespace (see [`crate::netns`]), which this removes again if the start fails. `byzantine`
+/// holds `NODE=ROLE` specs (see [`BYZANTINE_ROLES`]), written into those nodes' configs.
 pub async fn start(
     operators: u32,
     coprocessors: u32,
     dir: &Path,
     detach: bool,
     netns: bool,
+    byzantine: &[String],
 ) -> anyhow::Result<(TestnetFile, Vec<tokio::process::Child>)> {
     if operators == 0 {
         bail!("--operators must be at least 1");
@@ -83,6 +85,7 @@ pub async fn start(
     std::fs::create_dir_all(dir.join("logs"))
         .with_context(|| format!("cannot create testnet dir {}", dir.display()))?;
     let plan = plan_or_resume(operators, coprocessors, dir)?;
+    set_byzantine(&plan, byzantine)?;
     let layout = if netns {
         let layout = crate::netns::plan(dir)?;
         crate::netns::create(&layout, plan.len()).with_context(|| {
@@ -115,6 +118,100 @@ pub async fn start(
     };
     file.write(&tn_file)?;
     Ok((file, children))
+}
+
+/// The byzantine roles a testnet node can be given (`--byzantine NODE=ROLE`): the role, the
+/// node kind it applies to, and what the node then does. Each is a testing knob of the node's
+/// config (`[coprocessor] fault`), named as such in the config and logged at start.
+pub const BYZANTINE_ROLES: &[(&str, Role, &str)] = &[
+    (
+        "wrong_output",
+        Role::Coprocessor,
+        "commits a corrupted result for every job it runs (two such nodes collude: they corrupt alike)",
+    ),
+    (
+        "never_deliver",
+        Role::Coprocessor,
+        "bids and wins jobs, then never runs them (their deadlines pass)",
+    ),
+];
+
+/// Give the planned nodes their byzantine roles (`NODE=ROLE`, NODE as `coprocessor-2` or
+/// `cp2`) by writing them into their configs; a node without one is made honest again, so a
+/// resumed testnet has exactly the roles given now.
+fn set_byzantine(plan: &[Planned], specs: &[String]) -> anyhow::Result<()> {
+    let mut roles: Vec<Option<&str>> = vec![None; plan.len()];
+    for spec in specs {
+        let (node, role) = spec.split_once('=').with_context(|| {
+            format!("--byzantine {spec:?}: expected NODE=ROLE, e.g. cp2=wrong_output")
+        })?;
+        let i = plan
+            .iter()
+            .position(|p| p.name == node || short_forms(&p.name).iter().any(|s| s == node))
+            .with_context(|| {
+                let names: Vec<&str> = plan.iter().map(|p| p.name.as_str()).collect();
+                format!(
+                    "--byzantine {spec:?}: no node {node:?}; nodes: {}",
+                    names.join(", ")
+                )
+            })?;
+        let Some((_, kind, _)) = BYZANTINE_ROLES.iter().find(|(r, _, _)| *r == role) else {
+            let known: Vec<String> = BYZANTINE_ROLES
+                .iter()
+                .map(|(r, k, _)| format!("{r} ({})", k.as_str()))
+                .collect();
+            bail!(
+                "--byzantine {spec:?}: unknown role {role:?}; roles: {}",
+                known.join(", ")
+            );
+        };
+        if *kind != plan[i].role {
+            bail!(
+                "--byzantine {spec:?}: {role} is a {} role and {} is a {}",
+                kind.as_str(),
+                plan[i].name,
+                plan[i].role.as_str()
+            );
+        }
+        if roles[i].is_some_and(|r| r != role) {
+            bail!("--byzantine: {} is given two roles", plan[i].name);
+        }
+        roles[i] = Some(role);
+    }
+    for (p, role) in plan.iter().zip(roles) {
+        if p.role != Role::Coprocessor {
+            continue;
+        }
+        let path = p.home.config_file();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let want = format!("fault = {:?}", role.unwrap_or(""));
+        let mut found = false;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("fault =") || l.trim_start().starts_with("fault=") {
+                    found = true;
+                    want.clone()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        if !found {
+            if role.is_none() {
+                continue;
+            }
+            bail!(
+                "{} has no `fault` key under [coprocessor] to set {}",
+                path.display(),
+                role.unwrap_or_default()
+            );
+        }
+        std::fs::write(&path, lines.join("\n") + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Where a node runs: its network namespace and address there (`--netns`), or loopback.
@@ -212,9 +309,11 @@ pub async fn up(
     detach: bool,
     demo: bool,
     netns: bool,
+    byzantine: &[String],
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (file, mut children) = start(operators, coprocessors, dir, detach, netns).await?;
+    let (file, mut children) =
+        start(operators, coprocessors, dir, detach, netns, byzantine).await?;
     let tn_file = dir.join(TESTNET_FILE);
     println!(
         "testnet up: {} nodes in {:.1}s, described in {}",
@@ -678,7 +777,7 @@ pub fn down(dir: &Path) -> anyhow::Result<()> {
 /// Stop every node process recorded in `DIR/testnet.json` (SIGTERM, and SIGCONT so that a
 /// paused node handles it; SIGKILL after 10 s) and clear the recorded pids. Returns how many
 /// were running and how many had to be killed.
-fn stop_recorded(dir: &Path) -> anyhow::Result<(usize, usize)> {
+pub(crate) fn stop_recorded(dir: &Path) -> anyhow::Result<(usize, usize)> {
     let path = dir.join(TESTNET_FILE);
     if !path.exists() {
         bail!("no testnet in {} (no {TESTNET_FILE})", dir.display());
@@ -833,19 +932,21 @@ fn node_state(pid: u32, name: &str) -> ProcState {
 
 /// Find `name` in the testnet: the exact name (`operator-2`) or its short form (`op2`, `o2`,
 /// `cp1`, `c1`); the error lists the valid names.
-fn find_node(file: &TestnetFile, name: &str, path: &Path) -> anyhow::Result<usize> {
-    let short = |full: &str| -> Vec<String> {
-        let (kind, idx) = full.split_once('-').unwrap_or((full, ""));
-        let two = match kind {
-            "operator" => "op",
-            "coprocessor" => "cp",
-            _ => return Vec::new(),
-        };
-        vec![format!("{two}{idx}"), format!("{}{idx}", &kind[..1])]
+/// The short names a node answers to besides its full one: `op3` and `o3` for `operator-3`.
+pub(crate) fn short_forms(full: &str) -> Vec<String> {
+    let (kind, idx) = full.split_once('-').unwrap_or((full, ""));
+    let two = match kind {
+        "operator" => "op",
+        "coprocessor" => "cp",
+        _ => return Vec::new(),
     };
+    vec![format!("{two}{idx}"), format!("{}{idx}", &kind[..1])]
+}
+
+fn find_node(file: &TestnetFile, name: &str, path: &Path) -> anyhow::Result<usize> {
     file.nodes
         .iter()
-        .position(|n| n.name == name || short(&n.name).iter().any(|s| s == name))
+        .position(|n| n.name == name || short_forms(&n.name).iter().any(|s| s == name))
         .with_context(|| {
             let names: Vec<&str> = file.nodes.iter().map(|n| n.name.as_str()).collect();
             format!(

@@ -47,7 +47,10 @@ struct Shared {
     net: NetworkHandle,
     blobs: Arc<BlobService>,
     exec: AsyncExecutor,
+    /// Testing knob `coprocessor.fault = "wrong_output"`: commit corrupted results.
     wrong_output: bool,
+    /// Testing knob `coprocessor.fault = "never_deliver"`: win jobs, never run them.
+    never_deliver: bool,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -99,6 +102,7 @@ impl Agent {
         let (finished_tx, finished_rx) = mpsc::channel(256);
         let (fetched_tx, fetched_rx) = mpsc::channel(256);
         let wrong_output = cfg.section.fault == "wrong_output";
+        let never_deliver = cfg.section.fault == "never_deliver";
         Ok(Agent {
             core: AgentCore::new(cfg, key.address(), &key.seed(), crate::chain::now_ms()),
             shared: Arc::new(Shared {
@@ -107,6 +111,7 @@ impl Agent {
                 blobs,
                 exec,
                 wrong_output,
+                never_deliver,
                 metrics,
             }),
             builder: TxBuilder::new(key, chain_id),
@@ -130,6 +135,9 @@ impl Agent {
         tokio::pin!(shutdown);
         if self.shared.wrong_output {
             tracing::warn!(target: "node.agent", "fault injection: this coprocessor commits wrong results");
+        }
+        if self.shared.never_deliver {
+            tracing::warn!(target: "node.agent", "fault injection: this coprocessor never delivers the jobs it wins");
         }
         loop {
             tokio::select! {
@@ -287,6 +295,10 @@ fn counted_as(kind: &TxKind) -> Option<Counted> {
 /// Fetch, execute and turn the outcome into a transaction: a `Result` for our slot or an audit
 /// attestation.
 async fn run_job(shared: &Shared, job: &Job, audit: bool) -> RunEnd {
+    if shared.never_deliver && !audit {
+        tracing::info!(target: "node.agent", job = %job.id.short(), "fault injection: not running a job this coprocessor won");
+        return RunEnd::GiveUp;
+    }
     let spec = &job.spec;
     let prefer: Vec<Address> = job.assignments.keys().copied().collect();
     let fetch = |hash, size| shared.blobs.blob(&shared.net, hash, size, &prefer);

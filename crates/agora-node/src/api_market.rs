@@ -222,7 +222,9 @@ async fn block(
                 "signature": hex::encode(s.0),
             })).collect::<Vec<_>>(),
         },
-        "receipts": result.map(|r| r.receipts).unwrap_or_default(),
+        "receipts": result.as_ref().map(|r| r.receipts.clone()).unwrap_or_default(),
+        // What the block did to the market, in order (the events its app hash commits to).
+        "events": result.map(|r| r.events).unwrap_or_default(),
     })))
 }
 

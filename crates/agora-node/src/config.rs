@@ -276,7 +276,8 @@ pub struct CoprocessorSection {
     /// After a slash takes the stake below the market's minimum, stake again from the balance
     /// (up to `stake`), so a timeout does not leave the node unable to bid.
     pub restake: bool,
-    /// Testing only: `wrong_output` commits corrupted results (to exercise slashing).
+    /// Testing only: `wrong_output` commits corrupted results, `never_deliver` wins jobs and
+    /// never runs them (to exercise verification, timeouts and slashing).
     pub fault: String,
 }
 
@@ -417,10 +418,13 @@ impl Config {
         if self.store.cache_mib == 0 {
             return Err(invalid("store.cache_mib", "must be at least 1"));
         }
-        if !matches!(self.coprocessor.fault.as_str(), "" | "wrong_output") {
+        if !matches!(
+            self.coprocessor.fault.as_str(),
+            "" | "wrong_output" | "never_deliver"
+        ) {
             return Err(invalid(
                 "coprocessor.fault",
-                "must be empty or \"wrong_output\"",
+                "must be empty, \"wrong_output\" or \"never_deliver\"",
             ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.filter) {

@@ -7,9 +7,11 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod balance;
+mod chaos;
 mod faults;
 mod history;
 mod hostile;
+mod hosts;
 mod jobs;
 mod netns;
 mod nonces;

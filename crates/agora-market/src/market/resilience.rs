@@ -85,7 +85,7 @@ impl Market {
                 a.status = SlotStatus::TimedOut;
                 a.collateral
             };
-            let slashed = self.slash(c, collateral, rate, client, "timeout")?;
+            let slashed = self.slash(id, c, collateral, rate, client, "timeout")?;
             let (now, memory) = (self.s.market_time, self.s.params.load_memory_ms);
             let cop = self.cop_mut(c)?;
             cop.set_load(cop.load.saturating_sub(1), now, memory);

@@ -78,7 +78,7 @@ impl Market {
                 .slash_bps
                 .saturating_mul(strikes.saturating_add(1))
                 .min(10_000);
-            self.slash(c, collateral, rate, job.client, "wrong result")?;
+            self.slash(id, c, collateral, rate, job.client, "wrong result")?;
             self.reputation(c, false);
             self.strike(c)?;
         }
@@ -228,8 +228,11 @@ impl Market {
     }
 
     /// Slash `rate` of `collateral` from `c` and release the lock: part to `client`, rest burned.
+    /// The event goes in `job`'s record too, so a job's events account for every unit its
+    /// client paid or got back (the compensation included).
     pub(super) fn slash(
         &mut self,
+        job: &JobId,
         c: &Address,
         collateral: Amount,
         rate: u32,
@@ -247,13 +250,16 @@ impl Market {
         let burned = amount.checked_sub(to_client)?;
         self.credit(client, to_client)?;
         self.s.burned = self.s.burned.checked_add(burned)?;
-        self.emit(MarketEvent::Slashed {
-            coprocessor: *c,
-            amount,
-            to_client,
-            burned,
-            reason: reason.into(),
-        });
+        self.emit_job(
+            job,
+            MarketEvent::Slashed {
+                coprocessor: *c,
+                amount,
+                to_client,
+                burned,
+                reason: reason.into(),
+            },
+        );
         self.update_activity(c);
         Ok(amount)
     }

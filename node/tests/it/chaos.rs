@@ -1,0 +1,96 @@
+//! `agora chaos`, the short schedule CI runs: 60 s of every fault kind on a 4+3 testnet with
+//! a lying coprocessor and the byzantine client, then the report. Nothing accepted may be lost,
+//! no app hash may diverge, no honest node may be slashed, and every workload key's money must
+//! match its own records to the unit; the liar must be punished.
+
+use serde_json::Value;
+
+use super::{agora, text};
+
+#[test]
+fn a_short_chaos_run_loses_nothing_and_punishes_the_liar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let report = tmp.path().join("report.json");
+    let out = agora(
+        tmp.path(),
+        &[
+            "chaos",
+            "--duration",
+            "60s",
+            "--seed",
+            "20261204",
+            "--byzantine",
+            "cp2=wrong_output",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--out",
+            report.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = text(&out.stderr);
+    let printed: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stderr:\n{stderr}"));
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(printed, written, "the printed and written reports differ");
+    let r = printed;
+    assert!(
+        out.status.success(),
+        "chaos broke invariants {}:\n{stderr}",
+        r["broken"]
+    );
+    assert_eq!(r["broken"], serde_json::json!([]), "{r}");
+
+    // The schedule ran every kind of fault (kill, pause, restart, partition, delay, loss), and
+    // each was applied and healed without error.
+    let faults = r["faults"].as_array().unwrap();
+    assert!(faults.len() >= 6, "{} faults", faults.len());
+    let kinds: std::collections::BTreeSet<&str> =
+        faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 6, "only {kinds:?}");
+    for f in faults {
+        assert!(f["error"].is_null(), "{f}");
+    }
+
+    // Work got done through the faults, and none of it was lost.
+    let jobs = &r["jobs"];
+    assert!(jobs["settled"].as_u64().unwrap() >= 10, "{jobs}");
+    assert_eq!(jobs["lost"], 0, "{jobs}");
+    assert_eq!(r["transactions"]["lost"], 0, "{}", r["transactions"]);
+    assert!(r["transactions"]["in_block"].as_u64().unwrap() >= 50);
+
+    // One chain, exact money, honest nodes unharmed, the liar punished.
+    assert!(r["heights_compared"].as_u64().unwrap() >= 20);
+    assert_eq!(r["divergences"], serde_json::json!([]));
+    assert_eq!(r["honest_slashes"], serde_json::json!([]));
+    let money = r["money"].as_array().unwrap();
+    assert!(money.len() >= 8, "{money:?}");
+    assert!(money.iter().all(|m| m["exact"] == true), "{money:?}");
+    assert_eq!(r["supply"]["conserved"], true, "{}", r["supply"]);
+    assert_eq!(r["byzantine_punished"].as_array().unwrap().len(), 1, "{r}");
+    let b = &r["byzantine_client"];
+    assert!(b["junk_sent"].as_u64().unwrap() > 0);
+    assert_eq!(b["junk_accepted"], 0, "{b}");
+    // The honest coprocessors were paid.
+    for c in r["coprocessors_seen"].as_array().unwrap() {
+        if c["byzantine"].is_null() {
+            assert!(c["completed"].as_u64().unwrap() > 0, "{c}");
+        }
+    }
+    // Nothing is left running: the testnet's recorded processes are all gone.
+    let file = agora_client::TestnetFile::read(&dir.join("testnet.json")).unwrap();
+    for n in &file.nodes {
+        if let Some(pid) = n.pid {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| s.contains(") Z ")),
+                "{} (pid {pid}) still runs",
+                n.name
+            );
+        }
+    }
+}
