@@ -1307,17 +1307,6 @@ fn slashes(
             }
         }
     }
-    for (a, role) in byz {
-        let name = name_of.get(a).cloned().unwrap_or_else(|| a.short());
-        match punished.get(a) {
-            Some(n) => report.byzantine_punished.push(format!(
-                "{name} ({role}): slashed on {n} of the workload's jobs"
-            )),
-            None => report
-                .byzantine_unpunished
-                .push(format!("{name} ({role}): never slashed")),
-        }
-    }
     // Coprocessor totals, and operators: an honest operator never loses stake or is jailed.
     let views: serde_json::Value = nodes
         .first(0, |c| c.get_json("/v1/coprocessors"))
@@ -1343,23 +1332,41 @@ fn slashes(
         });
     }
     report.coprocessors_seen.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut operators_punished: BTreeMap<Address, String> = BTreeMap::new();
     for n in file.nodes.iter().filter(|n| n.role == "operator") {
         let a: agora_market::AccountView = nodes
             .first(0, |c| c.get_json(&format!("/v1/accounts/{}", n.address)))
             .with_context(|| format!("reading operator {}", n.name))?;
         if let Some(op) = a.operator {
             let addr: Address = n.address.parse().unwrap_or_default();
-            if (op.jailed || op.stake.0 < crate::testnet::OPERATOR_STAKE)
-                && !byz.contains_key(&addr)
-            {
-                report.honest_slashes.push(format!(
-                    "operator {} has stake {} (genesis {}){}",
+            let lost = crate::testnet::OPERATOR_STAKE.saturating_sub(op.stake.0);
+            if op.jailed || lost > 0 {
+                let line = format!(
+                    "operator {} lost {lost} of its stake{}",
                     n.name,
-                    op.stake.0,
-                    crate::testnet::OPERATOR_STAKE,
                     if op.jailed { " and is jailed" } else { "" }
-                ));
+                );
+                if byz.contains_key(&addr) {
+                    operators_punished.insert(addr, line);
+                } else {
+                    report.honest_slashes.push(line);
+                }
             }
+        }
+    }
+    for (a, role) in byz {
+        let name = name_of.get(a).cloned().unwrap_or_else(|| a.short());
+        if let Some(line) = operators_punished.get(a) {
+            report.byzantine_punished.push(format!("{line} ({role})"));
+            continue;
+        }
+        match punished.get(a) {
+            Some(n) => report.byzantine_punished.push(format!(
+                "{name} ({role}): slashed on {n} of the workload's jobs"
+            )),
+            None => report
+                .byzantine_unpunished
+                .push(format!("{name} ({role}): never slashed")),
         }
     }
     Ok(())

@@ -195,7 +195,8 @@ pub enum TestnetCommand {
         #[arg(long)]
         netns: bool,
         /// Make a node byzantine, NODE=ROLE (e.g. cp2=wrong_output); testing only. May be
-        /// repeated. Roles: wrong_output, never_deliver (coprocessors)
+        /// repeated. Roles: double_vote, equivocate, silent (operators); wrong_output,
+        /// never_deliver (coprocessors)
         #[arg(long = "byzantine", value_name = "NODE=ROLE")]
         byzantine: Vec<String>,
     },

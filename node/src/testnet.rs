@@ -122,8 +122,24 @@ pub async fn start(
 
 /// The byzantine roles a testnet node can be given (`--byzantine NODE=ROLE`): the role, the
 /// node kind it applies to, and what the node then does. Each is a testing knob of the node's
-/// config (`[coprocessor] fault`), named as such in the config and logged at start.
+/// config (`[consensus] fault` or `[coprocessor] fault`), named as such in the config and
+/// logged at start.
 pub const BYZANTINE_ROLES: &[(&str, Role, &str)] = &[
+    (
+        "double_vote",
+        Role::Operator,
+        "sends each vote with a conflicting one (equivocation: evidence, slashing, jail)",
+    ),
+    (
+        "equivocate",
+        Role::Operator,
+        "sends each proposal with a second one for another block (double proposal)",
+    ),
+    (
+        "silent",
+        Role::Operator,
+        "withholds its votes and proposals (the rest must still decide)",
+    ),
     (
         "wrong_output",
         Role::Coprocessor,
@@ -137,8 +153,8 @@ pub const BYZANTINE_ROLES: &[(&str, Role, &str)] = &[
 ];
 
 /// Give the planned nodes their byzantine roles (`NODE=ROLE`, NODE as `coprocessor-2` or
-/// `cp2`) by writing them into their configs; a node without one is made honest again, so a
-/// resumed testnet has exactly the roles given now.
+/// `cp2`) by writing them into their configs. Nodes given no role keep their configs as they
+/// are (a role given to a testnet earlier stays until its config is edited).
 fn set_byzantine(plan: &[Planned], specs: &[String]) -> anyhow::Result<()> {
     let mut roles: Vec<Option<&str>> = vec![None; plan.len()];
     for spec in specs {
@@ -179,18 +195,26 @@ fn set_byzantine(plan: &[Planned], specs: &[String]) -> anyhow::Result<()> {
         roles[i] = Some(role);
     }
     for (p, role) in plan.iter().zip(roles) {
-        if p.role != Role::Coprocessor {
-            continue;
-        }
+        let Some(role) = role else { continue };
+        // An operator's role is `[consensus] fault`, a coprocessor's `[coprocessor] fault`.
+        let section = match p.role {
+            Role::Operator => "[consensus]",
+            Role::Coprocessor => "[coprocessor]",
+            Role::Client => continue,
+        };
         let path = p.home.config_file();
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let want = format!("fault = {:?}", role.unwrap_or(""));
-        let mut found = false;
+        let want = format!("fault = {role:?}");
+        let (mut current, mut found) = ("", false);
         let lines: Vec<String> = text
             .lines()
             .map(|l| {
-                if l.trim_start().starts_with("fault =") || l.trim_start().starts_with("fault=") {
+                let t = l.trim_start();
+                if t.starts_with('[') {
+                    current = t.split_whitespace().next().unwrap_or("");
+                }
+                if current == section && (t.starts_with("fault =") || t.starts_with("fault=")) {
                     found = true;
                     want.clone()
                 } else {
@@ -199,13 +223,9 @@ fn set_byzantine(plan: &[Planned], specs: &[String]) -> anyhow::Result<()> {
             })
             .collect();
         if !found {
-            if role.is_none() {
-                continue;
-            }
             bail!(
-                "{} has no `fault` key under [coprocessor] to set {}",
-                path.display(),
-                role.unwrap_or_default()
+                "{} has no `fault` key under {section} to set {role}",
+                path.display()
             );
         }
         std::fs::write(&path, lines.join("\n") + "\n")

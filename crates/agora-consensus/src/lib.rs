@@ -38,6 +38,7 @@ pub mod app;
 pub mod block;
 pub mod cert;
 pub mod context;
+pub mod forge;
 pub mod mempool;
 pub mod replica;
 pub mod seed;

@@ -101,18 +101,32 @@ pub async fn run(
     status: watch::Sender<ChainView>,
     blobs: std::sync::Arc<crate::blobsvc::BlobService>,
     batch_max: usize,
+    fault: Option<crate::config::OperatorFault>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut shutdown: impl std::future::Future<Output = ()> + Unpin,
 ) -> Result<R, String> {
     // Responses to our own requests come back through this queue.
     let (resp_tx, mut resp_rx) = mpsc::channel::<(Address, Vec<u8>)>(256);
     let mut peers = 0usize;
+    let byzantine = match (fault, key.as_ref()) {
+        (Some(fault), Some(key)) => {
+            tracing::warn!(target: "node.chain", ?fault, "fault injection: this operator is byzantine");
+            Some(Byzantine {
+                fault,
+                key: key.clone(),
+                chain: replica.chain_id(),
+                sent: 0,
+            })
+        }
+        _ => None,
+    };
     let mut shell = Shell {
         net: net.clone(),
         evidence: Vec::new(),
         resp_tx: resp_tx.clone(),
         wakeup: now_ms() + 10,
         syncing: false,
+        byzantine,
     };
     shell.apply(initial);
     // An event taken off the queue while batching consensus messages, handled next.
@@ -276,6 +290,42 @@ struct Shell {
     resp_tx: mpsc::Sender<(Address, Vec<u8>)>,
     wakeup: u64,
     syncing: bool,
+    /// A byzantine operator's forger (`[consensus] fault`, testing only).
+    byzantine: Option<Byzantine>,
+}
+
+/// What a byzantine operator sends in place of one honest broadcast.
+struct Byzantine {
+    fault: crate::config::OperatorFault,
+    key: agora_crypto::Keypair,
+    chain: agora_types::Hash,
+    /// Forgeries sent so far (the salt of conflicting nil votes).
+    sent: u64,
+}
+
+impl Byzantine {
+    fn sends(&mut self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+        use crate::config::OperatorFault;
+        use agora_consensus::forge;
+        let extra = match self.fault {
+            OperatorFault::Silent if forge::is_proposal_or_vote(&bytes) => return Vec::new(),
+            OperatorFault::Silent => None,
+            OperatorFault::DoubleVote => {
+                let n = self.sent;
+                forge::conflicting_vote(&self.key, &self.chain, &bytes, || n)
+            }
+            OperatorFault::Equivocate => {
+                forge::equivocating_proposal(&self.key, &self.chain, &bytes)
+            }
+        };
+        match extra {
+            Some(alt) => {
+                self.sent += 1;
+                vec![bytes, alt]
+            }
+            None => vec![bytes],
+        }
+    }
 }
 
 impl Shell {
@@ -315,12 +365,18 @@ impl Shell {
             let is_sync = matches!(e, Effect::RequestSync { .. });
             match e {
                 Effect::Broadcast(bytes) => {
-                    let net = self.net.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = net.send_consensus(bytes.into()).await {
-                            tracing::debug!(target: "node.chain", error = %e, "broadcast failed");
-                        }
-                    });
+                    let sends = match self.byzantine.as_mut() {
+                        Some(b) => b.sends(bytes),
+                        None => vec![bytes],
+                    };
+                    for bytes in sends {
+                        let net = self.net.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = net.send_consensus(bytes.into()).await {
+                                tracing::debug!(target: "node.chain", error = %e, "broadcast failed");
+                            }
+                        });
+                    }
                 }
                 Effect::SendTo(to, bytes)
                 | Effect::RequestSync {

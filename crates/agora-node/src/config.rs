@@ -107,6 +107,32 @@ pub struct ConsensusSection {
     /// Most consensus messages handled with one durable flush (group commit); 1 flushes after
     /// every message.
     pub batch_max: usize,
+    /// Testing only: `double_vote`, `equivocate` or `silent` (see [`OperatorFault`]).
+    pub fault: String,
+}
+
+/// What a byzantine operator (`[consensus] fault`, testing only) does to its broadcasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorFault {
+    /// Each vote goes out together with a conflicting one (evidence: double vote).
+    DoubleVote,
+    /// Each proposal goes out together with a second one for another block (double proposal).
+    Equivocate,
+    /// Votes and proposals are withheld; transactions still go out.
+    Silent,
+}
+
+impl ConsensusSection {
+    /// The operator fault the config asks for (`None`: honest; unknown values are refused by
+    /// validation).
+    pub fn operator_fault(&self) -> Option<OperatorFault> {
+        match self.fault.as_str() {
+            "double_vote" => Some(OperatorFault::DoubleVote),
+            "equivocate" => Some(OperatorFault::Equivocate),
+            "silent" => Some(OperatorFault::Silent),
+            _ => None,
+        }
+    }
 }
 
 impl Default for ConsensusSection {
@@ -116,6 +142,7 @@ impl Default for ConsensusSection {
             adaptive_timeouts: true,
             pass_over_absent: true,
             batch_max: 256,
+            fault: String::new(),
         }
     }
 }
@@ -417,6 +444,15 @@ impl Config {
         }
         if self.store.cache_mib == 0 {
             return Err(invalid("store.cache_mib", "must be at least 1"));
+        }
+        if !matches!(
+            self.consensus.fault.as_str(),
+            "" | "double_vote" | "equivocate" | "silent"
+        ) {
+            return Err(invalid(
+                "consensus.fault",
+                "must be empty, \"double_vote\", \"equivocate\" or \"silent\"",
+            ));
         }
         if !matches!(
             self.coprocessor.fault.as_str(),

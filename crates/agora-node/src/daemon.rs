@@ -364,6 +364,7 @@ pub async fn run(home: Home, config: Config, key: Keypair) -> anyhow::Result<()>
             chain_tx,
             blobs.clone(),
             config.consensus.batch_max.clamp(1, 4096),
+            config.consensus.operator_fault(),
             state.metrics.clone(),
             Box::pin(shutdown.wait()),
         ),

@@ -497,10 +497,15 @@ fn jobs_run_end_to_end_on_a_testnet() {
     let (liar_name, liar) = coprocessors[2].clone();
     let config = guard.dir.join(&liar_name).join("config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("fault = \"\""));
+    // The `[coprocessor]` section's fault knob (`[consensus]` has one for operators).
+    let (head, tail) = text.split_at(text.find("[coprocessor]").unwrap());
+    assert!(tail.contains("fault = \"\""));
     std::fs::write(
         &config,
-        text.replace("fault = \"\"", "fault = \"wrong_output\""),
+        format!(
+            "{head}{}",
+            tail.replacen("fault = \"\"", "fault = \"wrong_output\"", 1)
+        ),
     )
     .unwrap();
     let (guard, file) = up_detached(tmp.path(), "4", "3");
