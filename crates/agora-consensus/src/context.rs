@@ -215,6 +215,25 @@ pub fn vote_slot(bytes: &[u8]) -> Option<VoteSlot> {
     })
 }
 
+/// The step [`signed_slot`] gives a proposal (votes are 0 and 1).
+pub const PROPOSAL_STEP: u8 = 2;
+
+/// Parse the bytes a validator signs for a vote or a proposal back into the slot two
+/// conflicting messages share: a vote's [`VoteSlot`] (see [`vote_slot`]), or for a proposal
+/// ([`ConsProposal::signing_bytes`]) its height and round with step [`PROPOSAL_STEP`] (a
+/// proposer signs one proposal per height and round). `None` for anything else. The market
+/// judges equivocation evidence with this, so it is the one inverse of both signed layouts.
+pub fn signed_slot(bytes: &[u8]) -> Option<VoteSlot> {
+    if bytes.len() == 53 && bytes[0] == b'P' {
+        return Some(VoteSlot {
+            height: u64::from_be_bytes(bytes[1..9].try_into().ok()?),
+            round: u32::from_be_bytes(bytes[9..13].try_into().ok()?),
+            step: PROPOSAL_STEP,
+        });
+    }
+    vote_slot(bytes)
+}
+
 pub(crate) fn vote_type_code(t: VoteType) -> u8 {
     match t {
         VoteType::Prevote => 0,
@@ -427,5 +446,31 @@ mod tests {
             }
         }
         assert!(vote_slot(b"not a vote").is_none());
+    }
+
+    #[test]
+    fn signed_slot_reads_proposals_and_votes() {
+        let bytes = proposal_signing_bytes(42, 3, -1, &Hash([9; 32]));
+        assert_eq!(
+            signed_slot(&bytes),
+            Some(VoteSlot {
+                height: 42,
+                round: 3,
+                step: PROPOSAL_STEP
+            })
+        );
+        // A proposal is no vote, and a truncated one is nothing.
+        assert!(vote_slot(&bytes).is_none());
+        assert!(signed_slot(&bytes[..52]).is_none());
+        let vote = ConsVote {
+            vote_type: VoteType::Precommit,
+            height: ConsHeight(42),
+            round: Round::new(3),
+            value: NilOrVal::Nil,
+            validator: ValAddr(agora_crypto::Keypair::for_test(1).address()),
+        };
+        let v = vote.signing_bytes();
+        assert_eq!(signed_slot(&v), vote_slot(&v));
+        assert!(signed_slot(b"not signed").is_none());
     }
 }

@@ -110,7 +110,8 @@ pub struct Attestation {
     pub alive: bool,
 }
 
-/// Two conflicting signed votes by one operator.
+/// Two conflicting signed payloads by one operator: two votes for one (height, round, step), or
+/// two proposals for one (height, round) (`vote_a`, `vote_b` hold the signed bytes either way).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     pub operator: Address,

@@ -147,11 +147,15 @@ impl<S: AppStore> MarketApp<S> {
     }
 }
 
-/// The market's key of a signed vote payload: the consensus layout's own decoder
-/// (`agora_consensus::context::vote_slot`). Installed in every replica's market, so evidence
+// The market tells a proposal's evidence from a vote's by this step; both sides must agree.
+const _: () =
+    assert!(agora_consensus::context::PROPOSAL_STEP == agora_market::VoteKey::PROPOSAL_STEP);
+
+/// The market's key of a signed vote or proposal payload: the consensus layout's own decoder
+/// (`agora_consensus::context::signed_slot`). Installed in every replica's market, so evidence
 /// transactions are judged identically everywhere.
 pub fn decode_vote_key(bytes: &[u8]) -> Option<agora_market::VoteKey> {
-    let slot = agora_consensus::context::vote_slot(bytes)?;
+    let slot = agora_consensus::context::signed_slot(bytes)?;
     Some(agora_market::VoteKey {
         height: slot.height,
         round: slot.round,
@@ -159,27 +163,45 @@ pub fn decode_vote_key(bytes: &[u8]) -> Option<agora_market::VoteKey> {
     })
 }
 
-/// The market evidence transaction for a consensus double vote, signed by `key`.
+/// The market evidence transaction for a consensus double vote or double proposal, signed by
+/// `key`.
 pub fn evidence_tx(
     key: &agora_crypto::Keypair,
     market: &Market,
     ev: &agora_consensus::Evidence,
 ) -> Option<Vec<u8>> {
-    let agora_consensus::Evidence::DoubleVote(pair) = ev else {
-        // The market slashes double votes; a double proposal is logged only.
-        return None;
+    let (operator, vote_a, signature_a, vote_b, signature_b) = match ev {
+        agora_consensus::Evidence::DoubleVote(pair) => {
+            let (a, b) = (&pair.0, &pair.1);
+            (
+                a.message.validator.0,
+                a.message.signing_bytes(),
+                a.signature,
+                b.message.signing_bytes(),
+                b.signature,
+            )
+        }
+        agora_consensus::Evidence::DoubleProposal(pair) => {
+            let (a, b) = (&pair.0.signed, &pair.1.signed);
+            (
+                a.message.proposer.0,
+                a.message.signing_bytes(),
+                a.signature,
+                b.message.signing_bytes(),
+                b.signature,
+            )
+        }
     };
-    let (a, b) = (&pair.0, &pair.1);
-    if !market.takes_evidence_against(&a.message.validator.0) {
+    if !market.takes_evidence_against(&operator) {
         // Not an operator, or jailed already: the market would refuse it (logged only).
         return None;
     }
     let evidence = agora_market::Evidence {
-        operator: a.message.validator.0,
-        vote_a: a.message.signing_bytes(),
-        signature_a: a.signature,
-        vote_b: b.message.signing_bytes(),
-        signature_b: b.signature,
+        operator,
+        vote_a,
+        signature_a,
+        vote_b,
+        signature_b,
     };
     let builder = agora_market::TxBuilder::new(key.clone(), market.chain_id());
     let nonce = market.nonce(&key.address());

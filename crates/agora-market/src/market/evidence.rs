@@ -1,11 +1,12 @@
 //! Accountability of operators (design §2, §8): proven equivocation — two different votes
-//! signed by one operator for one (height, round, step) — slashes and jails it for good; a
-//! tie-breaker that proves an audit wrong slashes the auditor the same way.
+//! signed by one operator for one (height, round, step), or two different proposals for one
+//! (height, round) — slashes and jails it for good; a tie-breaker that proves an audit wrong
+//! slashes the auditor the same way.
 
 use agora_crypto::Domain;
 use agora_types::{Address, Hash};
 
-use super::{bps, reject, Key, Market};
+use super::{bps, reject, Key, Market, VoteKey};
 use crate::model::{MarketEvent, Rejection};
 use crate::tx::Evidence;
 
@@ -26,17 +27,23 @@ impl Market {
         if e.vote_a == e.vote_b {
             return reject("votes are identical");
         }
-        let chain = self.genesis_hash;
-        for (v, s) in [(&e.vote_a, &e.signature_a), (&e.vote_b, &e.signature_b)] {
-            agora_crypto::verify(&e.operator, Domain::Vote, &chain, v, s)
-                .map_err(|_| Rejection::BadSignature)?;
-        }
         let (ka, kb) = match (decoder(&e.vote_a), decoder(&e.vote_b)) {
             (Some(a), Some(b)) => (a, b),
             _ => return reject("undecodable vote"),
         };
         if ka != kb {
             return reject("votes are for different heights, rounds or steps");
+        }
+        // Both payloads are of one kind (the slot says which), signed in that kind's domain.
+        let domain = if ka.step == VoteKey::PROPOSAL_STEP {
+            Domain::Proposal
+        } else {
+            Domain::Vote
+        };
+        let chain = self.genesis_hash;
+        for (v, s) in [(&e.vote_a, &e.signature_a), (&e.vote_b, &e.signature_b)] {
+            agora_crypto::verify(&e.operator, domain, &chain, v, s)
+                .map_err(|_| Rejection::BadSignature)?;
         }
         let mut key_bytes = e.operator.as_bytes().to_vec();
         key_bytes.extend_from_slice(&ka.height.to_le_bytes());

@@ -35,7 +35,14 @@ pub struct VoteKey {
     pub step: u8,
 }
 
-/// Decodes a signed vote payload into its key. Provided by the consensus integration.
+impl VoteKey {
+    /// The step of a proposal's key (votes: 0 prevote, 1 precommit); its payloads are signed
+    /// in the proposal domain.
+    pub const PROPOSAL_STEP: u8 = 2;
+}
+
+/// Decodes a signed vote or proposal payload into its key. Provided by the consensus
+/// integration.
 pub type VoteDecoder = fn(&[u8]) -> Option<VoteKey>;
 
 /// Failure to apply a block as a whole (a node bug, not a bad transaction).

@@ -494,6 +494,44 @@ fn equivocation_evidence_slashes_and_jails_the_operator() {
 }
 
 #[test]
+fn double_proposal_evidence_is_checked_in_the_proposal_domain_and_slashes() {
+    fn decode(v: &[u8]) -> Option<VoteKey> {
+        (v.len() >= 13).then(|| VoteKey {
+            height: u64::from_le_bytes(v[..8].try_into().unwrap()),
+            round: u32::from_le_bytes(v[8..12].try_into().unwrap()),
+            step: v[12],
+        })
+    }
+    let mut h = Harness::new();
+    h.market.set_vote_decoder(decode);
+    let chain = h.market.chain_id();
+    let op = Keypair::for_test(1);
+    // Two proposals of `op` for different blocks at one (height, round).
+    let mut pa = vec![5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VoteKey::PROPOSAL_STEP];
+    pa.extend_from_slice(b"block-a");
+    let mut pb = pa[..13].to_vec();
+    pb.extend_from_slice(b"block-b");
+    let signed_in = |domain: Domain| Evidence {
+        operator: op.address(),
+        signature_a: op.sign(domain, &chain, &pa),
+        vote_a: pa.clone(),
+        signature_b: op.sign(domain, &chain, &pb),
+        vote_b: pb.clone(),
+    };
+    // Proposals signed as votes prove nothing: a signature counts only in its own domain.
+    let wrong = h.tx("client", TxKind::Evidence(signed_in(Domain::Vote)));
+    assert!(h.market.check_tx_bytes(&wrong).is_err());
+    let right = h.tx("client", TxKind::Evidence(signed_in(Domain::Proposal)));
+    let r = h.block(vec![wrong, right]);
+    let reasons = reasons(&r);
+    assert_ne!(reasons[0], "applied", "{reasons:?}");
+    assert_eq!(reasons[1], "applied", "{reasons:?}");
+    let o = h.market.operator(&op.address()).unwrap();
+    assert!(o.jailed);
+    assert_eq!(o.stake, Amount(1_800));
+}
+
+#[test]
 fn reserve_price_and_score_follow_the_load_curve() {
     let p = Params::default();
     let idle = reserve_price(Amount(100), 0, 4, &p);
