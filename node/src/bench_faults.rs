@@ -276,6 +276,29 @@ fn net_dir_name(i: usize, net: &NetPlan) -> String {
 
 /// Run every testnet of the plan in turn, stopping each before the next starts.
 async fn run_all(args: &BenchFaultsArgs, root: &Path) -> anyhow::Result<Vec<PhaseReport>> {
+    let (stop, rx, signals) = on_signals();
+    let plan = plan();
+    let total: usize = plan.iter().map(|n| n.phases.len()).sum();
+    let mut reports = Vec::new();
+    let mut result = Ok(());
+    for (i, net) in plan.iter().enumerate() {
+        let dir = root.join(net_dir_name(i, net));
+        result = run_net(args, &dir, net, total, &stop, rx.clone(), &mut reports).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    signals.abort();
+    result.map(|()| reports)
+}
+
+/// A stop flag and a watch that Ctrl-C or SIGTERM sets, and the task that waits for them
+/// (abort it when done).
+pub(crate) fn on_signals() -> (
+    Arc<AtomicBool>,
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let signals = {
@@ -296,19 +319,7 @@ async fn run_all(args: &BenchFaultsArgs, root: &Path) -> anyhow::Result<Vec<Phas
             let _ = tx.send(true);
         })
     };
-    let plan = plan();
-    let total: usize = plan.iter().map(|n| n.phases.len()).sum();
-    let mut reports = Vec::new();
-    let mut result = Ok(());
-    for (i, net) in plan.iter().enumerate() {
-        let dir = root.join(net_dir_name(i, net));
-        result = run_net(args, &dir, net, total, &stop, rx.clone(), &mut reports).await;
-        if result.is_err() {
-            break;
-        }
-    }
-    signals.abort();
-    result.map(|()| reports)
+    (stop, rx, signals)
 }
 
 /// Resolves once Ctrl-C or SIGTERM has arrived (at once if it already has).

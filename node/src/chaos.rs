@@ -256,7 +256,7 @@ struct Applied {
 }
 
 /// What the run found, printed and written as JSON.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 struct Report {
     seed: u64,
     duration_s: u64,
@@ -436,26 +436,7 @@ pub fn run(args: &ChaosArgs) -> anyhow::Result<()> {
 
 /// Start the testnet, run everything, stop the testnet whatever happened.
 async fn run_in(args: &ChaosArgs, seed: u64, dir: &Path) -> anyhow::Result<Report> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let signals = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            stop.store(true, Ordering::Relaxed);
-            let _ = tx.send(true);
-        })
-    };
+    let (stop, rx, signals) = crate::bench_faults::on_signals();
     eprintln!(
         "chaos: seed {seed}, {} s of faults on {} operators + {} coprocessors in {}",
         args.duration.as_secs(),
@@ -680,22 +661,9 @@ impl Setup {
             coprocessors: self.coprocessors,
             netns: self.netns,
             byzantine: self.byzantine.clone(),
-            jobs: JobCounts::default(),
-            transactions: TxCounts::default(),
-            byzantine_client: ByzClient::default(),
-            coprocessors_seen: Vec::new(),
-            honest_slashes: Vec::new(),
-            excused_slashes: Vec::new(),
-            byzantine_punished: Vec::new(),
-            byzantine_unpunished: Vec::new(),
-            money: Vec::new(),
-            supply: SupplyLine::default(),
-            divergences: Vec::new(),
-            heights_compared: 0,
             longest_halt_ms,
             faults: applied,
-            lost: Vec::new(),
-            broken: Vec::new(),
+            ..Report::default()
         };
         let ledger = ledger
             .lock()
@@ -1768,16 +1736,6 @@ mod tests {
             duration_s: 1,
             operators: 4,
             coprocessors: 3,
-            netns: false,
-            byzantine: Vec::new(),
-            jobs: JobCounts::default(),
-            transactions: TxCounts::default(),
-            byzantine_client: ByzClient::default(),
-            coprocessors_seen: Vec::new(),
-            honest_slashes: Vec::new(),
-            excused_slashes: Vec::new(),
-            byzantine_punished: Vec::new(),
-            byzantine_unpunished: Vec::new(),
             money: vec![MoneyLine {
                 key: "job key 0".into(),
                 expected: "5".into(),
@@ -1788,12 +1746,8 @@ mod tests {
                 conserved: true,
                 ..SupplyLine::default()
             },
-            divergences: Vec::new(),
             heights_compared: 3,
-            longest_halt_ms: 0,
-            faults: Vec::new(),
-            lost: Vec::new(),
-            broken: Vec::new(),
+            ..Report::default()
         };
         judge(&mut r);
         assert!(r.broken.is_empty(), "{:?}", r.broken);

@@ -433,15 +433,17 @@ fn admission_runs_under_a_read_lock_and_writes_nothing() {
     assert!(r.receipts.iter().all(|r| r.applied()), "{:?}", r.receipts);
 }
 
+/// A test layout of signed consensus payloads: height (8 bytes LE), round (4), step (1), rest.
+fn decode(v: &[u8]) -> Option<VoteKey> {
+    (v.len() >= 13).then(|| VoteKey {
+        height: u64::from_le_bytes(v[..8].try_into().unwrap()),
+        round: u32::from_le_bytes(v[8..12].try_into().unwrap()),
+        step: v[12],
+    })
+}
+
 #[test]
 fn equivocation_evidence_slashes_and_jails_the_operator() {
-    fn decode(v: &[u8]) -> Option<VoteKey> {
-        (v.len() >= 13).then(|| VoteKey {
-            height: u64::from_le_bytes(v[..8].try_into().unwrap()),
-            round: u32::from_le_bytes(v[8..12].try_into().unwrap()),
-            step: v[12],
-        })
-    }
     let mut h = Harness::new();
     h.market.set_vote_decoder(decode);
     let chain = h.market.chain_id();
@@ -495,13 +497,6 @@ fn equivocation_evidence_slashes_and_jails_the_operator() {
 
 #[test]
 fn double_proposal_evidence_is_checked_in_the_proposal_domain_and_slashes() {
-    fn decode(v: &[u8]) -> Option<VoteKey> {
-        (v.len() >= 13).then(|| VoteKey {
-            height: u64::from_le_bytes(v[..8].try_into().unwrap()),
-            round: u32::from_le_bytes(v[8..12].try_into().unwrap()),
-            step: v[12],
-        })
-    }
     let mut h = Harness::new();
     h.market.set_vote_decoder(decode);
     let chain = h.market.chain_id();
