@@ -277,6 +277,8 @@ struct Report {
     divergences: Vec<String>,
     heights_compared: u64,
     longest_halt_ms: u64,
+    /// When the longest halt began, from the start of the run (as the faults' `started_ms`).
+    longest_halt_from_ms: u64,
     faults: Vec<Applied>,
     lost: Vec<String>,
     broken: Vec<String>,
@@ -626,7 +628,7 @@ impl Setup {
             let done = Arc::new(AtomicBool::new(false));
             let d = done.clone();
             (
-                std::thread::spawn(move || monitor_heights(&nodes, &halt, &stop, &d)),
+                std::thread::spawn(move || monitor_heights(&nodes, &halt, t0, &stop, &d)),
                 done,
             )
         };
@@ -651,7 +653,10 @@ impl Setup {
         let jobs = follow_jobs(&nodes, &ledger, deadline, stop);
         monitor.1.store(true, Ordering::Relaxed);
         let _ = monitor.0.join();
-        let longest_halt_ms = halt.lock().map(|h| h.longest_ms).unwrap_or(0);
+        let (longest_halt_ms, longest_halt_from_ms) = halt
+            .lock()
+            .map(|h| (h.longest_ms, h.longest_from_ms))
+            .unwrap_or_default();
 
         let file = TestnetFile::read(&dir.join(agora_client::TESTNET_FILE))?;
         let mut report = Report {
@@ -662,6 +667,7 @@ impl Setup {
             netns: self.netns,
             byzantine: self.byzantine.clone(),
             longest_halt_ms,
+            longest_halt_from_ms,
             faults: applied,
             ..Report::default()
         };
@@ -945,13 +951,21 @@ fn byzantine_client(
     }
 }
 
-/// The longest stretch in which no node's height rose.
+/// The longest stretch in which no node's height rose, and when it began (from the start of
+/// the run, to be read against the faults' times).
 #[derive(Debug, Default)]
 struct HaltMonitor {
     longest_ms: u64,
+    longest_from_ms: u64,
 }
 
-fn monitor_heights(nodes: &Nodes, halt: &Mutex<HaltMonitor>, stop: &AtomicBool, done: &AtomicBool) {
+fn monitor_heights(
+    nodes: &Nodes,
+    halt: &Mutex<HaltMonitor>,
+    t0: Instant,
+    stop: &AtomicBool,
+    done: &AtomicBool,
+) {
     let mut best = 0u64;
     let mut since = Instant::now();
     while !done.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
@@ -967,7 +981,10 @@ fn monitor_heights(nodes: &Nodes, halt: &Mutex<HaltMonitor>, stop: &AtomicBool, 
         }
         let gap = since.elapsed().as_millis() as u64;
         if let Ok(mut h) = halt.lock() {
-            h.longest_ms = h.longest_ms.max(gap);
+            if gap > h.longest_ms {
+                h.longest_ms = gap;
+                h.longest_from_ms = since.saturating_duration_since(t0).as_millis() as u64;
+            }
         }
         std::thread::sleep(MONITOR_EVERY);
     }
@@ -1626,8 +1643,9 @@ fn print_report(r: &Report) {
         println!("  {d}");
     }
     println!(
-        "halt       longest {:.1} s without a new block",
-        r.longest_halt_ms as f64 / 1000.0
+        "halt       longest {:.1} s without a new block, from {:.1} s into the run",
+        r.longest_halt_ms as f64 / 1000.0,
+        r.longest_halt_from_ms as f64 / 1000.0
     );
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     for f in &r.faults {

@@ -204,11 +204,17 @@ pub enum TestnetCommand {
     Status {
         #[command(flatten)]
         dir: TestnetDirArg,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
     },
     /// Stop a detached testnet
     Down {
         #[command(flatten)]
         dir: TestnetDirArg,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
     },
     /// Inject a fault into a node process of a running testnet
     #[command(subcommand)]
@@ -594,7 +600,9 @@ mod tests {
                 "--detach",
             ],
             &["agora", "testnet", "status", "--dir", "d"],
+            &["agora", "testnet", "status", "--json"],
             &["agora", "testnet", "down"],
+            &["agora", "testnet", "down", "--dir", "d", "--json"],
             &[
                 "agora", "testnet", "fault", "kill", "op2", "--dir", "d", "--json",
             ],

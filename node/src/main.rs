@@ -214,8 +214,8 @@ fn run_testnet(cmd: TestnetCommand) -> anyhow::Result<()> {
                 &byzantine,
             ))
         }
-        TestnetCommand::Status { dir } => testnet::status(&dir.dir, false),
-        TestnetCommand::Down { dir } => testnet::down(&dir.dir),
+        TestnetCommand::Status { dir, json } => testnet::status(&dir.dir, json),
+        TestnetCommand::Down { dir, json } => testnet::down(&dir.dir, json),
         TestnetCommand::Fault(cmd) => {
             use cli::FaultCommand as F;
             use testnet::Fault;

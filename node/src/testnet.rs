@@ -781,8 +781,15 @@ pub fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 /// `agora testnet down`: stop the processes recorded in `testnet.json`.
-pub fn down(dir: &Path) -> anyhow::Result<()> {
+pub fn down(dir: &Path, json: bool) -> anyhow::Result<()> {
     let (stopped, killed) = stop_recorded(dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "dir": dir, "stopped": stopped, "killed": killed })
+        );
+        return Ok(());
+    }
     println!(
         "stopped {stopped} nodes{}",
         if killed > 0 {

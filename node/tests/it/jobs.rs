@@ -489,11 +489,19 @@ fn jobs_run_end_to_end_on_a_testnet() {
     // --- A coprocessor that commits wrong output is outvoted and slashed.
     let down = agora(
         tmp.path(),
-        &["testnet", "down", "--dir", guard.dir.to_str().unwrap()],
+        &[
+            "testnet",
+            "down",
+            "--dir",
+            guard.dir.to_str().unwrap(),
+            "--json",
+        ],
     )
     .output()
     .unwrap();
     assert!(down.status.success());
+    let stopped: serde_json::Value = serde_json::from_slice(&down.stdout).unwrap();
+    assert_eq!(stopped["stopped"], 7, "{stopped}");
     let (liar_name, liar) = coprocessors[2].clone();
     let config = guard.dir.join(&liar_name).join("config.toml");
     let text = std::fs::read_to_string(&config).unwrap();

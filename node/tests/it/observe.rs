@@ -180,6 +180,23 @@ fn a_chain_without_quorum_is_reported_halted() {
         .find(|l| l.starts_with("operator-0"))
         .unwrap_or_else(|| panic!("no row for the node: {printed}"));
     assert!(row.contains("halted for "), "{printed}");
+    // The same for scripts: one JSON object, the node up and its chain halted.
+    let out = sb.run(&[
+        "testnet",
+        "status",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = &doc["nodes"][0];
+    assert_eq!(node["name"], "operator-0", "{doc}");
+    assert_eq!(node["up"], true, "{doc}");
+    assert!(
+        node["state"].as_str().unwrap().starts_with("halted for "),
+        "{doc}"
+    );
 
     let metrics = client.metrics().unwrap();
     assert!(metrics.contains("agora_halted 1"), "{metrics}");
