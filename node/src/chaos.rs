@@ -47,7 +47,7 @@ use serde::Serialize;
 
 use crate::testnet::{Fault, Shape};
 
-/// Given to each workload key from the client key.
+/// What [`crate::bench_faults::fund_load_key`] gives each workload key from the client key.
 const KEY_FUNDS: u128 = crate::bench_faults::LOAD_FUNDS;
 /// How long one request to a node may take before the next node is tried.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -141,6 +141,20 @@ pub enum FaultKind {
     Delay,
     /// Drop a share of what one node (or every node) receives
     Loss,
+}
+
+impl FaultKind {
+    /// The name `--faults` takes and the report prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Restart => "restart",
+            FaultKind::Partition => "partition",
+            FaultKind::Delay => "delay",
+            FaultKind::Loss => "loss",
+        }
+    }
 }
 
 const ALL_FAULTS: [FaultKind; 6] = [
@@ -533,28 +547,29 @@ impl Setup {
         // Workload keys, funded from the client key.
         let mut job_keys = Vec::new();
         for _ in 0..self.job_streams {
-            job_keys.push(fund(&first, &client_key, stop)?);
+            job_keys.push(crate::bench_faults::fund_load_key(
+                &first,
+                &client_key,
+                stop,
+            )?);
         }
-        let transfer_key = fund(&first, &client_key, stop)?;
-        let chain_id = chain_id(&first)?;
+        let transfer_key = crate::bench_faults::fund_load_key(&first, &client_key, stop)?;
         let module = wat::parse_str(crate::bench::BENCH_PROGRAM).context("assembling hello.wat")?;
-        // Every node holds the module and input, so a job never waits on one dead node's blobs.
-        for n in nodes.clients() {
-            let _ = crate::jobs::upload_job(
-                &n.1,
+        // Every node holds the module and input, so a job never waits on one dead node's blobs;
+        // the spec names them by hash, the same from every node.
+        let mut spec = None;
+        for (name, c) in nodes.clients() {
+            let up = crate::jobs::upload_job(
+                &c,
                 &module,
                 crate::bench::BENCH_INPUT,
                 Amount(crate::jobs::DEFAULT_MAX_PRICE),
                 crate::jobs::DEFAULT_AUCTION_MS,
-            );
+            )
+            .with_context(|| format!("uploading the job's module and input to {name}"))?;
+            spec.get_or_insert(up);
         }
-        let mut spec = crate::jobs::upload_job(
-            &first,
-            &module,
-            crate::bench::BENCH_INPUT,
-            Amount(crate::jobs::DEFAULT_MAX_PRICE),
-            crate::jobs::DEFAULT_AUCTION_MS,
-        )?;
+        let mut spec = spec.context("the testnet lists no node")?;
         spec.replicas = self.replicas;
 
         let names: Vec<String> = file.nodes.iter().map(|n| n.name.clone()).collect();
@@ -570,18 +585,21 @@ impl Setup {
         let halt = Arc::new(Mutex::new(HaltMonitor::default()));
         let deadline = t0 + self.duration + self.settle;
 
-        let mut threads = Vec::new();
-        for (i, key) in job_keys.iter().enumerate() {
-            let w = Stream {
+        let stream = |key: &Keypair, salt: u64, gap: Duration| -> anyhow::Result<Stream> {
+            Ok(Stream {
                 nodes: nodes.clone(),
-                builder: TxBuilder::new(key.clone(), chain_id),
+                builder: crate::jobs::builder(&first, key.clone())?,
                 ledger: ledger.clone(),
                 submitting: submitting.clone(),
                 stop: stop.clone(),
                 deadline,
-                rng: Rng(self.seed ^ (0x1000 + i as u64)),
-                gap: self.job_gap,
-            };
+                rng: Rng(self.seed ^ salt),
+                gap,
+            })
+        };
+        let mut threads = Vec::new();
+        for (i, key) in job_keys.iter().enumerate() {
+            let w = stream(key, 0x1000 + i as u64, self.job_gap)?;
             let spec = spec.clone();
             threads.push(std::thread::spawn(move || {
                 w.run(|b, nonce, _| (b.submit_job(nonce, spec.clone()), None))
@@ -589,16 +607,7 @@ impl Setup {
         }
         let recipients: Vec<Address> = (0..4).map(|_| Keypair::generate().address()).collect();
         {
-            let w = Stream {
-                nodes: nodes.clone(),
-                builder: TxBuilder::new(transfer_key.clone(), chain_id),
-                ledger: ledger.clone(),
-                submitting: submitting.clone(),
-                stop: stop.clone(),
-                deadline,
-                rng: Rng(self.seed ^ 0x2000),
-                gap: Duration::from_millis(200),
-            };
+            let w = stream(&transfer_key, 0x2000, Duration::from_millis(200))?;
             let to = recipients.clone();
             threads.push(std::thread::spawn(move || {
                 w.run(move |b, nonce, rng| {
@@ -617,7 +626,7 @@ impl Setup {
                 submitting.clone(),
                 stop.clone(),
             );
-            let builder = TxBuilder::new(transfer_key.clone(), chain_id);
+            let builder = crate::jobs::builder(&first, transfer_key.clone())?;
             let seed = self.seed;
             std::thread::spawn(move || {
                 byzantine_client(&nodes, &builder, sink, &ledger, &submitting, &stop, seed)
@@ -675,7 +684,7 @@ impl Setup {
             .lock()
             .map_err(|_| anyhow::anyhow!("a workload thread panicked"))?;
         count(&mut report, &ledger, &jobs);
-        let byz_by_addr = byzantine_nodes(&file, &self.byzantine);
+        let byz_by_addr = byzantine_nodes(&file, &self.byzantine)?;
         slashes(&mut report, &nodes, &file, &jobs, &byz_by_addr, t0)?;
         let keys = Keys {
             jobs: job_keys,
@@ -999,14 +1008,7 @@ fn describe(p: &Planned) -> String {
             p.amount / 100,
             p.amount % 100
         ),
-        k => format!(
-            "{} {}",
-            serde_json::to_value(k)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            p.target
-        ),
+        k => format!("{} {}", k.as_str(), p.target),
     };
     if p.hold_ms == 0 {
         format!("{:>7.1} s  {what}", p.at_ms as f64 / 1000.0)
@@ -1208,24 +1210,31 @@ fn count(report: &mut Report, ledger: &Ledger, jobs: &BTreeMap<Hash, Option<JobV
 }
 
 /// The nodes given byzantine roles: address → role.
-fn byzantine_nodes(file: &TestnetFile, specs: &[String]) -> BTreeMap<Address, String> {
+fn byzantine_nodes(
+    file: &TestnetFile,
+    specs: &[String],
+) -> anyhow::Result<BTreeMap<Address, String>> {
+    use agora_node::config::Role;
+    let nodes: Vec<(&str, Role)> = file
+        .nodes
+        .iter()
+        .map(|n| {
+            let role = if n.role == "operator" {
+                Role::Operator
+            } else {
+                Role::Coprocessor
+            };
+            (n.name.as_str(), role)
+        })
+        .collect();
+    let roles = crate::testnet::byzantine_roles(&nodes, specs)?;
     let mut by_addr = BTreeMap::new();
-    for spec in specs {
-        let Some((node, role)) = spec.split_once('=') else {
-            continue;
-        };
-        if let Some(n) = file.nodes.iter().find(|n| {
-            n.name == node
-                || crate::testnet::short_forms(&n.name)
-                    .iter()
-                    .any(|s| s == node)
-        }) {
-            if let Ok(a) = n.address.parse() {
-                by_addr.insert(a, role.to_owned());
-            }
+    for (n, role) in file.nodes.iter().zip(roles) {
+        if let (Some(role), Ok(a)) = (role, n.address.parse()) {
+            by_addr.insert(a, role.to_owned());
         }
     }
-    by_addr
+    Ok(by_addr)
 }
 
 /// Slashes seen in the jobs' events, judged: a byzantine node's are its punishment; a timeout
@@ -1443,21 +1452,6 @@ fn money(
     Ok(())
 }
 
-/// A new key holding [`KEY_FUNDS`] from the client key, once the transfer is in a block.
-fn fund(client: &Client, from: &Keypair, stop: &AtomicBool) -> anyhow::Result<Keypair> {
-    crate::bench_faults::fund_load_key(client, from, stop)
-}
-
-fn chain_id(client: &Client) -> anyhow::Result<Hash> {
-    client
-        .status()?
-        .chain_id
-        .as_deref()
-        .context("the node reports no chain id")?
-        .parse()
-        .context("the node's chain id is not a hash")
-}
-
 fn genesis_supply(dir: &Path) -> anyhow::Result<u128> {
     let g = agora_node::genesis::load(&dir.join(crate::testnet::GENESIS_FILE))?;
     Ok(g.supply().context("genesis supply")?.0)
@@ -1647,17 +1641,9 @@ fn print_report(r: &Report) {
         r.longest_halt_ms as f64 / 1000.0,
         r.longest_halt_from_ms as f64 / 1000.0
     );
-    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
     for f in &r.faults {
-        *kinds
-            .entry(
-                describe(&f.planned)
-                    .split_whitespace()
-                    .nth(2)
-                    .unwrap_or("")
-                    .to_owned(),
-            )
-            .or_default() += 1;
+        *kinds.entry(f.planned.kind.as_str()).or_default() += 1;
     }
     let failed = r.faults.iter().filter(|f| f.error.is_some()).count();
     println!(

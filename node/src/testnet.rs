@@ -152,20 +152,22 @@ pub const BYZANTINE_ROLES: &[(&str, Role, &str)] = &[
     ),
 ];
 
-/// Give the planned nodes their byzantine roles (`NODE=ROLE`, NODE as `coprocessor-2` or
-/// `cp2`) by writing them into their configs. Nodes given no role keep their configs as they
-/// are (a role given to a testnet earlier stays until its config is edited).
-fn set_byzantine(plan: &[Planned], specs: &[String]) -> anyhow::Result<()> {
-    let mut roles: Vec<Option<&str>> = vec![None; plan.len()];
+/// The byzantine role of each of `nodes` (name and kind, in order) that `specs` (`NODE=ROLE`,
+/// NODE as `coprocessor-2` or `cp2`) give, checked against [`BYZANTINE_ROLES`].
+pub(crate) fn byzantine_roles<'a>(
+    nodes: &[(&str, Role)],
+    specs: &'a [String],
+) -> anyhow::Result<Vec<Option<&'a str>>> {
+    let mut roles: Vec<Option<&str>> = vec![None; nodes.len()];
     for spec in specs {
         let (node, role) = spec.split_once('=').with_context(|| {
             format!("--byzantine {spec:?}: expected NODE=ROLE, e.g. cp2=wrong_output")
         })?;
-        let i = plan
+        let i = nodes
             .iter()
-            .position(|p| p.name == node || short_forms(&p.name).iter().any(|s| s == node))
+            .position(|(n, _)| *n == node || short_forms(n).iter().any(|s| s == node))
             .with_context(|| {
-                let names: Vec<&str> = plan.iter().map(|p| p.name.as_str()).collect();
+                let names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
                 format!(
                     "--byzantine {spec:?}: no node {node:?}; nodes: {}",
                     names.join(", ")
@@ -181,19 +183,28 @@ fn set_byzantine(plan: &[Planned], specs: &[String]) -> anyhow::Result<()> {
                 known.join(", ")
             );
         };
-        if *kind != plan[i].role {
+        let (name, node_kind) = nodes[i];
+        if *kind != node_kind {
             bail!(
-                "--byzantine {spec:?}: {role} is a {} role and {} is a {}",
+                "--byzantine {spec:?}: {role} is a {} role and {name} is a {}",
                 kind.as_str(),
-                plan[i].name,
-                plan[i].role.as_str()
+                node_kind.as_str()
             );
         }
         if roles[i].is_some_and(|r| r != role) {
-            bail!("--byzantine: {} is given two roles", plan[i].name);
+            bail!("--byzantine: {name} is given two roles");
         }
         roles[i] = Some(role);
     }
+    Ok(roles)
+}
+
+/// Give the planned nodes their byzantine roles (`NODE=ROLE`, NODE as `coprocessor-2` or
+/// `cp2`) by writing them into their configs. Nodes given no role keep their configs as they
+/// are (a role given to a testnet earlier stays until its config is edited).
+fn set_byzantine(plan: &[Planned], specs: &[String]) -> anyhow::Result<()> {
+    let nodes: Vec<(&str, Role)> = plan.iter().map(|p| (p.name.as_str(), p.role)).collect();
+    let roles = byzantine_roles(&nodes, specs)?;
     for (p, role) in plan.iter().zip(roles) {
         let Some(role) = role else { continue };
         // An operator's role is `[consensus] fault`, a coprocessor's `[coprocessor] fault`.
@@ -960,7 +971,7 @@ fn node_state(pid: u32, name: &str) -> ProcState {
 /// Find `name` in the testnet: the exact name (`operator-2`) or its short form (`op2`, `o2`,
 /// `cp1`, `c1`); the error lists the valid names.
 /// The short names a node answers to besides its full one: `op3` and `o3` for `operator-3`.
-pub(crate) fn short_forms(full: &str) -> Vec<String> {
+fn short_forms(full: &str) -> Vec<String> {
     let (kind, idx) = full.split_once('-').unwrap_or((full, ""));
     let two = match kind {
         "operator" => "op",

@@ -200,9 +200,11 @@ async fn block(
     Path(height): Path<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (block, cert) = stored_block(&state, height).await?;
-    let result = crate::app::block_result(&state.history, height)
+    let (receipts, events) = crate::app::block_result(&state.history, height)
         .ok()
-        .flatten();
+        .flatten()
+        .map(|r| (r.receipts, r.events))
+        .unwrap_or_default();
     let h = &block.header;
     Ok(Json(serde_json::json!({
         "height": h.height,
@@ -222,9 +224,9 @@ async fn block(
                 "signature": hex::encode(s.0),
             })).collect::<Vec<_>>(),
         },
-        "receipts": result.as_ref().map(|r| r.receipts.clone()).unwrap_or_default(),
+        "receipts": receipts,
         // What the block did to the market, in order (the events its app hash commits to).
-        "events": result.map(|r| r.events).unwrap_or_default(),
+        "events": events,
     })))
 }
 

@@ -445,10 +445,7 @@ impl Config {
         if self.store.cache_mib == 0 {
             return Err(invalid("store.cache_mib", "must be at least 1"));
         }
-        if !matches!(
-            self.consensus.fault.as_str(),
-            "" | "double_vote" | "equivocate" | "silent"
-        ) {
+        if !self.consensus.fault.is_empty() && self.consensus.operator_fault().is_none() {
             return Err(invalid(
                 "consensus.fault",
                 "must be empty, \"double_vote\", \"equivocate\" or \"silent\"",

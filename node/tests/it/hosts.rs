@@ -82,7 +82,7 @@ fn a_network_formed_by_hand_from_separate_homes_settles_a_job() {
     let mut nodes: Vec<Node> = Vec::new();
     let mut first = Node::start(&sb, &homes[0].1, &[]);
     let api0 = first.api_url();
-    let p2p0 = wait_for(&homes[0].1.join("p2p.addr"));
+    let p2p0 = first.p2p_addr();
     assert!(p2p0.contains("/p2p/"), "{p2p0}");
     nodes.push(first);
     let mut apis = vec![api0.clone()];
@@ -131,21 +131,4 @@ fn a_network_formed_by_hand_from_separate_homes_settles_a_job() {
     assert_eq!(job["state"], "settled", "{job}");
     assert_eq!(job["winners"].as_array().unwrap().len(), 2, "{job}");
     drop(nodes);
-}
-
-fn wait_for(path: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(s) = fs::read_to_string(path) {
-            if s.ends_with('\n') {
-                return s.trim().to_owned();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never written",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -157,7 +157,17 @@ impl Node {
 
     /// Wait for `HOME/api.addr` to hold a URL other than `stale`.
     fn api_url_other_than(&mut self, stale: &str) -> String {
-        let file = self.home.join("api.addr");
+        self.address_file("api.addr", stale)
+    }
+
+    /// Wait for `HOME/p2p.addr` and return the node's dialable multiaddr.
+    fn p2p_addr(&mut self) -> String {
+        self.address_file("p2p.addr", "")
+    }
+
+    /// Wait for the address file `name` in the home to hold a line other than `stale`.
+    fn address_file(&mut self, name: &str, stale: &str) -> String {
+        let file = self.home.join(name);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(s) = fs::read_to_string(&file) {
@@ -171,7 +181,7 @@ impl Node {
                     fs::read_to_string(&self.log).unwrap()
                 );
             }
-            assert!(Instant::now() < deadline, "node did not write api.addr");
+            assert!(Instant::now() < deadline, "node did not write {name}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
